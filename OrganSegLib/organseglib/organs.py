@@ -1,0 +1,109 @@
+"""The organ table: label value, name, colour and SNOMED terminology of each organ.
+
+Read from ``Resources/organs.json`` (packaged as ``organseglib/data/organs.json``), the one table
+every layer uses. Values follow CT-ORG: 1 liver, 2 bladder, 3 lungs, 4 kidneys, 5 bone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from typing import Iterable
+
+import numpy as np
+
+from .errors import InputError, LabelValueError
+
+BACKGROUND = 0
+
+
+@dataclass(frozen=True)
+class Organ:
+    value: int
+    key: str
+    name: str
+    color: tuple[float, float, float]
+    category: tuple[str, str, str]
+    type: tuple[str, str, str]
+    terminology_context: str
+    anatomic_context: str
+
+    @property
+    def color_uint8(self) -> tuple[int, int, int]:
+        return tuple(int(round(255 * c)) for c in self.color)  # type: ignore[return-value]
+
+    @property
+    def terminology_entry(self) -> str:
+        """Slicer terminology entry string (7 ``~``-separated fields, codes ``scheme^value^meaning``),
+        the value of ``vtkSegment.SetTerminology`` / the ``TerminologyEntry`` tag."""
+        code = "^".join
+        return "~".join(
+            [self.terminology_context, code(self.category), code(self.type), "^^",
+             self.anatomic_context, "^^", "^^"]
+        )
+
+
+@lru_cache(maxsize=1)
+def organ_table() -> tuple[Organ, ...]:
+    """All organs, ordered by label value."""
+    text = resources.files("organseglib").joinpath("data/organs.json").read_text(encoding="utf-8")
+    data = json.loads(text)
+    organs = tuple(
+        Organ(
+            value=int(o["value"]), key=o["key"], name=o["name"], color=tuple(o["color"]),
+            category=tuple(o["category"]), type=tuple(o["type"]),
+            terminology_context=data["terminology_context"], anatomic_context=data["anatomic_context"],
+        )
+        for o in data["organs"]
+    )
+    return tuple(sorted(organs, key=lambda o: o.value))
+
+
+def organ_values() -> tuple[int, ...]:
+    return tuple(o.value for o in organ_table())
+
+
+def organ_by_key(key: str) -> Organ:
+    """Look an organ up by key (``"lungs"``), name (``"Lungs"``) or value as text (``"3"``)."""
+    wanted = str(key).strip().lower()
+    for organ in organ_table():
+        if wanted in (organ.key, organ.name.lower(), str(organ.value)):
+            return organ
+    known = ", ".join(o.key for o in organ_table())
+    raise InputError(f"unknown organ {key!r}; known organs: {known}")
+
+
+def organ_by_value(value: int) -> Organ:
+    for organ in organ_table():
+        if organ.value == int(value):
+            return organ
+    raise LabelValueError(f"no organ has label value {value!r}; values are {organ_values()}")
+
+
+def parse_organ_list(text: str | Iterable[str]) -> tuple[Organ, ...]:
+    """``"lungs,bone"`` (or a list of keys) -> organs, in the order given, without repeats."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    organs: list[Organ] = []
+    for item in items:
+        if item.strip():
+            organ = organ_by_key(item)
+            if organ not in organs:
+                organs.append(organ)
+    if not organs:
+        raise InputError(f"no organ named in {text!r}; pick from {', '.join(o.key for o in organ_table())}")
+    return tuple(organs)
+
+
+def check_label_values(array: np.ndarray, source: str = "labels") -> None:
+    """Raise ``LabelValueError`` when ``array`` holds a value outside 0 and the organ values."""
+    present = np.unique(np.asarray(array))
+    allowed = {BACKGROUND, *organ_values()}
+    unknown = [int(v) if float(v).is_integer() else float(v) for v in present if v not in allowed]
+    if unknown:
+        raise LabelValueError(
+            f"{source} hold values {unknown} outside the organ table {sorted(allowed)} "
+            "(0 background, 1 liver, 2 bladder, 3 lungs, 4 kidneys, 5 bone). Remap them to CT-ORG "
+            "values (e.g. fold CT-ORG's 6 = brain into 0) before using them."
+        )

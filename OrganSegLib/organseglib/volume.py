@@ -1,0 +1,137 @@
+"""The one type that flows through OrganSeg: a 3D array on a grid in RAS space.
+
+``Volume.array`` is indexed ``[k, j, i]`` (slice, row, column), the order
+``slicer.util.arrayFromVolume`` returns. ``Volume.ijk_to_ras`` is the 4x4 matrix taking
+homogeneous voxel indices ``(i, j, k, 1)`` to RAS millimetres, as Slicer's ``GetIJKToRASMatrix``.
+Spacing, origin and direction are derived from that matrix and never stored twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from .errors import GeometryError
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A 3D image or label map with its voxel-to-RAS geometry.
+
+    Args:
+        array: 3D array indexed ``[k, j, i]``.
+        ijk_to_ras: 4x4 affine from ``(i, j, k, 1)`` to RAS mm; its 3x3 part must be invertible.
+
+    Raises:
+        GeometryError: the array is not 3D, or the matrix is not a finite invertible affine.
+    """
+
+    array: np.ndarray
+    ijk_to_ras: np.ndarray
+
+    def __post_init__(self) -> None:
+        array = np.asarray(self.array)
+        if array.ndim != 3:
+            raise GeometryError(
+                f"a Volume needs a 3D array indexed [k, j, i]; got {array.ndim}D with shape "
+                f"{array.shape}. Squeeze singleton axes of 4D images or stack 2D slices first."
+            )
+        matrix = np.asarray(self.ijk_to_ras, dtype=np.float64)
+        if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
+            raise GeometryError(f"ijk_to_ras must be a finite 4x4 matrix; got {matrix!r}")
+        if not np.allclose(matrix[3], [0.0, 0.0, 0.0, 1.0]):
+            raise GeometryError(f"ijk_to_ras must be affine (last row 0 0 0 1); got row {matrix[3]!r}")
+        spacing = np.linalg.norm(matrix[:3, :3], axis=0)
+        if np.any(spacing <= 0) or abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
+            raise GeometryError(
+                f"voxel spacing must be positive on every axis; got {tuple(spacing)} mm. "
+                "Fix the file header (pixdim / space directions) or pass the real spacing."
+            )
+        matrix = matrix.copy()
+        matrix.setflags(write=False)
+        object.__setattr__(self, "array", array)
+        object.__setattr__(self, "ijk_to_ras", matrix)
+
+    # --- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_geometry(
+        cls,
+        array: np.ndarray,
+        spacing: Sequence[float] = (1.0, 1.0, 1.0),
+        origin: Sequence[float] = (0.0, 0.0, 0.0),
+        direction: np.ndarray | None = None,
+    ) -> "Volume":
+        """Build from Slicer-style geometry: spacing and origin in (i, j, k) / RAS order,
+        direction a 3x3 matrix whose columns are the unit RAS directions of i, j and k."""
+        spacing = np.asarray(spacing, dtype=np.float64)
+        if spacing.shape != (3,) or np.any(~np.isfinite(spacing)) or np.any(spacing <= 0):
+            raise GeometryError(
+                f"spacing must be three positive numbers in mm (i, j, k order); got {tuple(spacing)!r}"
+            )
+        direction = np.eye(3) if direction is None else np.asarray(direction, dtype=np.float64)
+        matrix = np.eye(4)
+        matrix[:3, :3] = direction * spacing[None, :]
+        matrix[:3, 3] = np.asarray(origin, dtype=np.float64)
+        return cls(np.asarray(array), matrix)
+
+    def with_array(self, array: np.ndarray) -> "Volume":
+        """Same grid, new voxels (e.g. a label map for this CT)."""
+        array = np.asarray(array)
+        if array.shape != self.shape:
+            raise GeometryError(f"array shape {array.shape} differs from the grid shape {self.shape}")
+        return Volume(array, self.ijk_to_ras)
+
+    # --- derived geometry ---------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Array shape ``(K, J, I)``."""
+        return tuple(self.array.shape)  # type: ignore[return-value]
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm in (i, j, k) order, as Slicer's ``GetSpacing``."""
+        return tuple(float(s) for s in np.linalg.norm(self.ijk_to_ras[:3, :3], axis=0))  # type: ignore[return-value]
+
+    @property
+    def array_spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along the array axes, (k, j, i) order: use with numpy/scipy."""
+        return self.spacing[::-1]
+
+    @property
+    def origin(self) -> tuple[float, float, float]:
+        """RAS position in mm of the centre of voxel (0, 0, 0)."""
+        return tuple(float(v) for v in self.ijk_to_ras[:3, 3])  # type: ignore[return-value]
+
+    @property
+    def direction(self) -> np.ndarray:
+        """3x3 matrix whose columns are the unit RAS directions of the i, j and k axes."""
+        return self.ijk_to_ras[:3, :3] / np.asarray(self.spacing)[None, :]
+
+    @property
+    def ras_to_ijk(self) -> np.ndarray:
+        return np.linalg.inv(self.ijk_to_ras)
+
+    def ijk_to_ras_points(self, ijk: np.ndarray) -> np.ndarray:
+        """Map an (N, 3) array of (i, j, k) indices to (N, 3) RAS mm."""
+        ijk = np.asarray(ijk, dtype=np.float64)
+        return ijk @ self.ijk_to_ras[:3, :3].T + self.ijk_to_ras[:3, 3]
+
+    def same_grid(self, other: "Volume", atol: float = 1e-4) -> bool:
+        """True when both volumes have the same shape and (to ``atol`` mm) the same matrix."""
+        return self.shape == other.shape and np.allclose(self.ijk_to_ras, other.ijk_to_ras, atol=atol)
+
+    def require_same_grid(self, other: "Volume", what: str = "labels") -> None:
+        if not self.same_grid(other):
+            raise GeometryError(
+                f"{what} are not on the CT's grid: shape {other.shape} vs {self.shape}, "
+                f"spacing {other.spacing} vs {self.spacing}, origin {other.origin} vs {self.origin}. "
+                "Resample them onto the CT first (organseglib.resample.resample_labels_to_grid)."
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"Volume(shape={self.shape}, dtype={self.array.dtype}, spacing="
+            f"{tuple(round(s, 4) for s in self.spacing)}, origin={tuple(round(o, 3) for o in self.origin)})"
+        )
