@@ -1,0 +1,1 @@
+"""Subcommands of the ``organseg`` command line; see ``organseglib.cli``."""
