@@ -1,0 +1,78 @@
+"""Plausibility checks that an image holds CT intensities in Hounsfield units.
+
+A CT in HU has air near −1000 (outside the body, in the lungs or bowel), soft tissue near 0..100 and
+bone up to about 3000. Two common mistakes look different:
+
+* an MR (or PET, or any non-CT) image: no voxel anywhere near −1000, values from 0 upward;
+* a CT stored unscaled (raw 0..4095 detector values, DICOM RescaleIntercept −1024 not applied):
+  no negative values, air near 0 and soft tissue near 1024.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+AIR_HU = -1000.0
+MIN_AIR_FRACTION = 0.002  # at least 0.2 % of voxels must be air-like (≤ −500 HU): lungs, bowel gas or outside air
+
+
+@dataclass(frozen=True)
+class IntensitySummary:
+    minimum: float
+    maximum: float
+    p01: float
+    p50: float
+    p99: float
+    air_fraction: float
+
+    def describe(self) -> str:
+        return (f"min {self.minimum:.0f}, 1% {self.p01:.0f}, median {self.p50:.0f}, 99% {self.p99:.0f}, "
+                f"max {self.maximum:.0f}; {100 * self.air_fraction:.1f}% of voxels ≤ −500")
+
+
+def summarize_intensities(array: np.ndarray, max_samples: int = 2_000_000) -> IntensitySummary:
+    """Robust intensity statistics (on a strided subsample for large volumes)."""
+    flat = np.asarray(array).reshape(-1)
+    if flat.size > max_samples:
+        flat = flat[:: flat.size // max_samples]
+    flat = flat.astype(np.float64)
+    p01, p50, p99 = np.percentile(flat, [1, 50, 99])
+    return IntensitySummary(
+        minimum=float(flat.min()), maximum=float(flat.max()), p01=float(p01), p50=float(p50),
+        p99=float(p99), air_fraction=float(np.mean(flat <= -500)),
+    )
+
+
+def ct_problems(array: np.ndarray) -> list[str]:
+    """Reasons why ``array`` does not look like CT in HU (empty list when it does).
+
+    Each reason says what was seen and how to fix it.
+    """
+    array = np.asarray(array)
+    if array.size == 0:
+        return ["the image has no voxels"]
+    if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+        return [f"voxel type {array.dtype} is not a real number type; CT is stored as integers or floats in HU"]
+    if np.issubdtype(array.dtype, np.floating):
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        if bad:
+            return [f"{bad} voxels are NaN or infinite; replace them (e.g. with −1000 HU outside the field of "
+                    "view) before segmenting"]
+    s = summarize_intensities(array)
+    if s.minimum >= 0 and s.p50 > 500 and s.maximum <= 4096 + 1024:
+        return [f"intensities look like CT stored without its rescale intercept ({s.describe()}): air should be "
+                "near −1000 HU. Subtract 1024 (apply DICOM RescaleSlope/RescaleIntercept) and try again"]
+    if s.minimum > -200:
+        return [f"no voxel is air-like (≤ −200) ({s.describe()}): this does not look like CT in Hounsfield units "
+                "(MR, PET or a normalised image?). OrganSeg segments CT only"]
+    if s.air_fraction < MIN_AIR_FRACTION and s.p01 > -500:
+        return [f"almost no air (≤ −500 HU) anywhere ({s.describe()}): this does not look like a body CT in HU"]
+    if s.p99 < -300:
+        return [f"nearly all voxels are air ({s.describe()}): the image holds no body, or the intensities are "
+                "not in HU"]
+    if s.maximum > 40000 or s.minimum < -40000:
+        return [f"intensities far outside the CT range −3024..30000 HU ({s.describe()}): check the rescale "
+                "slope and intercept"]
+    return []

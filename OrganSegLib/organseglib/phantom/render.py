@@ -1,0 +1,135 @@
+"""Render the phantom anatomy on a voxel grid: tissue classes -> HU, partial-volume blur, noise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import InputError
+from ..volume import Volume
+from . import anatomy
+from .anatomy import Anatomy, REGION_Z, TISSUE_TO_LABEL
+
+# HU of each tissue class without / with intravenous contrast (portal venous phase).
+_HU = {
+    anatomy.AIR: -1000, anatomy.FAT: -100, anatomy.MUSCLE: 45, anatomy.LUNG: -860,
+    anatomy.LUNG_VESSEL: 40, anatomy.CORTEX: 900, anatomy.MARROW: 250, anatomy.LIVER: 60,
+    anatomy.KIDNEY: 32, anatomy.BLADDER: 10, anatomy.AORTA: 42, anatomy.HEART: 42, anatomy.SPLEEN: 50,
+    anatomy.DISC: 85, anatomy.TABLE_CORE: -550, anatomy.TABLE_SHELL: 380, anatomy.GAS: -990,
+    anatomy.TRACHEA: -990,
+}
+_CONTRAST = {anatomy.LIVER: 115, anatomy.KIDNEY: 210, anatomy.AORTA: 320, anatomy.HEART: 280,
+             anatomy.SPLEEN: 120, anatomy.LUNG_VESSEL: 250}
+
+
+def _lut(contrast: bool) -> np.ndarray:
+    lut = np.zeros(len(TISSUE_TO_LABEL), dtype=np.float32)
+    for cls, hu in _HU.items():
+        lut[cls] = _CONTRAST.get(cls, hu) if contrast else hu
+    return lut
+
+
+# Presets: (shape (K, J, I), spacing (i, j, k) mm). None: sized to the field of view (420 mm across, the
+# region's z range).
+SIZES = {
+    "tiny": ((None, None, None), (6.0, 6.0, 6.0)),
+    "small": ((None, None, None), (3.0, 3.0, 3.0)),
+    "clinical": ((300, 512, 512), (0.8, 0.8, 1.5)),
+}
+
+
+@dataclass(frozen=True)
+class Phantom:
+    """A synthetic CT (float32 HU) and its exact organ labels (uint8, CT-ORG values) on one grid."""
+
+    ct: Volume
+    labels: Volume
+    anatomy: Anatomy
+    seed: int
+    region: str
+
+
+def phantom_grid(region: str, size: str = "small", shape: Optional[Sequence[int]] = None,
+                 spacing: Optional[Sequence[float]] = None, cropped: bool = False) -> Volume:
+    """The empty grid (uint8 zeros) a phantom is rendered on, centred on the region.
+
+    The direction is the usual axial one (i towards patient left, j posterior, k superior), so arrays
+    look like Slicer's axial view of a NIfTI export.
+    """
+    if region not in REGION_Z:
+        raise InputError(f"region must be one of {sorted(REGION_Z)}; got {region!r}")
+    if size not in SIZES:
+        raise InputError(f"size must be one of {sorted(SIZES)}; got {size!r}")
+    preset_shape, preset_spacing = SIZES[size]
+    spacing = np.asarray(spacing if spacing is not None else preset_spacing, dtype=np.float64)
+    if spacing.shape != (3,) or np.any(spacing <= 0):
+        raise InputError(f"spacing must be three positive mm values (i, j, k); got {tuple(spacing)!r}")
+    z0, z1 = REGION_Z[region]
+    fov_xy = 420.0 * (0.62 if cropped else 1.0)
+    if cropped:
+        z0, z1 = z0 + 0.25 * (z1 - z0), z1 - 0.2 * (z1 - z0)
+    if shape is None:
+        if preset_shape[0] is None or cropped:  # size the grid to the field of view
+            shape = (int(round((z1 - z0) / spacing[2])), int(round(fov_xy / spacing[1])),
+                     int(round(fov_xy / spacing[0])))
+        else:
+            shape = preset_shape
+    shape = tuple(int(n) for n in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise InputError(f"shape must be three positive sizes (K, J, I); got {shape!r}")
+    direction = np.diag([-1.0, -1.0, 1.0])
+    extent = (np.asarray(shape[::-1]) - 1) * spacing  # i, j, k
+    centre = np.array([0.0, -20.0, (z0 + z1) / 2.0])
+    origin = centre - direction @ (extent / 2.0)
+    return Volume.from_geometry(np.zeros(shape, dtype=np.uint8), spacing, origin, direction)
+
+
+def make_phantom(seed: int = 0, region: str = "abdomen", size: str = "small",
+                 shape: Optional[Sequence[int]] = None, spacing: Optional[Sequence[float]] = None,
+                 cropped: bool = False, contrast: bool = False, table: bool = True,
+                 noise_hu: float = 15.0, blur_mm: float = 0.8, slab: int = 24) -> Phantom:
+    """Render a seeded, anatomy-like CT phantom with exact labels.
+
+    Args:
+        seed: random seed for the anatomy and the noise (same seed, same phantom).
+        region: ``"chest"``, ``"abdomen"`` (lung bases to femoral heads) or ``"both"``.
+        size: preset grid ``"tiny"`` (6 mm, unit tests), ``"small"`` (3 mm, the network's resolution)
+            or ``"clinical"`` (512×512×300 at 0.8×0.8×1.5 mm, benchmarks).
+        shape, spacing: override the preset (shape (K, J, I), spacing (i, j, k) mm).
+        cropped: a narrow field of view, so the body and organs are cut by the volume border.
+        contrast: intravenous contrast (enhanced liver, kidneys, aorta, heart, lung vessels).
+        table: include the exam table under the patient.
+        noise_hu: standard deviation of the additive Gaussian noise in HU.
+        blur_mm: Gaussian partial-volume blur (standard deviation, mm) added to half a voxel.
+        slab: slices painted at once (bounds memory on clinical sizes).
+    """
+    if noise_hu < 0 or blur_mm < 0:
+        raise InputError(f"noise_hu and blur_mm must be ≥ 0; got {noise_hu!r}, {blur_mm!r}")
+    grid = phantom_grid(region, size, shape, spacing, cropped)
+    rng = np.random.default_rng(seed)
+    anat = Anatomy.sample(rng)
+    K, J, I = grid.shape
+    m = grid.ijk_to_ras
+    # The grid is axis-aligned: x depends on i only, y on j, z on k.
+    X = (m[0, 0] * np.arange(I) + m[0, 3])[None, None, :]
+    Y = (m[1, 1] * np.arange(J) + m[1, 3])[None, :, None]
+    Zall = m[2, 2] * np.arange(K) + m[2, 3]
+    tissue = np.empty(grid.shape, dtype=np.uint8)
+    for k0 in range(0, K, slab):
+        Z = Zall[k0:k0 + slab][:, None, None]
+        tissue[k0:k0 + slab] = anatomy.paint(anat, X, Y, Z, contrast=contrast, table=table)
+    labels = TISSUE_TO_LABEL[tissue]
+    ct = _lut(contrast)[tissue]
+    del tissue
+    sigma = [np.sqrt(blur_mm ** 2 + (0.5 * s) ** 2) / s for s in grid.array_spacing]
+    ndimage.gaussian_filter(ct, sigma=sigma, output=ct, mode="nearest", truncate=3.0)
+    noise_rng = np.random.default_rng([seed, 1])
+    for k0 in range(0, K, slab):
+        part = ct[k0:k0 + slab]
+        part += noise_rng.standard_normal(part.shape, dtype=np.float32) * np.float32(noise_hu)
+    np.clip(ct, -1024.0, 3071.0, out=ct)
+    np.rint(ct, out=ct)
+    return Phantom(ct=grid.with_array(ct), labels=grid.with_array(labels), anatomy=anat, seed=seed, region=region)
