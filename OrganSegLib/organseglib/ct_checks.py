@@ -45,6 +45,15 @@ def summarize_intensities(array: np.ndarray, max_samples: int = 2_000_000) -> In
     )
 
 
+def _soft_tissue_near_1024(array: np.ndarray, max_samples: int = 2_000_000) -> bool:
+    """True when most non-air voxels sit at 850..1200: soft tissue (−174..176 HU) shifted by +1024."""
+    flat = np.asarray(array).reshape(-1)
+    if flat.size > max_samples:
+        flat = flat[:: flat.size // max_samples]
+    body = flat[flat > 200]
+    return body.size > 0 and float(np.mean((body >= 850) & (body <= 1200))) >= 0.4
+
+
 def ct_problems(array: np.ndarray) -> list[str]:
     """Reasons why ``array`` does not look like CT in HU (empty list when it does).
 
@@ -61,7 +70,7 @@ def ct_problems(array: np.ndarray) -> list[str]:
             return [f"{bad} voxels are NaN or infinite; replace them (e.g. with −1000 HU outside the field of "
                     "view) before segmenting"]
     s = summarize_intensities(array)
-    if s.minimum >= 0 and s.p50 > 500 and s.maximum <= 4096 + 1024:
+    if s.minimum >= 0 and s.maximum <= 4096 + 1024 and _soft_tissue_near_1024(array):
         return [f"intensities look like CT stored without its rescale intercept ({s.describe()}): air should be "
                 "near −1000 HU. Subtract 1024 (apply DICOM RescaleSlope/RescaleIntercept) and try again"]
     if s.minimum > -200:
