@@ -30,6 +30,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=7, help="phantom seed (default 7)")
     p.add_argument("--region", default="both", choices=["chest", "abdomen", "both"],
                    help="phantom field of view (default: both)")
+    p.add_argument("--size", default="small", choices=["tiny", "small", "clinical"],
+                   help="phantom grid: tiny (6 mm), small (3 mm, default) or clinical (512x512x300)")
     add_progress_argument(p)
     p.set_defaults(func=run)
 
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         name = "input"
     else:
         progress(0.02, "making phantom")
-        phantom = make_phantom(seed=args.seed, region=args.region, size="small")
+        phantom = make_phantom(seed=args.seed, region=args.region, size=args.size)
         ct, truth, name = phantom.ct, phantom.labels, f"phantom (seed {args.seed}, {args.region})"
         write_volume(ct, out / "ct.nii.gz")
         write_labels(truth, out / "truth.nii.gz")
