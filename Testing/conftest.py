@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("ORGANSEG_SHARED_DATA", REPO.parent / "shared" / "data"))
-
-
-def shared_file(relative: str) -> Path:
-    """Path of a file in ../shared/data, or skip the test saying why."""
-    path = SHARED_DATA / relative
-    if not path.exists():
-        pytest.skip(f"real CT data not available: {path} is absent (it lives in ../shared/data beside the "
-                    "repository; set ORGANSEG_SHARED_DATA to its folder)")
-    return path
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # shared_data.py, importable from every folder
 
 
 @pytest.fixture(scope="session")

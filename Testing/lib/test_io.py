@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import shared_file
+from shared_data import shared_file
 from organseglib.errors import (GeometryError, InputError, LabelValueError, MissingFileError, NotCTError,
                                 OutputExistsError, UnsupportedFormatError)
 from organseglib.io import read_ct, read_labels, read_volume, write_labels, write_volume

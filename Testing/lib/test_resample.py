@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from shared_data import shared_file
 from organseglib.errors import InputError
 from organseglib.resample import (antialias_sigma, grid_with_spacing, resample_ct, resample_labels_to_grid,
                                   resample_to_grid)
