@@ -1,0 +1,116 @@
+"""Unsupervised training labels for lungs and bone (paper section III), with no human input.
+
+>>> from organseglib.phantom import make_phantom
+>>> from organseglib.autolabel import autolabel
+>>> p = make_phantom(seed=0, region="chest", size="tiny")
+>>> labels = autolabel(p.ct)
+>>> sorted(int(v) for v in set(labels.array.ravel().tolist()))
+[0, 3, 5]
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Union
+
+import numpy as np
+
+from ..errors import InputError
+from ..organs import organ_by_key
+from ..progress import ProgressCallback, null_progress
+from ..volume import Volume
+from .body import BodyMasks, BodyParams, body_masks
+from .bone import BoneParams, BoneReport, label_bone
+from .lungs import LungParams, LungReport, label_lungs
+
+log = logging.getLogger(__name__)
+
+SUPPORTED = ("lungs", "bone")
+
+
+@dataclass(frozen=True)
+class AutoLabelParams:
+    """All parameters of the auto-labelers (defaults: the paper's, see each class)."""
+
+    lungs: LungParams = field(default_factory=LungParams)
+    bone: BoneParams = field(default_factory=BoneParams)
+    body: BodyParams = field(default_factory=BodyParams)
+
+
+def _organ_keys(organs: Union[str, Iterable[str]]) -> tuple[str, ...]:
+    keys = [o.strip() for o in (organs.split(",") if isinstance(organs, str) else organs) if o.strip()]
+    bad = [k for k in keys if k not in SUPPORTED]
+    if not keys or bad:
+        raise InputError(
+            f"organs must be a non-empty subset of {SUPPORTED} (the organs the paper labels without "
+            f"supervision); got {organs!r}. Use the network (organseg segment) for the others."
+        )
+    return tuple(dict.fromkeys(keys))
+
+
+def autolabel_with_report(ct: Volume, organs: Union[str, Iterable[str]] = SUPPORTED,
+                          ignore_mask: Optional[Volume | np.ndarray] = None,
+                          params: Optional[AutoLabelParams] = None,
+                          progress: Optional[ProgressCallback] = None) -> tuple[Volume, dict]:
+    """Like ``autolabel``, also returning a report (found volumes, rejected candidates, warnings)."""
+    params = params or AutoLabelParams()
+    progress = progress or null_progress
+    keys = _organ_keys(organs)
+    array = np.asarray(ct.array, dtype=np.float32)
+    ignore = None
+    if ignore_mask is not None:
+        if isinstance(ignore_mask, Volume):
+            ct.require_same_grid(ignore_mask, what="ignore mask")
+            ignore_mask = ignore_mask.array
+        ignore = np.asarray(ignore_mask) != 0
+        if ignore.shape != array.shape:
+            raise InputError(f"ignore_mask must have the CT's shape {array.shape}; got {ignore.shape}")
+    spacing = ct.array_spacing
+    progress(0.0, "body mask")
+    body: BodyMasks = body_masks(array, spacing, params.body)
+    labels = np.zeros(array.shape, dtype=np.uint8)
+    report: dict = {}
+    steps = {"lungs": (0.1, 0.5), "bone": (0.5, 1.0)} if len(keys) == 2 else {keys[0]: (0.1, 1.0)}
+
+    def sub(name):
+        a, b = steps[name]
+        return lambda f, m="": progress(a + (b - a) * f, f"{name}: {m}")
+
+    if "lungs" in keys:
+        mask, lung_report = label_lungs(array, spacing, body.hull, params.lungs, ignore, sub("lungs"))
+        labels[mask] = organ_by_key("lungs").value
+        report["lungs"] = {"ml": round(float(mask.sum()) * np.prod(spacing) / 1000.0, 1), **vars(lung_report)}
+        ignore = mask if ignore is None else ignore | mask
+    if "bone" in keys:
+        mask, bone_report = label_bone(array, spacing, body.body, body.inner, params.bone, ignore, sub("bone"))
+        labels[mask] = organ_by_key("bone").value
+        report["bone"] = {"ml": round(float(mask.sum()) * np.prod(spacing) / 1000.0, 1), **vars(bone_report)}
+    progress(1.0, "done")
+    return ct.with_array(labels), report
+
+
+def autolabel(ct: Volume, organs: Union[str, Iterable[str]] = SUPPORTED,
+              ignore_mask: Optional[Volume | np.ndarray] = None, params: Optional[AutoLabelParams] = None,
+              progress: Optional[ProgressCallback] = None) -> Volume:
+    """Label lungs (3) and bone (5) of a CT by morphology (paper III-B, III-C).
+
+    Args:
+        ct: CT in HU.
+        organs: ``"lungs"``, ``"bone"``, both (a comma-separated string or a sequence).
+        ignore_mask: voxels that must stay unlabelled (non-zero), e.g. labels already drawn; a Volume
+            on the CT's grid or an array of its shape.
+        params: parameters (defaults from the paper).
+        progress: ``(fraction, message)`` callback.
+
+    Returns:
+        uint8 label Volume on the CT's grid (0 elsewhere and on ignored voxels).
+
+    Raises:
+        InputError: unknown organ, ignore mask on another grid.
+    """
+    return autolabel_with_report(ct, organs, ignore_mask, params, progress)[0]
+
+
+__all__ = ["AutoLabelParams", "BodyParams", "BoneParams", "BoneReport", "LungParams", "LungReport",
+           "SUPPORTED", "autolabel", "autolabel_with_report"]

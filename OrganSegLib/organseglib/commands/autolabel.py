@@ -1,0 +1,56 @@
+"""``organseg autolabel CT -o LABELS``: lungs and bone labels by morphology, with no training (paper III)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+
+from .. import cli
+from ..atomic import check_not_input, write_text_atomic
+from ..autolabel import SUPPORTED, autolabel_with_report
+from ..io import read_ct, read_labels, write_labels
+from ..organs import organ_by_key
+from ..progress import Progress
+
+log = logging.getLogger(__name__)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("autolabel", help="label lungs and bone by thresholds and morphology (no network)",
+                       description=__doc__)
+    p.add_argument("ct", help="CT in HU (.nii.gz, .nrrd, .mha or a DICOM folder)")
+    p.add_argument("-o", "--output", required=True, help="labels to write (.nii.gz, .nrrd or .seg.nrrd)")
+    p.add_argument("--organs", default=",".join(SUPPORTED),
+                   help=f"comma-separated subset of {','.join(SUPPORTED)} (default: both)")
+    p.add_argument("--ignore", default=None,
+                   help="labels already drawn (same grid): their non-zero voxels are left as they are and "
+                        "copied into the output")
+    p.add_argument("--report", default=None, help="also write what was found (volumes, warnings) as JSON here")
+    cli.add_progress_argument(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_not_input(args.output, [args.ct, args.ignore])
+    if args.report:
+        check_not_input(args.report, [args.ct, args.ignore, args.output])
+    progress = Progress("autolabel", mode=args.progress)
+    ct = read_ct(args.ct)
+    ignore = read_labels(args.ignore, reference=ct) if args.ignore else None
+    labels, report = autolabel_with_report(ct, args.organs, ignore_mask=ignore, progress=progress)
+    if ignore is not None:  # keep the labels already drawn
+        keep = ignore.array != 0
+        labels = labels.with_array(labels.array.copy())
+        labels.array[keep] = ignore.array[keep]
+    keys = [k.strip() for k in args.organs.split(",") if k.strip()]
+    organs = [organ_by_key(k) for k in keys]
+    write_labels(labels, args.output, organs=organs)
+    for organ, found in report.items():
+        print(f"{organ:6s} {found['ml']:9.1f} mL")
+        for w in found.get("warnings", []):
+            print(f"warning  {organ}: {w}")
+    if args.report:
+        write_text_atomic(args.report, json.dumps(report, indent=2, default=float))
+    progress.result(output=str(args.output), **{k: v["ml"] for k, v in report.items()})
+    return 0

@@ -1,0 +1,20 @@
+"""Exact, fast 3D binary morphology by a ball in mm (paper III-A) and component helpers.
+
+>>> import numpy as np
+>>> from organseglib.morphology import closing
+>>> bar = np.zeros((9, 9, 9), bool); bar[2:7, 2:7, :] = True; bar[:, :, 4] = False  # a cut bar
+>>> bool(closing(bar, 2.0, (1.0, 1.0, 1.0))[4, 4, 4])  # the 1-voxel cut is closed
+True
+"""
+
+from .ball import Ball, make_ball
+from .components import (fill_holes, fill_holes_per_slice, fill_small_holes_per_slice, label,
+                         largest_components, reconstruct, remove_border_connected_per_slice,
+                         remove_border_gas_per_slice)
+from .operations import METHODS, choose_method, closing, dilation, erosion, opening, reference
+
+__all__ = [
+    "Ball", "METHODS", "choose_method", "closing", "dilation", "erosion", "fill_holes",
+    "fill_holes_per_slice", "fill_small_holes_per_slice", "label", "largest_components", "make_ball",
+    "opening", "reconstruct", "reference", "remove_border_connected_per_slice", "remove_border_gas_per_slice",
+]

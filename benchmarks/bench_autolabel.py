@@ -1,0 +1,203 @@
+"""Benchmark: lung + bone auto-labelers and the bone step's 25 mm closing vs scipy.ndimage.
+
+Issue #3 goals on the clinical phantom (512x512x300 at 0.8x0.8x1.5 mm): lungs + bone together in
+<= 10 s and <= 4 GB peak memory; our closing (FFT / EDT, exact) >= 50x faster than
+``scipy.ndimage`` with the same ball, both measured in this run.
+
+    .venv/bin/python benchmarks/bench_autolabel.py            # clinical phantom (renders once, cached)
+    .venv/bin/python benchmarks/bench_autolabel.py --quick    # small phantom, a few seconds, writes nothing
+
+Peak memory is the child process's ``ru_maxrss`` (the auto-labeler runs in a fresh interpreter that
+loads the cached CT array, so the figure includes the CT itself and Python + libraries). scipy's
+closing on the full volume would take hours (cost ~ voxels x ball voxels), so both closings are
+also timed on the same fixed sub-volume around the spine, and checked voxel for voxel there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results" / "autolabel.md"
+
+
+def _cache_paths(size: str) -> tuple[Path, Path]:
+    base = Path(os.environ.get("ORGANSEG_BENCH_CACHE", "/tmp")) / f"organseg_bench_phantom_{size}"
+    return base.with_suffix(".npy"), base.with_suffix(".affine.npy")
+
+
+def load_phantom(size: str):
+    """The seed-0 chest+abdomen phantom's CT as a Volume, rendered once and cached as .npy."""
+    from organseglib.volume import Volume
+
+    arr_path, aff_path = _cache_paths(size)
+    if not arr_path.exists():
+        from organseglib.phantom import make_phantom
+
+        t = time.perf_counter()
+        p = make_phantom(seed=0, region="both", size=size)
+        print(f"rendered {size} phantom {p.ct.array.shape} in {time.perf_counter() - t:.1f} s", flush=True)
+        np.save(arr_path, np.asarray(p.ct.array, dtype=np.float32))
+        np.save(aff_path, p.ct.ijk_to_ras)
+    return Volume(np.load(arr_path), np.load(aff_path))
+
+
+def child_autolabel(size: str, repeats: int) -> None:
+    """Run in a fresh process: time lungs+bone, print JSON with seconds and peak RSS."""
+    from organseglib.autolabel import autolabel_with_report
+
+    ct = load_phantom(size)
+    times = []
+    report = {}
+    for _ in range(repeats):
+        t = time.perf_counter()
+        _, report = autolabel_with_report(ct, "lungs,bone")
+        times.append(time.perf_counter() - t)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    print(json.dumps({"seconds": times, "peak_rss_mb": peak_mb, "shape": list(ct.array.shape),
+                      "lungs_ml": report["lungs"]["ml"], "bone_ml": report["bone"]["ml"]}))
+
+
+def skeleton_mask(ct) -> np.ndarray:
+    """The mask the bone labeler closes: largest component of HU >= 200 (table excluded by body)."""
+    from organseglib import morphology
+    from organseglib.autolabel.body import body_masks
+
+    a = np.asarray(ct.array, dtype=np.float32)
+    body = body_masks(a, ct.array_spacing)
+    dense = (a >= 200.0) & body.inner
+    kept, _ = morphology.largest_components(dense, 1)
+    return kept
+
+
+def _best(fn, repeats: int) -> tuple[float, np.ndarray]:
+    best, out = float("inf"), None
+    for _ in range(repeats):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
+def machine() -> dict:
+    model = "unknown"
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import torch
+
+    return {"cpu": model, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small phantom instead of the clinical one")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--sub", type=int, nargs=3, default=(48, 96, 96), metavar=("K", "J", "I"),
+                    help="sub-volume (voxels) on which scipy and ours are both timed")
+    ap.add_argument("--no-write", action="store_true", help="do not write benchmarks/results/autolabel.md")
+    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    size = "small" if args.quick else "clinical"
+    if args.child:
+        child_autolabel(size, args.repeats)
+        return
+
+    from organseglib import morphology
+    from organseglib.morphology import make_ball, reference
+
+    ct = load_phantom(size)  # render + cache before the timed child
+    info = machine()
+    print(f"machine: {info}", flush=True)
+
+    # 1. lungs + bone, end to end, in a fresh process (peak RSS)
+    out = subprocess.run([sys.executable, __file__, "--child", "--repeats", str(args.repeats)]
+                         + (["--quick"] if args.quick else []), capture_output=True, text=True, check=True)
+    auto = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"autolabel lungs+bone {auto['shape']}: best {min(auto['seconds']):.2f} s "
+          f"(runs {[round(s, 2) for s in auto['seconds']]}), peak RSS {auto['peak_rss_mb']:.0f} MB", flush=True)
+
+    # 2. the bone step's closing (25 mm diameter) on the skeleton
+    spacing = ct.array_spacing
+    radius = 12.5
+    skel = skeleton_mask(ct)
+    ball = make_ball(radius, spacing)
+    t_full, ours_full = _best(lambda: morphology.closing(skel, radius, spacing), args.repeats)
+    method = morphology.choose_method(skel.shape, ball)
+    t_fft, _ = _best(lambda: morphology.closing(skel, radius, spacing, method="fft"), 1)
+    print(f"closing full volume: ours (auto -> {method}) {t_full:.2f} s, fft {t_fft:.2f} s; "
+          f"ball {ball.array.shape} {int(ball.array.sum())} voxels", flush=True)
+
+    # same fixed sub-volume for scipy and ours: centred on the skeleton's centre of mass
+    centre = np.round(np.argwhere(skel).mean(axis=0)).astype(int)
+    box = tuple(slice(max(0, c - n // 2), max(0, c - n // 2) + n) for c, n in zip(centre, args.sub))
+    sub = np.ascontiguousarray(skel[box])
+    t_ours_sub, ours_sub = _best(lambda: morphology.closing(sub, radius, spacing), args.repeats)
+    t_scipy_sub, scipy_sub = _best(lambda: reference("closing")(sub, ball.array), 1)
+    same = bool(np.array_equal(ours_sub, scipy_sub))
+    ratio = t_scipy_sub / t_ours_sub
+    print(f"closing sub-volume {sub.shape} ({int(sub.sum())} fg voxels): scipy.ndimage {t_scipy_sub:.2f} s, "
+          f"ours {t_ours_sub:.3f} s, ratio {ratio:.0f}x, identical: {same}", flush=True)
+    # scipy's cost scales with the voxels it visits; extrapolate to the full bounding box for context
+    bbox = np.argwhere(skel)
+    bbox_vox = float(np.prod(bbox.max(0) - bbox.min(0) + 1 + 2 * np.array(ball.array.shape)))
+    scipy_full_est = t_scipy_sub * bbox_vox / sub.size
+    print(f"scipy on the full skeleton bounding box (extrapolated by voxel count): ~{scipy_full_est:.0f} s, "
+          f"ratio vs ours ~{scipy_full_est / t_full:.0f}x", flush=True)
+
+    if args.no_write or args.quick:  # the results file holds the clinical figures only
+        return
+    t_auto = min(auto["seconds"])
+    lines = [
+        "# Auto-labelers (issue #3): lungs + bone and the 25 mm closing",
+        "",
+        f"Machine: {info['cpu']}, {info['cores']} logical CPUs (shared with other agents while measured), "
+        f"torch threads {info['torch_threads']}, numpy/scipy default threads; Python {info['python']}. "
+        f"Command: `benchmarks/bench_autolabel.py{' --quick' if args.quick else ''}`; "
+        f"phantom seed 0, region both, size {size}, shape (k,j,i) {tuple(auto['shape'])}, "
+        f"spacing (k,j,i) {tuple(round(s, 2) for s in spacing)} mm.",
+        "",
+        "| measurement | value | goal |",
+        "|---|---|---|",
+        f"| lungs + bone, end to end (best of {len(auto['seconds'])}) | {t_auto:.2f} s | <= 10 s |",
+        f"| peak RSS of that process (includes the {ct.array.nbytes / 1e6:.0f} MB CT) | "
+        f"{auto['peak_rss_mb'] / 1024:.2f} GB | <= 4 GB |",
+        f"| closing 25 mm ball, full volume, ours (auto -> {method}) | {t_full:.2f} s | |",
+        f"| closing, full volume, ours forced to FFT | {t_fft:.2f} s | |",
+        f"| closing on sub-volume {tuple(sub.shape)}: scipy.ndimage | {t_scipy_sub:.2f} s | |",
+        f"| closing on the same sub-volume: ours | {t_ours_sub:.3f} s | |",
+        f"| ratio scipy / ours, sub-volume (identical output: {same}) | {ratio:.0f}x | >= 50x |",
+        f"| scipy extrapolated to the skeleton's bounding box / ours full | ~{scipy_full_est / t_full:.0f}x | |",
+        "| torch.fft CUDA path | not measured: no GPU lent | |",
+        "",
+        f"End to end, lungs + bone take {t_auto:.1f} s: the {'goal of 10 s is met' if t_auto <= 10 else 'goal of 10 s is missed'}"
+        f" on this shared 2-core machine, while peak memory ({auto['peak_rss_mb'] / 1024:.1f} GB) is "
+        f"{'within' if auto['peak_rss_mb'] <= 4096 else 'over'} the 4 GB budget. The closing itself is no longer"
+        f" the bottleneck ({t_full:.1f} s of the total); the rest is whole-volume passes (thresholds, cc3d"
+        " labelling and reconstruction, per-slice border and hole filling) at roughly 0.05-0.5 s each.",
+        f"Our exact closing is {ratio:.0f}x faster than scipy.ndimage with the same ball on the same"
+        f" sub-volume (outputs identical voxel for voxel); scipy on the full volume was not run (it would"
+        f" take about {scipy_full_est / 60:.0f} min by extrapolation from the sub-volume).",
+        "",
+    ]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
