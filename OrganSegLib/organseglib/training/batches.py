@@ -1,0 +1,84 @@
+"""Training batches: plain random crops, or crops augmented by ``cudaaugment`` (section IV).
+
+A *batch sampler* is a callable ``(cases, batch_size, crop_shape, rng, device) -> (x, y)`` with ``x``
+float32 ``(N, 1, K, J, I)`` in [0, 1] (windowed CT, eq. 3) and ``y`` int64 ``(N, K, J, I)``; all
+randomness is drawn from ``rng`` (a ``numpy.random.Generator``) so a checkpointed generator state
+reproduces the batches exactly. The augmented sampler draws ``cudaaugment`` parameters whose
+displacement places the output crop uniformly at random in the scan (the paper's random
+sub-region), so warp and crop happen in one resampling; it runs on the GPU when the training device
+is CUDA (torch backend) and with the torch backend on the CPU otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..network import DEFAULT_WINDOW_HU, window_hu
+from .dataset import AIR_HU, TrainingCase, random_crop
+
+BatchSampler = Callable[[Sequence[TrainingCase], int, Sequence[int], np.random.Generator, torch.device],
+                        tuple[torch.Tensor, torch.Tensor]]
+
+
+def plain_batch(cases: Sequence[TrainingCase], batch_size: int, crop_shape: Sequence[int],
+                rng: np.random.Generator, device: torch.device,
+                window: Sequence[float] = DEFAULT_WINDOW_HU) -> tuple[torch.Tensor, torch.Tensor]:
+    """Uniformly random cases and crops, windowed with the fixed network window."""
+    images, labels = [], []
+    for _ in range(batch_size):
+        case = cases[int(rng.integers(len(cases)))]
+        img, lab = random_crop(case.image, case.labels, crop_shape, rng)
+        images.append(window_hu(img, window))
+        labels.append(lab)
+    x = torch.from_numpy(np.stack(images)[:, None]).to(device)
+    y = torch.from_numpy(np.stack(labels).astype(np.int64)).to(device)
+    return x, y
+
+
+def training_augment_config():
+    """The project's augmentation ranges for CT training (cudaaugment defaults, plus air outside the
+    scan, noise up to 25 HU and occlusion slabs up to 32 voxels (≈ 10 cm at 3 mm): section IV names
+    these operations but gives no values, so these are our choices)."""
+    from cudaaugment.config import AugmentConfig
+
+    return AugmentConfig(image_fill=AIR_HU, noise_sigma=(0.0, 25.0), occlusion_max_vox=32.0)
+
+
+@dataclass
+class AugmentedBatches:
+    """A batch sampler that augments with ``cudaaugment`` (config: a ``cudaaugment.AugmentConfig``)."""
+
+    config: object = None
+    backend: str = "torch"
+
+    def __post_init__(self) -> None:
+        if self.config is None:
+            self.config = training_augment_config()
+
+    def __call__(self, cases: Sequence[TrainingCase], batch_size: int, crop_shape: Sequence[int],
+                 rng: np.random.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        from cudaaugment.api import augment_batch
+        from cudaaugment.params import sample_params
+
+        chosen = [cases[int(rng.integers(len(cases)))] for _ in range(batch_size)]
+        params = [sample_params(rng, self.config, c.image.shape, tuple(crop_shape)) for c in chosen]
+        images = [torch.from_numpy(c.image) for c in chosen]
+        labels = [torch.from_numpy(c.labels) for c in chosen]
+        options = {"device": device} if self.backend == "torch" else {}
+        x, y = augment_batch(images, labels, params, backend=self.backend, **options)
+        x = torch.as_tensor(x).to(device=device, dtype=torch.float32)
+        if getattr(self.config, "window_low", None) is None:  # no random window: use the fixed one
+            x = window_hu(x, DEFAULT_WINDOW_HU)
+        y = torch.as_tensor(y).to(device=device, dtype=torch.int64)
+        return x[:, None].contiguous(), y.contiguous()
+
+
+def make_augmenter(kind: str = "cudaaugment", config: Optional[object] = None) -> Optional[BatchSampler]:
+    """``"cudaaugment"`` (default) or ``"none"``."""
+    if kind == "none":
+        return None
+    return AugmentedBatches(config=config)

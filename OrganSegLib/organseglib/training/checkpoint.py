@@ -1,0 +1,117 @@
+"""Training checkpoints: one safetensors file, written atomically, never unpickled.
+
+Tensors (model parameters and buffers, optimizer moments, torch generator states) are stored as
+safetensors; everything else (iteration, optimizer hyper-parameters, numpy generator states, loss
+history, configuration) goes as JSON into the file's metadata. The file is written to a temporary
+name in the same folder and renamed over the old one (``os.replace``), so a run killed at any
+moment (SIGKILL included) leaves the previous checkpoint intact and complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..atomic import atomic_path
+from ..errors import InputError
+
+FORMAT = "organseg-checkpoint/1"
+_MODEL = "model."
+_OPT = "optim."
+
+
+@dataclass
+class TrainingState:
+    """Everything needed to continue a run exactly where it stopped."""
+
+    iteration: int = 0
+    augmenting: bool = False
+    augment_start: Optional[int] = None
+    rng_states: list = field(default_factory=list)  # numpy bit-generator states, one per rank
+    history: dict = field(default_factory=lambda: {"train": [], "val": []})
+    extra: dict = field(default_factory=dict)
+
+
+def _optimizer_tensors(opt_state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors: dict[str, torch.Tensor] = {}
+    plain: dict[str, dict] = {}
+    for pid, entry in opt_state["state"].items():
+        plain[str(pid)] = {}
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{_OPT}{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                plain[str(pid)][key] = value
+    return tensors, {"param_groups": opt_state["param_groups"], "plain": plain}
+
+
+def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    state: TrainingState, config: dict) -> Path:
+    """Write the checkpoint atomically to ``path`` (a ``.safetensors`` file)."""
+    target = Path(path)
+    tensors = {f"{_MODEL}{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt_tensors, opt_meta = _optimizer_tensors(optimizer.state_dict())
+    tensors.update(opt_tensors)
+    meta = {
+        "format": FORMAT,
+        "config": json.dumps(config),
+        "optimizer": json.dumps(opt_meta),
+        "state": json.dumps({"iteration": state.iteration, "augmenting": state.augmenting,
+                             "augment_start": state.augment_start, "rng_states": state.rng_states,
+                             "history": state.history, "extra": state.extra}),
+    }
+    with atomic_path(target) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+        with open(tmp, "rb") as fh:  # make the data durable before the rename publishes it
+            os.fsync(fh.fileno())
+    return target
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """Tensors and decoded metadata of a checkpoint file.
+
+    Raises:
+        InputError: the file is not a readable organseg checkpoint.
+    """
+    p = Path(path)
+    try:
+        tensors = load_file(str(p))
+        from safetensors import safe_open
+
+        with safe_open(str(p), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}")
+        decoded = {k: json.loads(meta[k]) for k in ("config", "optimizer", "state")}
+    except (OSError, SafetensorError, ValueError, KeyError) as exc:
+        raise InputError(f"{str(p)!r} is not a readable training checkpoint ({exc}); delete it to start "
+                         "afresh (or pass --restart)") from None
+    return tensors, decoded
+
+
+def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
+                    optimizer: Optional[torch.optim.Optimizer] = None) -> tuple[TrainingState, dict]:
+    """Restore model (and optimizer) in place; return the training state and the saved config."""
+    tensors, meta = read_checkpoint(path)
+    device = next(model.parameters()).device
+    model.load_state_dict({k[len(_MODEL):]: v.to(device) for k, v in tensors.items() if k.startswith(_MODEL)})
+    if optimizer is not None:
+        opt_meta = meta["optimizer"]
+        state: dict[int, dict[str, Any]] = {int(pid): dict(values) for pid, values in opt_meta["plain"].items()}
+        for key, value in tensors.items():
+            if key.startswith(_OPT):
+                pid, name = key[len(_OPT):].split(".", 1)
+                state.setdefault(int(pid), {})[name] = value.to(device) if name != "step" else value
+        groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in opt_meta["param_groups"]]
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    s = meta["state"]
+    return TrainingState(iteration=int(s["iteration"]), augmenting=bool(s["augmenting"]),
+                         augment_start=s["augment_start"], rng_states=s["rng_states"],
+                         history=s["history"], extra=s.get("extra", {})), meta["config"]

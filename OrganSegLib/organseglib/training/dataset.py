@@ -1,0 +1,237 @@
+"""Training data: CT-ORG folders, exported training-set folders and phantoms, at 3 mm, cached.
+
+One loader reads both folder kinds: CT-ORG's layout (``volume-N.nii.gz`` with ``labels-N.nii.gz``;
+values 1 liver … 5 bone, 6 brain folded into background) and the folder the Slicer correction panel
+exports (the same layout plus an optional ``manifest.json`` listing the cases). Each case is
+resampled once to the network spacing (3 mm, section V-A) and cached as ``.npz`` in a cache folder
+keyed by the files' path, size and modification time (never written into the input folder).
+
+Training batches are random crops (section V-A: "selecting a 120×120×160 subregion from the scan
+uniformly at random"), padded with air where the scan is smaller than the crop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from ..atomic import atomic_path
+from ..errors import InputError, MissingFileError
+from ..organs import check_label_values
+from ..volume import Volume
+
+log = logging.getLogger(__name__)
+
+NETWORK_SPACING_MM = 3.0  # section V-A
+CACHE_VERSION = 2  # 2: arrays reoriented to TRAINING_ORIENTATION
+# Axis order of every training array (``organseglib.orientation``); the exported card records it so
+# ``segment`` puts a scan into the same order before the network sees it.
+TRAINING_ORIENTATION = "LPS"
+AIR_HU = -1000.0
+CT_ORG_BRAIN = 6  # CT-ORG's sixth label, not one of our five organs: folded into background
+_VOLUME_RE = re.compile(r"^volume-(\w+)\.(nii\.gz|nii|nrrd|mha)$")
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    """One CT and its label map on disk."""
+
+    case_id: str
+    volume: Path
+    labels: Path
+
+
+@dataclass(frozen=True)
+class TrainingCase:
+    """A CT in HU and its labels, both ``(K, J, I)`` on the same 3 mm grid."""
+
+    case_id: str
+    image: np.ndarray   # float32 HU
+    labels: np.ndarray  # uint8 organ values 0..5
+    spacing_mm: float
+
+
+def find_cases(folder: str | os.PathLike) -> list[CaseFiles]:
+    """List the cases of a CT-ORG style folder (``manifest.json`` if present, else file names).
+
+    Raises:
+        MissingFileError: the folder, or a listed/expected label file, does not exist.
+        InputError: the folder holds no case.
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise MissingFileError(f"training data folder {str(root)!r} does not exist or is not a folder")
+    manifest = root / "manifest.json"
+    cases: list[CaseFiles] = []
+    if manifest.exists():
+        try:
+            entries = json.loads(manifest.read_text(encoding="utf-8"))["cases"]
+            for e in entries:
+                cases.append(CaseFiles(str(e["id"]), root / e["volume"], root / e["labels"]))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{str(manifest)!r} is not a training-set manifest ({exc!r}); expected "
+                             '{"cases": [{"id": N, "volume": ..., "labels": ...}]}') from None
+    else:
+        for path in sorted(root.iterdir()):
+            match = _VOLUME_RE.match(path.name)
+            if match:
+                case_id, ext = match.groups()
+                cases.append(CaseFiles(case_id, path, root / f"labels-{case_id}.{ext}"))
+    if not cases:
+        raise InputError(f"no training cases in {str(root)!r}: expected volume-N.nii.gz with labels-N.nii.gz "
+                         "(CT-ORG layout) or a manifest.json")
+    for case in cases:
+        for path in (case.volume, case.labels):
+            if not path.exists():
+                raise MissingFileError(f"case {case.case_id!r}: {str(path)!r} does not exist")
+    return sorted(cases, key=lambda c: (len(c.case_id), c.case_id))
+
+
+def fold_ct_org_labels(array: np.ndarray, source: str = "labels") -> np.ndarray:
+    """CT-ORG values to ours: 6 (brain) -> 0; every other value must be 0..5."""
+    out = np.asarray(array)
+    if np.issubdtype(out.dtype, np.floating):
+        out = np.rint(out)
+    out = out.astype(np.int32)
+    out[out == CT_ORG_BRAIN] = 0
+    check_label_values(out, source)
+    return out.astype(np.uint8)
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("ORGANSEG_CACHE", Path.home() / ".cache" / "organseg")) / "training"
+
+
+def _cache_key(case: CaseFiles, spacing_mm: float) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{spacing_mm}".encode())
+    for path in (case.volume, case.labels):
+        st = path.stat()
+        h.update(f"|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:32]
+
+
+def resample_case(ct: Volume, labels: Volume, spacing_mm: float = NETWORK_SPACING_MM) -> tuple[np.ndarray, np.ndarray]:
+    """Anti-aliased CT and nearest-neighbour labels on the ``spacing_mm`` grid (section V-A), in
+    ``TRAINING_ORIENTATION`` axis order."""
+    from ..resample import resample_ct, resample_labels_to_grid
+
+    from ..orientation import reorient
+
+    image, mapping = resample_ct(ct, spacing_mm)
+    lab = resample_labels_to_grid(labels, mapping.network)
+    # One axis order for every case, whatever order the file stored (NIfTI is often RAS-ordered).
+    image, _ = reorient(image, TRAINING_ORIENTATION)
+    lab, _ = reorient(lab, TRAINING_ORIENTATION)
+    return image.array.astype(np.float32, copy=False), lab.array.astype(np.uint8, copy=False)
+
+
+def load_case(case: CaseFiles, spacing_mm: float = NETWORK_SPACING_MM,
+              cache_dir: Optional[str | os.PathLike] = None) -> TrainingCase:
+    """Read, fold, resample (once) and cache one case.
+
+    Raises:
+        GeometryError: the labels are not on the CT's grid.
+        and everything ``read_ct`` / ``read_volume`` raise for bad files.
+    """
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache_file = cache / f"case-{_cache_key(case, spacing_mm)}.npz"
+    if cache_file.exists():
+        try:
+            with np.load(cache_file, allow_pickle=False) as data:
+                return TrainingCase(case.case_id, data["image"], data["labels"], spacing_mm)
+        except (OSError, ValueError, KeyError):
+            log.warning("ignoring unreadable cache file %s", cache_file)
+    from ..io import read_ct, read_volume
+
+    ct = read_ct(case.volume)
+    raw = read_volume(case.labels)
+    ct.require_same_grid(raw, what=f"labels {str(case.labels)!r}")
+    labels = raw.with_array(fold_ct_org_labels(raw.array, str(case.labels)))
+    image, lab = resample_case(ct, labels, spacing_mm)
+    cache.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache_file) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, image=image, labels=lab)
+    return TrainingCase(case.case_id, image, lab, spacing_mm)
+
+
+def phantom_cases(seeds: Sequence[int], region: str = "abdomen", spacing_mm: float = NETWORK_SPACING_MM,
+                  **phantom_kwargs) -> list[TrainingCase]:
+    """Synthetic training cases rendered directly on the ``spacing_mm`` grid (no resampling)."""
+    from ..orientation import reorient
+    from ..phantom import make_phantom
+
+    out = []
+    for seed in seeds:
+        p = make_phantom(seed=int(seed), region=region, size="small", spacing=(spacing_mm,) * 3, **phantom_kwargs)
+        ct, _ = reorient(p.ct, TRAINING_ORIENTATION)
+        labels, _ = reorient(p.labels, TRAINING_ORIENTATION)
+        out.append(TrainingCase(f"phantom-{seed}", ct.array.astype(np.float32), labels.array, spacing_mm))
+    return out
+
+
+def load_dataset(source: str | os.PathLike, spacing_mm: float = NETWORK_SPACING_MM,
+                 cache_dir: Optional[str | os.PathLike] = None,
+                 progress: Optional[Callable[[float, str], None]] = None) -> list[TrainingCase]:
+    """A folder (CT-ORG or exported training set) or ``phantoms:COUNT[:REGION]`` (seeds 0..COUNT−1).
+
+    Raises:
+        InputError: malformed ``phantoms:`` specification or an empty folder.
+    """
+    text = str(source)
+    if text.startswith("phantoms:"):
+        parts = text.split(":")
+        try:
+            count = int(parts[1])
+            region = parts[2] if len(parts) > 2 else "abdomen"
+        except (IndexError, ValueError):
+            count, region = 0, ""
+        if count < 1 or len(parts) > 3:
+            raise InputError(f"phantom data must read phantoms:COUNT[:REGION] with COUNT ≥ 1; got {text!r}")
+        return phantom_cases(range(count), region=region, spacing_mm=spacing_mm)
+    cases = find_cases(source)
+    out = []
+    for n, case in enumerate(cases):
+        if progress is not None:
+            progress(n / len(cases), f"loading case {case.case_id}")
+        out.append(load_case(case, spacing_mm, cache_dir))
+    return out
+
+
+def random_crop(image: np.ndarray, labels: np.ndarray, shape: Sequence[int], rng: np.random.Generator,
+                fill_hu: float = AIR_HU) -> tuple[np.ndarray, np.ndarray]:
+    """A uniformly placed crop of ``shape`` (K, J, I); axes shorter than the crop are padded with
+    air (labels 0) at a uniformly random offset."""
+    img_out = np.full(shape, fill_hu, dtype=np.float32)
+    lab_out = np.zeros(shape, dtype=np.uint8)
+    src, dst = [], []
+    for n, c in zip(image.shape, shape):
+        if n >= c:
+            s = int(rng.integers(0, n - c + 1))
+            src.append(slice(s, s + c))
+            dst.append(slice(0, c))
+        else:
+            d = int(rng.integers(0, c - n + 1))
+            src.append(slice(0, n))
+            dst.append(slice(d, d + n))
+    img_out[tuple(dst)] = image[tuple(src)]
+    lab_out[tuple(dst)] = labels[tuple(src)]
+    return img_out, lab_out
+
+
+def tile_starts(size: int, tile: int) -> list[int]:
+    """Starts of tiles of length ``tile`` covering ``size`` (the last one flush with the end)."""
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile + 1, tile))
+    if starts[-1] != size - tile:
+        starts.append(size - tile)
+    return starts
