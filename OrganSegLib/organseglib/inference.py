@@ -1,0 +1,223 @@
+"""Sliding-window inference on the network grid (paper section V-A).
+
+The scan (already at 3 mm, cropped to the body) is covered by partially overlapping tiles
+(``organseglib.tiling``); the class probabilities of overlapping tiles are averaged and the argmax
+gives the label of each voxel.
+
+Two stitchers give bit-identical results:
+
+* ``stitch_whole`` keeps one accumulator for the whole volume (the reference);
+* ``stitch_slabs`` visits the tiles in the same z-major order but finishes and frees the slices
+  below the next row of tiles as soon as no later tile can touch them, so its accumulator spans at
+  most two tile depths along z whatever the scan's length (bounded memory for whole-body scans).
+
+Both add the same per-tile contributions to each voxel in the same order and divide once, which
+is why their outputs are equal bit for bit, not merely close.
+
+A *predictor* is any callable ``tile_hu[K, J, I] -> probabilities[C, K, J, I]`` (float32, summing to 1
+over C); ``TorchPredictor`` wraps a network from a model package.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from .errors import InputError, OrganSegError
+from .progress import ProgressCallback, null_progress
+from .tiling import fitted_tile, pad_to, tile_grid, tile_starts, tile_weights
+
+log = logging.getLogger(__name__)
+
+Predictor = Callable[[np.ndarray], np.ndarray]
+AIR_HU = -1000.0  # padding value: what lies outside the field of view
+
+
+class NonFiniteOutputError(OrganSegError, ArithmeticError):
+    """The network produced NaN or infinite probabilities."""
+
+
+def _checked(probs: np.ndarray, box, num_classes: int, tile_shape: Sequence[int]) -> np.ndarray:
+    expected = (num_classes, *tile_shape)
+    if probs.shape != expected:
+        raise InputError(f"predictor returned shape {probs.shape} for a tile of {tuple(tile_shape)}; "
+                         f"expected {expected} (classes first)")
+    if not np.isfinite(probs).all():
+        bad = int((~np.isfinite(probs)).sum())
+        raise NonFiniteOutputError(
+            f"the network produced {bad} non-finite (NaN/inf) probabilities in the tile at "
+            f"{tuple((s.start, s.stop) for s in box)}. The weights may be corrupt or overflowed in reduced "
+            "precision: retry with --device cpu (float32), and check the model package")
+    return probs
+
+
+def _prepare(image: np.ndarray, tile: Sequence[int], overlap: float):
+    if image.ndim != 3:
+        raise InputError(f"image must be 3D [k, j, i]; got shape {image.shape}")
+    tile = fitted_tile(image.shape, tile)
+    padded = pad_to(np.asarray(image, dtype=np.float32), tile, AIR_HU)
+    return tile, padded, tile_grid(padded.shape, tile, overlap)
+
+
+def stitch_whole(image: np.ndarray, predict: Predictor, tile_shape: Sequence[int], num_classes: int,
+                 overlap: float = 0.25, weighting: str = "uniform",
+                 progress: Optional[ProgressCallback] = None) -> np.ndarray:
+    """Averaged probabilities ``[C, K, J, I]`` of overlapping tiles over the whole image (reference path).
+
+    Args:
+        image: CT in HU on the network grid, ``[K, J, I]``.
+        predict: tile (HU) → probabilities ``[C, *tile]``.
+        tile_shape: model tile ``(K, J, I)``; shrunk to the image where it is smaller (``fitted_tile``).
+        num_classes: C.
+        overlap: fraction of a tile shared by neighbours (paper: "partially-overlapping"; 25 %).
+        weighting: ``"uniform"`` (plain average, the paper) or ``"gaussian"``.
+        progress: ``(fraction, message)`` callback.
+
+    Raises:
+        InputError: bad shapes or parameters; NonFiniteOutputError: NaN/inf from the network.
+    """
+    progress = progress or null_progress
+    tile, padded, boxes = _prepare(image, tile_shape, overlap)
+    weights = tile_weights(tile, weighting)
+    acc = np.zeros((num_classes, *padded.shape), dtype=np.float32)
+    wsum = np.zeros(padded.shape, dtype=np.float32)
+    progress(0.0, f"{len(boxes)} tiles of {tile[0]}×{tile[1]}×{tile[2]}")
+    for n, box in enumerate(boxes):
+        probs = _checked(predict(padded[box]), box, num_classes, tile)
+        acc[(slice(None), *box)] += probs * weights
+        wsum[box] += weights
+        progress((n + 1) / len(boxes), f"tile {n + 1}/{len(boxes)}")
+    acc /= wsum
+    return acc[(slice(None), *(slice(0, s) for s in image.shape))]
+
+
+def iter_slabs(image: np.ndarray, predict: Predictor, tile_shape: Sequence[int], num_classes: int,
+               overlap: float = 0.25, weighting: str = "uniform",
+               progress: Optional[ProgressCallback] = None) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(z0, z1, probabilities[C, z1 - z0, J, I])`` for consecutive finished z-slabs.
+
+    Same arguments as ``stitch_whole``; the concatenated slabs equal its output exactly.
+    """
+    progress = progress or null_progress
+    tile, padded, boxes = _prepare(image, tile_shape, overlap)
+    weights = tile_weights(tile, weighting)
+    z_starts = tile_starts(padded.shape[0], tile[0], overlap)
+    rows = {z: [b for b in boxes if b[0].start == z] for z in z_starts}
+    plane = padded.shape[1:]
+    acc = np.zeros((num_classes, 0, *plane), dtype=np.float32)
+    wsum = np.zeros((0, *plane), dtype=np.float32)
+    acc_z0, done, K = 0, 0, image.shape[0]
+    progress(0.0, f"{len(boxes)} tiles of {tile[0]}×{tile[1]}×{tile[2]}")
+    for r, z in enumerate(z_starts):
+        grow = z + tile[0] - (acc_z0 + wsum.shape[0])
+        if grow > 0:
+            acc = np.concatenate([acc, np.zeros((num_classes, grow, *plane), np.float32)], axis=1)
+            wsum = np.concatenate([wsum, np.zeros((grow, *plane), np.float32)], axis=0)
+        for box in rows[z]:
+            local = (slice(z - acc_z0, z - acc_z0 + tile[0]), box[1], box[2])
+            probs = _checked(predict(padded[box]), box, num_classes, tile)
+            acc[(slice(None), *local)] += probs * weights
+            wsum[local] += weights
+            done += 1
+            progress(done / len(boxes), f"tile {done}/{len(boxes)}")
+        z_next = z_starts[r + 1] if r + 1 < len(z_starts) else acc_z0 + wsum.shape[0]
+        n = z_next - acc_z0
+        finished = acc[:, :n] / wsum[:n]
+        z1 = min(z_next, K)
+        if z1 > acc_z0:
+            yield acc_z0, z1, finished[:, : z1 - acc_z0, : image.shape[1], : image.shape[2]]
+        acc, wsum, acc_z0 = acc[:, n:], wsum[n:], z_next
+
+
+def stitch_slabs(image: np.ndarray, predict: Predictor, tile_shape: Sequence[int], num_classes: int,
+                 overlap: float = 0.25, weighting: str = "uniform",
+                 progress: Optional[ProgressCallback] = None) -> np.ndarray:
+    """Argmax channel ``[K, J, I]`` (uint8) of the averaged probabilities, computed slab by slab."""
+    out = np.zeros(image.shape, dtype=np.uint8)
+    for z0, z1, probs in iter_slabs(image, predict, tile_shape, num_classes, overlap, weighting, progress):
+        out[z0:z1] = np.argmax(probs, axis=0)
+    return out
+
+
+def predict_channels(image: np.ndarray, predict: Predictor, tile_shape: Sequence[int], num_classes: int,
+                     overlap: float = 0.25, weighting: str = "uniform", slabs: bool = True,
+                     progress: Optional[ProgressCallback] = None) -> np.ndarray:
+    """Argmax channel per voxel ``[K, J, I]`` (uint8), by slabs (default) or over the whole volume."""
+    if slabs:
+        return stitch_slabs(image, predict, tile_shape, num_classes, overlap, weighting, progress)
+    probs = stitch_whole(image, predict, tile_shape, num_classes, overlap, weighting, progress)
+    return np.argmax(probs, axis=0).astype(np.uint8)
+
+
+# --- torch ---------------------------------------------------------------------------------------------
+def resolve_device(device: str = "auto"):
+    """``"auto"``: CUDA when available, else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` as given.
+
+    Raises:
+        InputError: CUDA asked for but not available, or an unknown device name.
+    """
+    import torch
+
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(f"device {device!r} requested but this PyTorch sees no CUDA GPU; use --device cpu "
+                             "or auto")
+        return torch.device(name)
+    if name == "cpu":
+        return torch.device("cpu")
+    raise InputError(f"device must be auto, cpu or cuda[:N]; got {device!r}")
+
+
+class TorchPredictor:
+    """Tile predictor around a network: window HU (eq. 3), forward, softmax (Table I's last row).
+
+    On CUDA the forward runs under bf16 autocast (``bf16=True``); probabilities are returned as
+    float32 numpy. A CUDA out-of-memory error moves the model to the CPU once, with a warning.
+    """
+
+    def __init__(self, model, window_hu: Sequence[float], device="cpu", bf16: bool = True) -> None:
+        import torch
+
+        self.device = torch.device(device) if not isinstance(device, torch.device) else device
+        self.model = model.to(self.device).eval()
+        self.window = tuple(float(w) for w in window_hu)
+        self.bf16 = bool(bf16)
+
+    def _forward(self, tile: np.ndarray) -> np.ndarray:
+        import torch
+
+        from .network import window_hu
+
+        x = torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32))[None, None].to(self.device)
+        x = window_hu(x, self.window)
+        with torch.inference_mode():
+            if self.device.type == "cuda" and self.bf16:
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    logits = self.model(x)
+            else:
+                logits = self.model(x)
+            probs = torch.softmax(logits.float(), dim=1)[0]
+        return probs.cpu().numpy()
+
+    def __call__(self, tile: np.ndarray) -> np.ndarray:
+        import torch
+
+        try:
+            return self._forward(tile)
+        except torch.cuda.OutOfMemoryError:
+            if self.device.type != "cuda":
+                raise
+            log.warning("CUDA out of memory on a %s tile; continuing on the CPU (slower)", tile.shape)
+            torch.cuda.empty_cache()
+            self.device = torch.device("cpu")
+            self.model = self.model.to(self.device)
+            return self._forward(tile)
+
+
+__all__ = ["NonFiniteOutputError", "Predictor", "TorchPredictor", "iter_slabs", "predict_channels",
+           "resolve_device", "stitch_slabs", "stitch_whole"]

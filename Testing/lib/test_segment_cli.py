@@ -1,0 +1,73 @@
+"""``organseg segment``: formats, progress lines, refusing to overwrite the input, clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from organseglib.cli import main
+from organseglib.io import read_labels, write_volume
+from organseglib.model_package import ModelCard, save_model_package
+from organseglib.network import build_network
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, tiny_abdomen):
+    tmp = tmp_path_factory.mktemp("segment")
+    ct = write_volume(tiny_abdomen.ct, tmp / "ct.nii.gz")
+    torch.manual_seed(0)
+    card = ModelCard(name="tiny-random", width=0.0625, tile_shape=(64, 64, 64), spacing_mm=6.0,
+                     training_data="none: random weights (test)")
+    model = save_model_package(tmp / "tiny-random", build_network(width=0.0625), card)
+    return tmp, ct, model
+
+
+@pytest.mark.parametrize("name", ["out.seg.nrrd", "out.nii.gz", "out.nrrd"])
+def test_segment_writes_labels_on_the_ct_grid(files, tiny_abdomen, name, capsys):
+    tmp, ct, model = files
+    out = tmp / name
+    assert main(["segment", str(ct), "-o", str(out), "--model", str(model), "--device", "cpu",
+                 "--progress", "none"]) == 0
+    labels = read_labels(out, reference=tiny_abdomen.ct)
+    assert labels.array.dtype == np.uint8 and set(np.unique(labels.array).tolist()) <= {0, 1, 2, 3, 4, 5}
+    assert f"wrote {out}" in capsys.readouterr().out
+
+
+def test_segment_json_progress_and_result(files, capsys):
+    tmp, ct, model = files
+    out = tmp / "json.nii.gz"
+    assert main(["segment", str(ct), "-o", str(out), "--model", str(model), "--device", "cpu",
+                 "--network-only", "--organs", "liver,kidneys", "--progress", "json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    fractions = [r["progress"] for r in lines if "status" not in r]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0
+    assert any("tile" in r.get("message", "") for r in lines)
+    final = lines[-1]
+    assert final["status"] == "done" and final["output"] == str(out) and set(final["volumes_ml"]) <= {"liver", "kidneys"}
+    assert set(np.unique(read_labels(out).array).tolist()) <= {0, 1, 4}
+
+
+def test_segment_refuses_to_overwrite_its_input(files, capsys):
+    tmp, ct, model = files
+    before = ct.read_bytes()
+    assert main(["segment", str(ct), "-o", str(ct), "--model", str(model), "--progress", "none"]) == 2
+    assert "also an input" in capsys.readouterr().err and ct.read_bytes() == before
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-o", "{tmp}/x.png"], "cannot write"),
+    (["-o", "{tmp}/x.nii.gz", "--model", "{tmp}/missing"], "neither a folder nor a known package name"),
+    (["-o", "{tmp}/x.nii.gz", "--device", "tpu"], "auto, cpu or cuda"),
+    (["-o", "{tmp}/x.nii.gz", "--autolabel-organs", "liver"], "autolabel_organs must be among"),
+    (["-o", "{tmp}/x.nii.gz", "--tile", "64,64"], "tile_shape must be three"),
+    (["-o", "{tmp}/x.nii.gz", "--tile", "a,b,c"], "--tile must be three integers"),
+])
+def test_segment_errors_are_one_clear_line(files, args, message, capsys):
+    tmp, ct, model = files
+    argv = ["segment", str(ct), *[a.format(tmp=tmp) for a in args], "--progress", "none"]
+    if "--model" not in argv:
+        argv += ["--model", str(model)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
