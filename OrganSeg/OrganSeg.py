@@ -1,0 +1,303 @@
+"""OrganSeg: CT organ segmentation in 3D Slicer (lungs, liver, bone, kidneys, bladder).
+
+Module / Widget / Logic / Test as in Slicer's scripted-module template. The Widget only reads the
+GUI and calls the Logic; the Logic (``OrganSegLogic``, usable from the Python console) converts
+MRML nodes and calls ``organseglib``; long work runs in a child process polled by a QTimer.
+"""
+
+import datetime
+import os
+import pathlib
+
+import qt
+import slicer
+import vtk
+from slicer.ScriptedLoadableModule import (ScriptedLoadableModule, ScriptedLoadableModuleLogic,
+                                           ScriptedLoadableModuleWidget)
+from slicer.parameterNodeWrapper import parameterNodeWrapper
+from slicer.util import VTKObservationMixin
+
+from OrganSegCommon import resource_path
+from OrganSegCommon.dependencies import ensure_python_packages, ensure_torch
+from OrganSegCommon.jobs import describe_record
+from OrganSegCommon.model_registry import default_registry_path
+from OrganSegCommon.selftest import OrganSegTest  # noqa: F401  (found by Slicer's test runner)
+from OrganSegCommon.workflows import WorkflowLogic
+
+MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
+ORGAN_KEYS = ("lungs", "liver", "bone", "kidneys", "bladder")
+
+
+class OrganSeg(ScriptedLoadableModule):
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = "OrganSeg"
+        self.parent.categories = ["Segmentation"]
+        self.parent.dependencies = []
+        self.parent.contributors = ["OrganSeg contributors"]
+        self.parent.helpText = (
+            "Segment lungs, liver, bone, kidneys and bladder in CT with a 3D fully-convolutional network; "
+            "auto-label lungs and bone by morphology; correct in the Segment Editor; save corrected cases "
+            "to a training set and retrain. Every button is also an OrganSegLogic method for the Python console.")
+        self.parent.acknowledgementText = (
+            "After Rister et al., 'CT organ segmentation using GPU data augmentation, unsupervised labels "
+            "and IOU loss'. Label values follow the CT-ORG dataset.")
+
+
+@parameterNodeWrapper
+class OrganSegParameterNode:
+    """GUI state. Widgets bind through their ``SlicerParameterName`` property in OrganSeg.ui."""
+
+    inputVolume: slicer.vtkMRMLScalarVolumeNode
+    segmentation: slicer.vtkMRMLSegmentationNode
+    autolabelLungs: bool = True
+    autolabelBone: bool = True
+    correctedLungs: bool = False
+    correctedLiver: bool = False
+    correctedBone: bool = False
+    correctedKidneys: bool = False
+    correctedBladder: bool = False
+    datasetFolder: pathlib.Path
+    retrainIterations: int = 2000
+
+
+class OrganSegLogic(ScriptedLoadableModuleLogic, WorkflowLogic):
+    """Console API (all methods work without the GUI)::
+
+        logic = OrganSeg.OrganSegLogic()
+        seg = logic.segment(ctNode)                        # five organs, blocks
+        logic.autolabel(ctNode, ["lungs"], seg)            # only the Lungs segment changes
+        case = logic.save_to_training_set(ctNode, seg, "/data/organs", corrected_organs=["lungs"])
+        job = logic.start_retrain("/data/organs", "/data/models/m2"); job.wait()
+    """
+
+    def __init__(self, scene=None) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        WorkflowLogic.__init__(self, scene if scene is not None else slicer.mrmlScene)
+
+    def getParameterNode(self):
+        return OrganSegParameterNode(super().getParameterNode())
+
+    def ensureDependencies(self, needTorch: bool = False) -> None:
+        """Install missing Python packages (one confirmation); torch via the PyTorch extension."""
+        ensure_python_packages(slicer, resource_path(MODULE_DIR, "requirements.txt"))
+        if needTorch:
+            ensure_torch()
+
+
+class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """Four panels (Segment, Auto-label, Correct, Retrain); one background job at a time."""
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self.job = None
+        self.jobButton = None
+        self.jobButtonText = ""
+        self.editor = None
+        self.retrainOutput = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(resource_path(MODULE_DIR, "UI/OrganSeg.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+        self.logic = OrganSegLogic()
+        self.timer = qt.QTimer()
+        self.timer.setInterval(150)
+        self.timer.connect("timeout()", self.onPollJob)
+
+        self.ui.segmentButton.connect("clicked(bool)", self.onSegmentButton)
+        self.ui.autolabelButton.connect("clicked(bool)", self.onAutolabelButton)
+        self.ui.editButton.connect("clicked(bool)", self.onEditButton)
+        self.ui.saveTrainingButton.connect("clicked(bool)", self.onSaveTrainingButton)
+        self.ui.retrainButton.connect("clicked(bool)", self.onRetrainButton)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.refreshModels()
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        self.cancelJob()
+        self.disconnectParameterNode()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        self.disconnectParameterNode()
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self.cancelJob()
+        self.disconnectParameterNode()
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    # --- parameter node -------------------------------------------------------------------------------
+    def initializeParameterNode(self) -> None:
+        parameterNode = self.logic.getParameterNode()
+        self.disconnectParameterNode()
+        self._parameterNode = parameterNode
+        self._parameterNodeGuiTag = parameterNode.connectGui(self.ui)
+        self.addObserver(parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+        self.updateButtons()
+
+    def disconnectParameterNode(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.updateButtons)
+        self._parameterNode = None
+
+    def datasetFolder(self):
+        """The training-set folder, or None when the path field is empty."""
+        p = self._parameterNode
+        folder = str(p.datasetFolder) if p is not None and p.datasetFolder is not None else ""
+        return folder if folder not in ("", ".") else None
+
+    def updateButtons(self, caller=None, event=None) -> None:
+        p = self._parameterNode
+        busy = self.job is not None
+        hasCT = bool(p and p.inputVolume)
+        hasSeg = bool(p and p.segmentation)
+        hasFolder = self.datasetFolder() is not None
+        for button, ready in ((self.ui.segmentButton, hasCT and self.ui.modelComboBox.count > 0),
+                              (self.ui.autolabelButton, hasCT and p and (p.autolabelLungs or p.autolabelBone)),
+                              (self.ui.editButton, hasCT and hasSeg and not busy),
+                              (self.ui.saveTrainingButton, hasCT and hasSeg and hasFolder and not busy),
+                              (self.ui.retrainButton, hasFolder)):
+            button.enabled = bool(ready) and (not busy or button is self.jobButton)
+
+    # --- models ----------------------------------------------------------------------------------------
+    def refreshModels(self) -> None:
+        current = self.ui.modelComboBox.currentData
+        self.ui.modelComboBox.clear()
+        for label, path in self.logic.available_models():
+            self.ui.modelComboBox.addItem(label, path)
+        index = self.ui.modelComboBox.findData(current) if current else -1
+        self.ui.modelComboBox.setCurrentIndex(max(index, 0))
+
+    def selectedDevice(self) -> str:
+        return {"CPU": "cpu", "GPU": "cuda"}.get(self.ui.deviceComboBox.currentText, "auto")
+
+    # --- workflows -------------------------------------------------------------------------------------
+    def onSegmentButton(self) -> None:
+        if self.cancelIfRunning(self.ui.segmentButton):
+            return
+        with slicer.util.tryWithErrorDisplay("Could not start the segmentation.", waitCursor=True):
+            self.logic.ensureDependencies(needTorch=True)
+            p = self._parameterNode
+            job = self.logic.start_segment(p.inputVolume, p.segmentation, model=self.ui.modelComboBox.currentData,
+                                           device=self.selectedDevice())
+            self.startJob(job, self.ui.segmentButton)
+
+    def onAutolabelButton(self) -> None:
+        if self.cancelIfRunning(self.ui.autolabelButton):
+            return
+        with slicer.util.tryWithErrorDisplay("Could not start auto-labelling.", waitCursor=True):
+            self.logic.ensureDependencies()
+            p = self._parameterNode
+            organs = [k for k, on in (("lungs", p.autolabelLungs), ("bone", p.autolabelBone)) if on]
+            self.startJob(self.logic.start_autolabel(p.inputVolume, organs, p.segmentation), self.ui.autolabelButton)
+
+    def onEditButton(self) -> None:
+        """Embed Slicer's Segment Editor, on this segmentation, with the CT as source volume."""
+        p = self._parameterNode
+        if self.editor is None:
+            self.editor = slicer.qMRMLSegmentEditorWidget()
+            self.editor.setMRMLScene(slicer.mrmlScene)
+            self.editor.setMRMLSegmentEditorNode(slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode"))
+            self.ui.segmentEditorFrame.layout().addWidget(self.editor)
+        self.editor.setSegmentationNode(p.segmentation)
+        self.editor.setSourceVolumeNode(p.inputVolume)
+
+    def onSaveTrainingButton(self) -> None:
+        with slicer.util.tryWithErrorDisplay("Could not save to the training set.", waitCursor=True):
+            p = self._parameterNode
+            corrected = [k for k in ORGAN_KEYS if getattr(p, "corrected" + k.capitalize())]
+            case = self.logic.save_to_training_set(p.inputVolume, p.segmentation, self.datasetFolder(),
+                                                   corrected_organs=corrected)
+            self.ui.statusLabel.text = f"Saved case {case.id} ({case.volume}, {case.labels}) to {self.datasetFolder()}"
+
+    def onRetrainButton(self) -> None:
+        if self.cancelIfRunning(self.ui.retrainButton):
+            return
+        with slicer.util.tryWithErrorDisplay("Could not start retraining.", waitCursor=True):
+            self.logic.ensureDependencies(needTorch=True)
+            p = self._parameterNode
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            out = default_registry_path().parent / "models" / f"retrained-{stamp}"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            self.retrainOutput = out
+            self.ui.retrainLog.clear()
+            job = self.logic.start_retrain(self.datasetFolder(), str(out), init_model=self.ui.modelComboBox.currentData,
+                                           device=self.selectedDevice(), iterations=p.retrainIterations)
+            self.startJob(job, self.ui.retrainButton, runningText="Stop")
+
+    # --- background job ---------------------------------------------------------------------------------
+    def startJob(self, job, button, runningText: str = "Cancel") -> None:
+        self.job, self.jobButton, self.jobButtonText = job, button, button.text
+        button.text = runningText
+        self.ui.progressBar.value = 0
+        self.ui.statusLabel.text = f"{job.title}: starting..."
+        self.timer.start()
+        self.updateButtons()
+
+    def cancelIfRunning(self, button) -> bool:
+        """The Apply button of a running job is its Cancel button."""
+        if self.job is None:
+            return False
+        if button is self.jobButton:
+            self.cancelJob()
+        return True
+
+    def cancelJob(self) -> None:
+        if self.job is None:
+            return
+        self.job.cancel()
+        if self.jobButton is self.ui.retrainButton:  # Stop: the trainer's checkpoint folder is kept
+            self.endJob(f"{self.job.title}: stopped; no model registered (checkpoint kept in "
+                        f"{self.retrainOutput}.training).")
+        else:
+            self.endJob(f"{self.job.title}: cancelled.")
+
+    def onPollJob(self) -> None:
+        job = self.job
+        if job is None:
+            self.timer.stop()
+            return
+        for record in job.poll():
+            if record.progress is not None:
+                self.ui.progressBar.value = int(round(100 * record.progress))
+            line = describe_record(record)
+            self.ui.statusLabel.text = f"{job.title}: {line}"
+            if self.jobButton is self.ui.retrainButton:
+                self.ui.retrainLog.appendPlainText(line)
+        if not job.finished:
+            return
+        if job.error:
+            self.endJob(f"{job.title} failed.")
+            slicer.util.errorDisplay(job.error, windowTitle=f"OrganSeg: {job.title} failed")
+            return
+        self.ui.progressBar.value = 100
+        if self.jobButton is self.ui.retrainButton:
+            self.refreshModels()
+            self.endJob(f"{job.title}: done; new model registered: {job.output}")
+        else:
+            if job.output is not None and self._parameterNode is not None:
+                self._parameterNode.segmentation = job.output
+            self.endJob(f"{job.title}: done.")
+
+    def endJob(self, message: str) -> None:
+        self.timer.stop()
+        if self.jobButton is not None:
+            self.jobButton.text = self.jobButtonText
+        self.job, self.jobButton = None, None
+        self.ui.statusLabel.text = message
+        self.updateButtons()

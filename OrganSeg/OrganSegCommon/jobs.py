@@ -1,0 +1,242 @@
+"""Long work in a child process: the ``organseg`` command lines and the ``Job`` the GUI polls.
+
+A ``Job`` is a ``ProcessRunner`` plus a ``finish(result)`` step that runs on the caller's thread
+(the Qt main thread in Slicer) once the child reports ``{"status": "done"}``: reading its output
+file back into MRML. The Widget calls ``job.poll()`` from a ``QTimer``; the Python console can call
+``job.wait()``. Nothing here imports Qt.
+"""
+
+from __future__ import annotations
+
+import ast
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, List, Optional, Sequence
+
+from .process_runner import CANCELLED, DONE, ERROR, ProcessRunner, ProgressRecord, python_command
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_device(device: str) -> str:
+    """``"auto"``, ``"cpu"`` or ``"cuda"`` (``"gpu"`` accepted for ``"cuda"``)."""
+    value = str(device).strip().lower()
+    value = "cuda" if value == "gpu" else value
+    if value not in DEVICES:
+        raise ValueError(f"device must be one of auto, cpu, gpu (cuda); got {device!r}")
+    return value
+
+
+def library_pythonpath(env: Optional[dict] = None) -> dict:
+    """Environment for the child with the folders holding ``organseglib`` and ``cudaaugment`` first on
+    ``PYTHONPATH``: Slicer's ``PythonSlicer`` does not see an extension's or a source tree's paths."""
+    import importlib.util
+
+    env = dict(os.environ if env is None else env)
+    folders: List[str] = []
+    for package in ("organseglib", "cudaaugment"):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.origin:
+            folder = str(Path(spec.origin).resolve().parents[1])
+            if folder not in folders:
+                folders.append(folder)
+    existing = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join(folders + [p for p in existing if p not in folders])
+    return env
+
+
+def segment_command(ct_path: str, out_path: str, model: Optional[str] = None, device: str = "auto",
+                    python: Optional[Sequence[str]] = None) -> List[str]:
+    args = list(python or python_command()) + ["segment", str(ct_path), "--output", str(out_path),
+                                                "--device", check_device(device)]
+    if model:
+        args += ["--model", str(model)]
+    return args + ["--progress", "json"]
+
+
+def autolabel_command(ct_path: str, out_path: str, organs: Sequence[str],
+                      python: Optional[Sequence[str]] = None) -> List[str]:
+    return list(python or python_command()) + ["autolabel", str(ct_path), "--output", str(out_path),
+                                               "--organs", ",".join(organs), "--progress", "json"]
+
+
+def train_command(data: str, out_model: str, init_model: Optional[str] = None, device: str = "auto",
+                  iterations: Optional[int] = None, python: Optional[Sequence[str]] = None) -> List[str]:
+    args = list(python or python_command()) + ["train", "--data", str(data), "--out", str(out_model),
+                                               "--device", check_device(device)]
+    if init_model:
+        args += ["--init", str(init_model)]
+    if iterations:
+        args += ["--iterations", str(int(iterations))]
+    return args + ["--progress", "json"]
+
+
+def describe_record(record: ProgressRecord) -> str:
+    """One status line: message plus iteration / loss / validation Dice when the record has them."""
+    fields = record.fields
+    parts = []
+    if "iteration" in fields:
+        total = fields.get("iterations")
+        parts.append(f"iteration {fields['iteration']}" + (f"/{total}" if total else ""))
+    if isinstance(fields.get("loss"), (int, float)):
+        parts.append(f"loss {fields['loss']:.4f}")
+    dice = _validation_dice(fields)
+    if dice is not None:
+        parts.append(dice)
+    text = ", ".join(parts)
+    message = record.message.strip()
+    return f"{message} ({text})" if message and text else (message or text or record.stage)
+
+
+def _validation_dice(fields: dict) -> Optional[str]:
+    """``validation Dice 0.812`` from a number (``val_dice``) or from the trainer's validation record
+    ``{"validation": {"dice": {organ: value}}}`` (mean over organs, then each organ)."""
+    for key in ("val_dice", "validation_dice"):
+        if isinstance(fields.get(key), (int, float)):
+            return f"validation Dice {fields[key]:.3f}"
+    validation = fields.get("validation")
+    per_organ = validation.get("dice") if isinstance(validation, dict) else None
+    if isinstance(per_organ, dict) and per_organ:
+        values = {k: float(v) for k, v in per_organ.items() if isinstance(v, (int, float))}
+        if values:
+            mean = sum(values.values()) / len(values)
+            detail = ", ".join(f"{k} {v:.3f}" for k, v in values.items())
+            return f"validation Dice {mean:.3f} ({detail})"
+    return None
+
+
+# The trainer logs each validation on stderr (organseglib/training/trainer.py):
+# "INFO organseglib.training.trainer: iteration 500: validation loss 0.1234, Dice {'lungs': 0.9, ...}"
+_VALIDATION_LOG = re.compile(r"iteration (\d+): validation loss ([-+0-9.eE]+|nan), Dice (\{.*\})\s*$")
+
+
+def validation_record(line: str) -> Optional[ProgressRecord]:
+    """A progress record from the trainer's validation log line, or None for any other line, so
+    the Retrain panel shows validation Dice as training goes (not only in the final result)."""
+    match = _VALIDATION_LOG.search(line)
+    if match is None:
+        return None
+    try:
+        dice = ast.literal_eval(match.group(3))
+        loss = float(match.group(2))
+    except (ValueError, SyntaxError):
+        return None
+    if not isinstance(dice, dict):
+        return None
+    iteration = int(match.group(1))
+    fields = {"stage": "train", "iteration": iteration,
+              "validation": {"iteration": iteration, "loss": loss, "dice": dice}}
+    return ProgressRecord(stage="train", progress=None, message="", fields=fields)
+
+
+class Job:
+    """A child process and what to do with its result.
+
+    Args:
+        title: what the job does, for messages ("Segment organs").
+        args: the child's command line.
+        finish: called once with the child's final ``{"status": "done", ...}`` record; its return
+            value becomes ``job.output``. Runs in ``poll()``, i.e. on the caller's thread.
+        workdir: a temporary folder deleted when the job ends (None: nothing to delete).
+        env: the child's environment (default: ``library_pythonpath()``).
+    """
+
+    def __init__(self, title: str, args: Sequence[str], finish: Callable[[dict], Any],
+                 workdir: Optional[str] = None, env: Optional[dict] = None) -> None:
+        self.title = title
+        self.runner = ProcessRunner(args, env=env if env is not None else library_pythonpath())
+        self._finish = finish
+        self.workdir = workdir
+        self.output: Any = None
+        self.error: Optional[str] = None
+        self.history: List[ProgressRecord] = []
+        self._closed = False
+
+    def start(self) -> "Job":
+        try:
+            self.runner.start()
+        except OSError as exc:
+            self._cleanup()
+            raise RuntimeError(f"{self.title}: could not start {self.runner.args[0]!r}: {exc}") from None
+        return self
+
+    @property
+    def state(self) -> str:
+        if self.error is not None:
+            return ERROR
+        state = self.runner.state
+        if state == DONE and not self._closed:
+            return "finishing"
+        return state
+
+    @property
+    def finished(self) -> bool:
+        return self._closed
+
+    @property
+    def fraction(self) -> Optional[float]:
+        latest = self.runner.latest
+        return latest.progress if latest is not None else None
+
+    def poll(self) -> List[ProgressRecord]:
+        """New progress records; on the child's end, run ``finish`` or record the error."""
+        if self._closed:
+            return []
+        records = self.runner.poll()
+        records += [r for r in map(validation_record, self.runner.take_log_lines()) if r is not None]
+        self.history.extend(records)
+        state = self.runner.state
+        if state == DONE:
+            try:
+                self.output = self._finish(self.runner.result or {})
+            except Exception as exc:  # the result could not be read back: show why
+                log.exception("%s: reading the result failed", self.title)
+                self.error = f"{self.title}: the result could not be loaded: {exc}"
+            self._cleanup()
+        elif state == ERROR:
+            self.error = self.runner.error
+            self._cleanup()
+        elif state == CANCELLED:
+            self._cleanup()
+        return records
+
+    def cancel(self) -> None:
+        self.runner.cancel()
+        self.poll()
+        self._cleanup()
+
+    def wait(self, timeout: Optional[float] = None, on_record: Optional[Callable[[ProgressRecord], None]] = None) -> Any:
+        """Block until done (Python console use); return ``output`` or raise with the child's message."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._closed:
+            for record in self.poll():
+                if on_record is not None:
+                    on_record(record)
+            if deadline is not None and time.monotonic() > deadline:
+                self.cancel()
+                raise TimeoutError(f"{self.title} took longer than {timeout} s and was cancelled")
+            time.sleep(0.05)
+        if self.error is not None:
+            raise RuntimeError(self.error)
+        if self.runner.state == CANCELLED:
+            raise RuntimeError(f"{self.title} was cancelled")
+        return self.output
+
+    def _cleanup(self) -> None:
+        self._closed = True
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
+
+
+def make_workdir(prefix: str = "organseg-") -> str:
+    """A private temporary folder for a job's input and output files."""
+    return tempfile.mkdtemp(prefix=prefix)

@@ -1,0 +1,261 @@
+"""Run an ``organseg ... --progress json`` child process and poll it without blocking (no Qt).
+
+The child writes one JSON object per line on stdout::
+
+    {"stage": "segment", "progress": 0.42, "message": "tile 5/12"}
+    {"stage": "segment", "progress": 1.0, "status": "done", "out": "/tmp/labels.nii.gz"}
+    {"stage": "segment", "status": "error", "message": "ct.nrrd: ... (the fix)"}
+
+Reader threads move stdout/stderr lines into queues; ``poll()`` drains them and is cheap enough to
+call from a ``QTimer`` every 100-200 ms, so the Slicer GUI stays responsive. ``cancel()`` kills the
+whole process tree (the child runs in its own process group / session), and a failure is reported
+with the child's own message, not "non-zero exit status".
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Deque, Dict, List, Optional, Sequence
+
+log = logging.getLogger(__name__)
+
+RUNNING, DONE, ERROR, CANCELLED, NOT_STARTED = "running", "done", "error", "cancelled", "not started"
+
+
+@dataclass
+class ProgressRecord:
+    """One progress line of the child: fraction 0..1 (None when the line had none) and message."""
+
+    stage: str
+    progress: Optional[float]
+    message: str
+    fields: Dict = field(default_factory=dict)
+
+
+def parse_line(line: str) -> Optional[dict]:
+    """A JSON object from one stdout line, or None for anything else (plain log text)."""
+    text = line.strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _reader(stream, lines: "queue.Queue[Optional[str]]") -> None:
+    try:
+        for line in iter(stream.readline, ""):
+            lines.put(line.rstrip("\r\n"))
+    except ValueError:  # stream closed under us during cancel
+        pass
+    finally:
+        lines.put(None)
+
+
+class ProcessRunner:
+    """A child process whose JSON-lines progress is polled, with cancel and clear errors.
+
+    Args:
+        args: command line (``[python, "-m", "organseglib", "segment", ..., "--progress", "json"]``).
+        cwd: working folder of the child.
+        env: environment (default: this process's).
+        stderr_lines: how many trailing stderr lines to keep for error messages.
+    """
+
+    def __init__(self, args: Sequence[str], cwd: Optional[str] = None, env: Optional[dict] = None,
+                 stderr_lines: int = 30) -> None:
+        if not args:
+            raise ValueError("ProcessRunner needs a command line; got an empty one")
+        self.args = [str(a) for a in args]
+        self.cwd = cwd
+        self.env = env
+        self.process: Optional[subprocess.Popen] = None
+        self.result: Optional[dict] = None
+        self.error: Optional[str] = None
+        self.latest: Optional[ProgressRecord] = None
+        self.log_lines: Deque[str] = collections.deque(maxlen=200)
+        self.stderr_tail: Deque[str] = collections.deque(maxlen=stderr_lines)
+        self.new_log_lines: List[str] = []  # log lines since the last take_log_lines()
+        self._out: "queue.Queue[Optional[str]]" = queue.Queue()
+        self._err: "queue.Queue[Optional[str]]" = queue.Queue()
+        self._open_streams = 0
+        self._cancelled = False
+        self._threads: List[threading.Thread] = []
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> "ProcessRunner":
+        if self.process is not None:
+            raise RuntimeError("this ProcessRunner was already started; make a new one")
+        kwargs: dict = {}
+        if os.name == "nt":
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+        else:
+            kwargs["start_new_session"] = True  # own process group: cancel kills grandchildren too
+        env = dict(self.env if self.env is not None else os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        log.info("starting: %s", " ".join(self.args))
+        self.process = subprocess.Popen(self.args, cwd=self.cwd, env=env, stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        encoding="utf-8", errors="replace", bufsize=1, **kwargs)
+        for stream, lines in ((self.process.stdout, self._out), (self.process.stderr, self._err)):
+            thread = threading.Thread(target=_reader, args=(stream, lines), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._open_streams = 2
+        return self
+
+    @property
+    def state(self) -> str:
+        if self.process is None:
+            return NOT_STARTED
+        if self._cancelled:
+            return CANCELLED
+        if self.error is not None:
+            return ERROR
+        if self.result is not None and self.process.poll() is not None and self._open_streams == 0:
+            return DONE
+        if self.process.poll() is None or self._open_streams > 0:
+            return RUNNING
+        return DONE if self.error is None else ERROR
+
+    @property
+    def finished(self) -> bool:
+        return self.state in (DONE, ERROR, CANCELLED)
+
+    def poll(self) -> List[ProgressRecord]:
+        """Drain new output; return the progress records seen since the last call. Sets
+        ``result`` / ``error`` once the child has exited and its streams are closed."""
+        records: List[ProgressRecord] = []
+        if self.process is None:
+            return records
+        self._drain(self._err, self._on_stderr)
+        self._drain(self._out, lambda line: self._on_stdout(line, records))
+        if self._open_streams == 0 and self.process.poll() is not None:
+            self._finish()
+        return records
+
+    def wait(self, timeout: Optional[float] = None, interval: float = 0.05,
+             on_record: Optional[Callable[[ProgressRecord], None]] = None) -> str:
+        """Poll until finished (console use); returns the final state. Raises TimeoutError."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.finished:
+            for record in self.poll():
+                if on_record is not None:
+                    on_record(record)
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"{self.args[0]} still running after {timeout} s")
+            time.sleep(interval)
+        return self.state
+
+    def cancel(self, grace_s: float = 3.0) -> None:
+        """Stop the child and everything it started; no-op when it has already exited."""
+        if self.process is None or self.process.poll() is not None:
+            self._cancelled = self.process is not None and self.result is None and self.error is None
+            return
+        self._cancelled = True
+        pid = self.process.pid
+        log.info("cancelling process tree of pid %d", pid)
+        if os.name == "nt":
+            subprocess.run(["taskkill", "/F", "/T", "/PID", str(pid)], capture_output=True, check=False)
+        else:
+            _signal_group(pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                pass
+            _signal_group(pid, signal.SIGKILL)  # grandchildren that ignored SIGTERM
+        try:
+            self.process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:  # pragma: no cover - kill -9 did not work
+            log.error("process %d did not exit after SIGKILL", pid)
+        for thread in self._threads:
+            thread.join(timeout=1.0)
+
+    def take_log_lines(self) -> List[str]:
+        """The plain (non-JSON) output lines seen by ``poll()`` since the last call."""
+        lines, self.new_log_lines = self.new_log_lines, []
+        return lines
+
+    # --- internals ----------------------------------------------------------------------------
+    def _drain(self, lines: "queue.Queue[Optional[str]]", handle: Callable[[str], None]) -> None:
+        while True:
+            try:
+                line = lines.get_nowait()
+            except queue.Empty:
+                return
+            if line is None:
+                self._open_streams -= 1
+            else:
+                handle(line)
+
+    def _on_stderr(self, line: str) -> None:
+        if line.strip():
+            self.stderr_tail.append(line)
+            self.log_lines.append(line)
+            self.new_log_lines.append(line)
+
+    def _on_stdout(self, line: str, records: List[ProgressRecord]) -> None:
+        record = parse_line(line)
+        if record is None:
+            if line.strip():
+                self.log_lines.append(line)
+                self.new_log_lines.append(line)
+            return
+        status = record.get("status")
+        if status == "error":
+            self.error = str(record.get("message") or "the command failed without a message")
+        elif status == "done":
+            self.result = record
+        progress = record.get("progress")
+        item = ProgressRecord(stage=str(record.get("stage", "")),
+                              progress=float(progress) if isinstance(progress, (int, float)) else None,
+                              message=str(record.get("message", "")), fields=record)
+        self.latest = item
+        records.append(item)
+
+    def _finish(self) -> None:
+        code = self.process.poll() if self.process is not None else None
+        if self._cancelled or code is None:
+            return
+        if self.error is None and code != 0:
+            self.error = self._stderr_message(code)
+        elif self.error is None and self.result is None:
+            self.result = {"status": "done"}
+
+    def _stderr_message(self, code: int) -> str:
+        lines = [line for line in self.stderr_tail if line.strip()]
+        if not lines:
+            return f"{os.path.basename(self.args[0])} stopped with exit status {code} and printed no message"
+        # A Python traceback ends with the exception line: show that first, then the context.
+        last = lines[-1].strip()
+        context = "\n".join(lines[-8:-1])
+        return last if not context else f"{last}\n\n{context}"
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(os.getpgid(pid), sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def python_command(module: str = "organseglib", executable: Optional[str] = None) -> List[str]:
+    """``[python, "-m", module]`` with Slicer's launcher when present (``PythonSlicer`` sets up
+    Slicer's paths), else this interpreter."""
+    if executable is None:
+        import shutil
+
+        executable = shutil.which("PythonSlicer") or sys.executable
+    return [executable, "-m", module]

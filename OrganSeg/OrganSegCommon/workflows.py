@@ -1,0 +1,204 @@
+"""The four workflows on MRML nodes, without Qt: the core of ``OrganSegLogic``.
+
+``WorkflowLogic(scene)`` works on any MRML scene, inside Slicer (``slicer.mrmlScene``) or headless
+on the ``slicer-core`` wheel. Each workflow has an in-process method for the Python console and
+scripts (blocks until done) and, for long work, a ``start_*`` method returning a ``Job`` that runs
+``python -m organseglib <command> --progress json`` in a child process, which the GUI polls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable, Iterable, List, Optional, Sequence, Tuple
+
+from organseglib.organs import organ_table, parse_organ_list
+from organseglib.volume import Volume
+
+from . import mrml_bridge as bridge
+from .jobs import Job, autolabel_command, check_device, make_workdir, segment_command, train_command
+from .model_registry import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[float, str], None]
+AUTOLABEL_ORGANS = ("lungs", "bone")  # the organs morphology labels (paper, section III)
+
+
+def write_ct_for_child(ct: Volume, path: str) -> str:
+    """Write the CT uncompressed (fast) for a child process to read."""
+    import SimpleITK as sitk
+
+    from organseglib.io import volume_to_sitk
+
+    sitk.WriteImage(volume_to_sitk(ct), str(path), False)
+    return str(path)
+
+
+class WorkflowLogic:
+    """Segment, auto-label, save corrections and retrain, on the nodes of one MRML scene.
+
+    Args:
+        scene: the MRML scene (``slicer.mrmlScene`` in Slicer).
+        registry: where retrained model packages are registered (default: the user's registry).
+    """
+
+    def __init__(self, scene=None, registry: Optional[ModelRegistry] = None) -> None:
+        # Slicer's ScriptedLoadableModuleLogic.__init__ calls super().__init__() with no arguments,
+        # which reaches here first in OrganSegLogic's MRO; the explicit call then sets the scene.
+        if scene is not None or not hasattr(self, "scene"):
+            self.scene = scene
+        if registry is not None or not hasattr(self, "registry"):
+            self.registry = registry if registry is not None else ModelRegistry()
+
+    # --- nodes ------------------------------------------------------------------------------------
+    def segmentation_for(self, ct_node, segmentation_node=None):
+        """The given segmentation node, or a new one named after the CT ("<CT> segmentation")."""
+        if segmentation_node is not None:
+            return segmentation_node
+        node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{ct_node.GetName()} segmentation")
+        bridge.set_reference_geometry(node, ct_node)
+        return node
+
+    def apply_labels(self, labels: Volume, ct_node, segmentation_node=None,
+                     organs: Optional[Iterable] = None, show: bool = True):
+        """Put labels into (a new or the given) segmentation node; only ``organs``' segments change."""
+        node = self.segmentation_for(ct_node, segmentation_node)
+        bridge.labels_to_segmentation(labels, node, ct_node, organs=organs, scene=self.scene)
+        if show:
+            bridge.show_segmentation(node)
+        return node
+
+    # --- 1. segment -------------------------------------------------------------------------------
+    def segment(self, ct_node, segmentation_node=None, model: Optional[str] = None, device: str = "auto",
+                config=None, progress: Optional[ProgressCallback] = None):
+        """Five-organ segmentation in this process (blocks; for the console and scripts).
+
+        Args:
+            model: model package folder or name; None for the bundled demo model.
+            config: an ``organseglib.segment.SegmentConfig`` (which organs, hybrid or network only);
+                only the segments of its organs are written.
+
+        Returns the segmentation node (new one named after the CT when none is given).
+        """
+        from organseglib.segment import segment_ct
+
+        ct = bridge.volume_from_node(ct_node)
+        labels = segment_ct(ct, model=model, config=config, device=check_device(device), progress=progress)
+        organs = getattr(config, "organs", None)
+        return self.apply_labels(labels, ct_node, segmentation_node, organs=organs)
+
+    def start_segment(self, ct_node, segmentation_node=None, model: Optional[str] = None,
+                      device: str = "auto", python: Optional[Sequence[str]] = None) -> Job:
+        """Five-organ segmentation in a child process; ``job.output`` is the segmentation node."""
+        ct = bridge.volume_from_node(ct_node)
+        workdir = make_workdir()
+        ct_path = write_ct_for_child(ct, os.path.join(workdir, "ct.mha"))
+        out_path = os.path.join(workdir, "labels.nii.gz")
+
+        def finish(result: dict):
+            return self._read_back(out_path, ct, ct_node, segmentation_node, organs=None)
+
+        args = segment_command(ct_path, out_path, model=model, device=device, python=python)
+        return Job("Segment organs", args, finish, workdir=workdir).start()
+
+    # --- 2. auto-label ----------------------------------------------------------------------------
+    def autolabel(self, ct_node, organs: Iterable[str] = AUTOLABEL_ORGANS, segmentation_node=None,
+                  progress: Optional[ProgressCallback] = None):
+        """Morphological lungs and/or bone labels into a new or existing segmentation, in this
+        process; every other segment is left untouched. Returns the segmentation node."""
+        from organseglib.autolabel import autolabel
+
+        keys = self._autolabel_keys(organs)
+        ct = bridge.volume_from_node(ct_node)
+        labels = autolabel(ct, organs=keys, progress=progress)
+        return self.apply_labels(labels, ct_node, segmentation_node, organs=keys)
+
+    def start_autolabel(self, ct_node, organs: Iterable[str] = AUTOLABEL_ORGANS, segmentation_node=None,
+                        python: Optional[Sequence[str]] = None) -> Job:
+        keys = self._autolabel_keys(organs)
+        ct = bridge.volume_from_node(ct_node)
+        workdir = make_workdir()
+        ct_path = write_ct_for_child(ct, os.path.join(workdir, "ct.mha"))
+        out_path = os.path.join(workdir, "labels.nii.gz")
+
+        def finish(result: dict):
+            return self._read_back(out_path, ct, ct_node, segmentation_node, organs=keys)
+
+        args = autolabel_command(ct_path, out_path, keys, python=python)
+        return Job("Auto-label", args, finish, workdir=workdir).start()
+
+    @staticmethod
+    def _autolabel_keys(organs: Iterable[str]) -> List[str]:
+        keys = [o.key for o in parse_organ_list(list(organs))]
+        bad = [k for k in keys if k not in AUTOLABEL_ORGANS]
+        if bad:
+            raise ValueError(f"auto-labelling works for {', '.join(AUTOLABEL_ORGANS)} only; got {bad!r}. "
+                             "Use 'Segment organs' for the liver, kidneys and bladder")
+        return keys
+
+    def _read_back(self, path: str, ct: Volume, ct_node, segmentation_node, organs):
+        from organseglib.io import read_labels
+
+        labels = read_labels(path, reference=ct)
+        return self.apply_labels(labels, ct_node, segmentation_node, organs=organs)
+
+    # --- 3. correct -------------------------------------------------------------------------------
+    def save_to_training_set(self, ct_node, segmentation_node, folder: str,
+                             corrected_organs: Iterable[str] = (), source: Optional[str] = None,
+                             case_id: Optional[int] = None, overwrite: bool = False):
+        """Export the CT and its organ segments (exact CT-ORG values on the CT's grid) as the next
+        case of a training-set folder; returns the manifest entry (``.id`` is the case number).
+
+        Raises:
+            OutputExistsError: ``case_id`` exists and ``overwrite`` is False (never silent).
+            InputError: the segmentation holds no organ segment.
+        """
+        from organseglib.errors import InputError
+        from organseglib.training_set import export_training_case
+
+        labels, ignored = bridge.segmentation_to_labels(segmentation_node, ct_node, scene=self.scene)
+        if not bridge.segment_ids_by_organ(segmentation_node):
+            raise InputError(f"segmentation {segmentation_node.GetName()!r} has no organ segment (names or "
+                             f"terminology of {', '.join(o.name for o in organ_table())}); nothing to save")
+        if ignored:
+            log.warning("segments %s match no organ and are not saved", ", ".join(ignored))
+        ct = bridge.volume_from_node(ct_node)
+        source = source or self.describe_source(ct_node)
+        return export_training_case(ct, labels, folder, source=source, corrected_organs=corrected_organs,
+                                    case_id=case_id, overwrite=overwrite)
+
+    @staticmethod
+    def describe_source(ct_node) -> str:
+        """The CT's file name when it was loaded from disk, else its node name."""
+        storage = ct_node.GetStorageNode()
+        name = storage.GetFileName() if storage is not None else None
+        return str(name) if name else f"Slicer node {ct_node.GetName()!r}"
+
+    # --- 4. retrain -------------------------------------------------------------------------------
+    def start_retrain(self, data_folder: str, out_model: str, init_model: Optional[str] = None,
+                      device: str = "auto", iterations: Optional[int] = None,
+                      python: Optional[Sequence[str]] = None) -> Job:
+        """Fine-tune ``init_model`` on a training-set folder in a child process; when it finishes
+        the new model package is registered and ``job.output`` is its path."""
+        if not Path(data_folder).is_dir():
+            raise FileNotFoundError(f"training-set folder {data_folder!r} does not exist; save corrected cases first")
+        if Path(out_model).exists():
+            raise FileExistsError(f"model output {out_model!r} exists; pick a new name (models are never overwritten)")
+
+        def finish(result: dict) -> Optional[str]:
+            path = result.get("output", out_model)
+            if not path or not Path(path).exists():  # stopped before the last iteration: nothing to register
+                log.info("retraining ended without a model package (%s)", result)
+                return None
+            self.registry.register(path)
+            return str(path)
+
+        args = train_command(data_folder, out_model, init_model=init_model, device=device,
+                             iterations=iterations, python=python)
+        return Job("Retrain", args, finish).start()
+
+    def available_models(self) -> List[Tuple[str, str]]:
+        """``(label, path)`` of every installed and registered model package, installed first."""
+        return self.registry.available()

@@ -1,0 +1,203 @@
+"""Export a corrected case (CT + CT-ORG labels) to a training-set folder, CT-ORG layout.
+
+One folder holds, for each case ``N``::
+
+    volume-N.nii.gz   the CT on its own grid (HU, its own voxel type)
+    labels-N.nii.gz   uint8 CT-ORG values (0 background, 1 liver, 2 bladder, 3 lungs, 4 kidneys, 5 bone)
+                      on exactly the CT's grid
+    manifest.json     {"cases": [{"id": N, "volume": "volume-N.nii.gz", "labels": "labels-N.nii.gz",
+                                  "source": ..., "date": ISO-8601, "corrected_organs": [keys]}]}
+
+This is the layout the CT-ORG dataset ships in, so ``organseg train --data DIR`` reads a CT-ORG
+download and an exported folder alike. New cases take the next free id (one more than the largest
+id in the manifest or among the files); an existing case is replaced only when asked explicitly.
+Every file and the manifest are written atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, List, Optional, Union
+
+import numpy as np
+
+from .atomic import write_text_atomic
+from .errors import InputError, MissingFileError, OutputExistsError
+from .organs import check_label_values, parse_organ_list
+from .volume import Volume
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+MANIFEST = "manifest.json"
+_CASE_FILE = re.compile(r"^(volume|labels)-(\d+)\.nii(\.gz)?$")
+
+
+@dataclass(frozen=True)
+class TrainingCase:
+    """One manifest entry."""
+
+    id: int
+    volume: str
+    labels: str
+    source: str
+    date: str
+    corrected_organs: tuple
+
+    def to_json(self) -> dict:
+        return {"id": self.id, "volume": self.volume, "labels": self.labels, "source": self.source,
+                "date": self.date, "corrected_organs": list(self.corrected_organs)}
+
+
+def volume_name(case_id: int) -> str:
+    return f"volume-{case_id}.nii.gz"
+
+
+def labels_name(case_id: int) -> str:
+    return f"labels-{case_id}.nii.gz"
+
+
+def read_manifest(folder: PathLike) -> List[TrainingCase]:
+    """Cases listed in ``folder/manifest.json`` (empty when there is no manifest).
+
+    Raises:
+        InputError: the manifest exists but is not the documented JSON.
+    """
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return [TrainingCase(id=int(c["id"]), volume=str(c["volume"]), labels=str(c["labels"]),
+                             source=str(c.get("source", "")), date=str(c.get("date", "")),
+                             corrected_organs=tuple(c.get("corrected_organs", ())))
+                for c in data["cases"]]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"{str(path)!r} is not a training-set manifest ({exc!r}); it must be "
+            '{"cases": [{"id": N, "volume": ..., "labels": ..., ...}]}. Fix or move it away.'
+        ) from None
+
+
+def used_case_ids(folder: PathLike) -> set:
+    """Ids named in the manifest or by a ``volume-N``/``labels-N`` file in the folder."""
+    ids = {case.id for case in read_manifest(folder)}
+    folder = Path(folder)
+    if folder.is_dir():
+        for item in folder.iterdir():
+            match = _CASE_FILE.match(item.name)
+            if match:
+                ids.add(int(match.group(2)))
+    return ids
+
+
+def next_case_id(folder: PathLike) -> int:
+    """One more than the largest used id (0 for an empty folder); gaps are never reused, so a
+    deleted case's id cannot be mistaken for a new one."""
+    used = used_case_ids(folder)
+    return max(used) + 1 if used else 0
+
+
+def _unlisted_cases(folder: Path, listed: Iterable[TrainingCase]) -> List[TrainingCase]:
+    """Entries for ``volume-N``/``labels-N`` pairs already in the folder but not in the manifest (e.g. a
+    CT-ORG download): once a manifest exists the training loader reads only the manifest, so they
+    must be listed or they would silently drop out of training."""
+    known = {c.id for c in listed}
+    found = []
+    for item in sorted(folder.iterdir()) if folder.is_dir() else []:
+        match = _CASE_FILE.match(item.name)
+        if not match or match.group(1) != "volume" or int(match.group(2)) in known:
+            continue
+        case_id = int(match.group(2))
+        labels = folder / f"labels-{case_id}.nii{match.group(3) or ''}"
+        if not labels.exists():
+            log.warning("%s has no %s; not listed in the manifest", item, labels.name)
+            continue
+        stamp = _dt.datetime.fromtimestamp(item.stat().st_mtime, _dt.timezone.utc).isoformat(timespec="seconds")
+        found.append(TrainingCase(id=case_id, volume=item.name, labels=labels.name, source="existing file",
+                                  date=stamp, corrected_organs=()))
+        known.add(case_id)
+    return found
+
+
+def _write_manifest(folder: Path, cases: Iterable[TrainingCase]) -> None:
+    ordered = sorted(cases, key=lambda c: c.id)
+    text = json.dumps({"cases": [c.to_json() for c in ordered]}, indent=2) + "\n"
+    write_text_atomic(folder / MANIFEST, text)
+
+
+def export_training_case(
+    ct: Volume,
+    labels: Volume,
+    folder: PathLike,
+    source: str,
+    corrected_organs: Iterable[str] = (),
+    case_id: Optional[int] = None,
+    overwrite: bool = False,
+    date: Optional[str] = None,
+    create: bool = True,
+) -> TrainingCase:
+    """Add one (CT, labels) pair to a training-set folder and its manifest.
+
+    Args:
+        ct: the CT in HU on its own grid (written with its own voxel type).
+        labels: CT-ORG label values on exactly the CT's grid.
+        folder: the training-set folder.
+        source: where the case came from (file path, Slicer node name, DICOM UID).
+        corrected_organs: organ keys/names whose labels a person corrected (stored as keys).
+        case_id: the id to write; default the next free id.
+        overwrite: allow replacing case ``case_id`` when it exists (never implied).
+        date: ISO-8601 timestamp; default now, in UTC.
+        create: create ``folder`` when it does not exist.
+
+    Returns:
+        The manifest entry written.
+
+    Raises:
+        GeometryError: ``labels`` are not on the CT's grid.
+        LabelValueError: ``labels`` hold values outside the organ table.
+        OutputExistsError: case ``case_id`` exists and ``overwrite`` is False.
+        InputError: a negative ``case_id``, or ``overwrite`` without ``case_id``.
+        MissingFileError: ``folder`` does not exist and ``create`` is False.
+    """
+    from .io import write_labels, write_volume
+
+    ct.require_same_grid(labels, what="labels to export")
+    check_label_values(labels.array, "labels to export")
+    corrected = [str(o) for o in corrected_organs]
+    organs = tuple(o.key for o in parse_organ_list(corrected)) if corrected else ()
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        if not create:
+            raise MissingFileError(f"training-set folder {str(folder)!r} does not exist; create it or pass create=True")
+        folder.mkdir(parents=True, exist_ok=True)
+    if case_id is None:
+        if overwrite:
+            raise InputError("overwrite=True needs the case_id to replace; a new case never overwrites anything")
+        case_id = next_case_id(folder)
+    elif int(case_id) != case_id or case_id < 0:
+        raise InputError(f"case_id must be a whole number >= 0; got {case_id!r}")
+    case_id = int(case_id)
+    cases = read_manifest(folder)
+    if case_id in used_case_ids(folder) and not overwrite:
+        raise OutputExistsError(
+            f"case {case_id} already exists in {str(folder)!r} ({volume_name(case_id)} / manifest); "
+            "pass overwrite=True to replace it, or leave case_id empty to add a new case"
+        )
+    entry = TrainingCase(
+        id=case_id, volume=volume_name(case_id), labels=labels_name(case_id), source=str(source),
+        date=date or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        corrected_organs=organs,
+    )
+    write_volume(ct, folder / entry.volume)
+    write_labels(labels.with_array(np.asarray(labels.array).astype(np.uint8)), folder / entry.labels)
+    kept = [c for c in cases if c.id != case_id]
+    _write_manifest(folder, kept + _unlisted_cases(folder, kept + [entry]) + [entry])
+    log.info("training case %d written to %s (%s)", case_id, folder, ", ".join(organs) or "no organ corrected")
+    return entry
