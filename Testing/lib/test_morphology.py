@@ -207,6 +207,22 @@ def test_edt_declines_when_round_off_is_not_provably_safe(monkeypatch):
                           M.reference("dilation")(mask, ball.array))
 
 
+@pytest.mark.parametrize("backend", ["edt-package", "scipy-float64"])
+def test_both_edt_backends_equal_scipy_on_the_bone_ball(backend, monkeypatch):
+    # the seung-lab ``edt`` package (float32, a dependency) and scipy's float64 fallback
+    if backend == "edt-package":
+        assert edt_mod._edt is not None, "the edt package is a dependency of organseglib; pip install edt"
+    else:
+        monkeypatch.setattr(edt_mod, "_edt", None)
+    rng = np.random.default_rng(5)
+    shape, spacing, radius = (14, 30, 32), (1.5, 0.8, 0.8), 12.5
+    mask = rng.random(shape) > 0.993
+    ball = M.make_ball(radius, spacing)
+    assert edt_mod.safe(ball)
+    got = edt_mod.EDT().dilate(mask, ball)
+    assert np.array_equal(got, M.reference("dilation")(mask, ball.array))
+
+
 def test_choose_method_prefers_scipy_for_tiny_balls_and_fast_paths_for_big_ones():
     assert M.choose_method((50, 50, 50), M.make_ball(1.0, (1, 1, 1))) == "direct"
     assert M.choose_method((300, 512, 512), M.make_ball(12.5, (1.5, 0.8, 0.8))) in ("fft", "edt")

@@ -76,16 +76,25 @@ def remove_border_connected_per_slice(mask: np.ndarray, axis: int = 0,
     moved = np.moveaxis(out, axis, 0)
     for index in range(moved.shape[0]):
         plane = moved[index]
-        if not plane.any():
-            continue
-        labels = cc3d.connected_components(np.ascontiguousarray(plane), connectivity=connectivity)
-        edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-        edge = edge[edge > 0]
-        if edge.size:
-            drop = np.zeros(int(labels.max()) + 1, dtype=bool)
-            drop[edge] = True
-            plane[drop[labels]] = False
+        if plane.any():
+            labels, edge = _edge_components(plane, connectivity)
+            _drop(plane, labels, edge)
     return out
+
+
+def _edge_components(plane: np.ndarray, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
+    """2D component labels of ``plane`` and the ids of those touching its edge."""
+    labels = cc3d.connected_components(np.ascontiguousarray(plane), connectivity=connectivity)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return labels, edge[edge > 0]
+
+
+def _drop(plane: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> None:
+    """Clear the components ``ids`` of ``labels`` from ``plane`` in place."""
+    if ids.size:
+        drop = np.zeros(int(labels.max()) + 1, dtype=bool)
+        drop[ids] = True
+        plane[drop[labels]] = False
 
 
 def fill_small_holes_per_slice(mask: np.ndarray, max_area_px: float, axis: int = 0) -> np.ndarray:
@@ -121,17 +130,12 @@ def remove_border_gas_per_slice(mask: np.ndarray, values: np.ndarray, max_median
         plane = moved[index]
         if not plane.any():
             continue
-        labels = cc3d.connected_components(np.ascontiguousarray(plane), connectivity=connectivity)
-        edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-        edge = edge[edge > 0]
+        labels, edge = _edge_components(plane, connectivity)
         if not edge.size:
             continue
         flat = labels.ravel()
         counts = np.bincount(flat)
         below = np.bincount(flat, weights=(np.asarray(vals[index]).ravel() < max_median))
         gas = edge[2.0 * below[edge] > counts[edge]]  # median < max_median: over half the voxels below
-        if gas.size:
-            drop = np.zeros(int(flat.max()) + 1, dtype=bool)
-            drop[gas] = True
-            plane[drop[labels]] = False
+        _drop(plane, labels, gas)
     return out
