@@ -2,6 +2,10 @@
 
 Makes a seeded phantom (or reads your CT), writes it, runs every stage, writes labels and PNG
 overlays to the output folder and prints metrics against the phantom's exact truth (or ``--reference``).
+
+Stages: ``autolabel`` (lungs and bone by morphology, paper III), ``network`` (all five organs from the
+bundled demo model, paper V) and ``segment`` (the one-click hybrid: lungs and bone from the
+auto-labelers, liver, kidneys and bladder from the network, as ``organseg segment`` does).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from pathlib import Path
 from ..cli import add_progress_argument
 from ..io import read_ct, read_labels, write_labels, write_volume
 from ..metrics import evaluate_labels, format_table, scores_to_json
+from ..organs import organ_table, parse_organ_list
 from ..atomic import write_text_atomic
 from ..overlay import save_overlay_png
 from ..phantom import make_phantom
@@ -32,6 +37,8 @@ def register(sub) -> None:
                    help="phantom field of view (default: both)")
     p.add_argument("--size", default="small", choices=["tiny", "small", "clinical"],
                    help="phantom grid: tiny (6 mm), small (3 mm, default) or clinical (512x512x300)")
+    p.add_argument("--model", default=None, help="model package for the network stages (default: bundled demo)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     add_progress_argument(p)
     p.set_defaults(func=run)
 
@@ -52,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
         write_labels(truth, out / "truth.nii.gz")
     print(f"CT: {name}: {ct}")
     results = {}
-    stages = _stages()
-    for n, (stage, func) in enumerate(stages):
+    stages = _stages(args.model, args.device)
+    for n, (stage, func, _) in enumerate(stages):
         sub = progress.sub(0.1 + 0.8 * n / len(stages), 0.1 + 0.8 * (n + 1) / len(stages), stage)
         labels = func(ct, sub)
         write_labels(labels, out / f"{stage}.seg.nrrd")
@@ -63,14 +70,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"wrote {out / (stage + '.seg.nrrd')} and {out / (stage + '.png')}")
     if truth is not None:
         save_overlay_png(out / "truth.png", ct, truth, title=f"truth: {name}")
+        organs = {stage: keys for stage, _, keys in stages}
         for stage, labels in results.items():
-            scores = evaluate_labels(labels, truth)
+            scores = evaluate_labels(labels, truth, parse_organ_list(organs[stage]))
             print(f"\n{stage} vs truth:\n{format_table(scores)}")
             write_text_atomic(out / f"{stage}_metrics.json", scores_to_json(scores))
     progress.result(out=str(out))
     return 0
 
 
-def _stages():
-    """(name, function(ct, progress) -> labels) for every stage of the pipeline."""
-    return []
+def _stages(model, device):
+    """(name, function(ct, progress) -> labels, organs it labels) for every stage of the pipeline."""
+    from ..autolabel import SUPPORTED, autolabel
+    from ..segment import SegmentConfig, segment_ct
+
+    every = [o.key for o in organ_table()]
+    return [
+        ("autolabel", lambda ct, progress: autolabel(ct, progress=progress), list(SUPPORTED)),
+        ("network", lambda ct, progress: segment_ct(ct, model, SegmentConfig(autolabel_organs=()), device, progress),
+         every),
+        ("segment", lambda ct, progress: segment_ct(ct, model, SegmentConfig(), device, progress), every),
+    ]
