@@ -229,6 +229,19 @@ def test_choose_method_prefers_scipy_for_tiny_balls_and_fast_paths_for_big_ones(
 
 
 # --- components ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", range(6))
+def test_reconstruct_equals_scipy_label_reference(seed):
+    rng = np.random.default_rng(seed)
+    mask = np.zeros((12, 30, 28), bool)
+    if seed:  # seed 0: an empty mask
+        mask[2:10, 3:25, 4:22] = rng.random((8, 22, 18)) > 0.55  # many components, away from the border
+    marker = rng.random(mask.shape) > (0.999 if seed % 2 else 0.97)  # markers inside and outside the mask
+    labels, _ = ndi.label(mask, structure=np.ones((3, 3, 3)))
+    hit = np.unique(labels[marker & mask])
+    expected = np.isin(labels, hit[hit > 0])
+    assert np.array_equal(M.reconstruct(marker, mask), expected)
+
+
 def test_largest_components_and_reconstruct():
     m = np.zeros((5, 20, 20), bool)
     m[1:4, 1:4, 1:4] = True  # 27

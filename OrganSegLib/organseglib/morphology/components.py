@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import cc3d
 import fill_voids
 import numpy as np
@@ -43,13 +45,34 @@ def largest_components(mask: np.ndarray, count: int, connectivity: int = CONNECT
 
 
 def reconstruct(marker: np.ndarray, mask: np.ndarray, connectivity: int = CONNECTIVITY_3D) -> np.ndarray:
-    """Components of ``mask`` that touch ``marker`` (morphological reconstruction by dilation)."""
-    labels, sizes = label(mask, connectivity)
-    hit = np.unique(labels[np.asarray(marker, dtype=bool) & (labels > 0)])
-    keep = np.zeros(sizes.size, dtype=bool)
-    keep[hit] = True
+    """Components of ``mask`` that touch ``marker`` (morphological reconstruction by dilation).
+
+    Only the bounding box of ``marker & mask`` grown to the components it meets is labelled: the
+    components are found in the box of ``mask`` itself, which on a CT is usually far smaller than the
+    volume (the body inside the air around it)."""
+    mask = np.asarray(mask, dtype=bool)
+    out = np.zeros(mask.shape, dtype=bool)
+    box = _bounding_box(mask)
+    if box is None:
+        return out
+    sub = np.ascontiguousarray(mask[box])
+    labels, n = cc3d.connected_components(sub, connectivity=connectivity, return_N=True)
+    keep = np.zeros(n + 1, dtype=bool)
+    keep[labels[np.asarray(marker, dtype=bool)[box]]] = True
     keep[0] = False
-    return keep[labels]
+    out[box] = keep[labels]
+    return out
+
+
+def _bounding_box(mask: np.ndarray) -> Optional[tuple[slice, ...]]:
+    """The smallest box holding every True voxel of ``mask``; None when there is none."""
+    box = []
+    for axis in range(mask.ndim):
+        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
+        if hits.size == 0:
+            return None
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
