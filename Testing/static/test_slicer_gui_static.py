@@ -215,6 +215,11 @@ def test_top_level_cmake_has_the_extension_metadata():
     for package in ("OrganSegLib/organseglib", "CUDAAugment/cudaaugment"):
         assert package in text and (REPO / package / "__init__.py").is_file()
     assert text.count("(") == text.count(")")
+    # the icon and screenshot URLs point at files of this repository
+    for variable in ("EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
+        url = re.search(rf'set\({variable} "([^"]+)"\)', text).group(1)
+        relative = url.split("/main/", 1)[1]
+        assert (REPO / relative).is_file(), f"{variable} names {relative}, which is not in the repository"
 
 
 def test_icon_is_a_128_pixel_png():
