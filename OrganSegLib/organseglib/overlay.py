@@ -1,7 +1,10 @@
 """PNG overlays of label maps on CT: axial, coronal and sagittal slices side by side.
 
-Slices are drawn in physical proportions (pixel aspect from the spacing), in the usual radiological
-orientation for an axial grid, with organ colours from the organ table. Used by ``organseg demo``,
+Slices are drawn in physical proportions (pixel aspect from the spacing) and in the radiological
+convention whatever axis order the file stores (the arrays are first put in LPS order, exactly, by
+``organseglib.orientation``): axial with anterior up and the patient's right on the image's left,
+coronal and sagittal with superior up, sagittal with anterior on the left. Organ colours come from the
+organ table. Used by ``organseg demo``,
 tests and reviews: look at what the code makes.
 """
 
@@ -39,12 +42,30 @@ def _blend(gray: np.ndarray, labels: Optional[np.ndarray], alpha: float) -> np.n
     return rgb
 
 
-def overlay_views(ct: Volume, labels: Optional[Volume] = None, index: Optional[Sequence[int]] = None,
-                  level: float = 40.0, width: float = 400.0, alpha: float = 0.45):
-    """Return three RGB float images (axial, coronal, sagittal) through voxel ``index`` (k, j, i);
-    by default through the centre of the labelled region (or of the volume)."""
+def _display_grid(ct: Volume, labels: Optional[Volume], index: Optional[Sequence[int]]):
+    """``ct`` and ``labels`` in LPS array order, and ``index`` (k, j, i of the original grid) on it."""
+    from .orientation import reorient
+
     if labels is not None:
         ct.require_same_grid(labels)
+    shown, record = reorient(ct, "LPS")
+    shown_labels = None if labels is None else reorient(labels, "LPS")[0]
+    if index is not None:
+        # new array axis n holds ijk axis a = 2 - n, i.e. original array axis 2 - source[a]
+        moved = []
+        for n in range(3):
+            a = 2 - n
+            value = int(index[2 - record.source[a]])
+            moved.append(shown.shape[n] - 1 - value if record.flip[a] else value)
+        index = moved
+    return shown, shown_labels, index
+
+
+def overlay_views(ct: Volume, labels: Optional[Volume] = None, index: Optional[Sequence[int]] = None,
+                  level: float = 40.0, width: float = 400.0, alpha: float = 0.45):
+    """Return three RGB float images (axial, coronal, sagittal) through voxel ``index`` (k, j, i of
+    ``ct``'s grid); by default through the centre of the labelled region (or of the volume)."""
+    ct, labels, index = _display_grid(ct, labels, index)
     arr = ct.array.astype(np.float32)
     lab = None if labels is None else labels.array
     if index is None:
@@ -71,7 +92,7 @@ def save_overlay_png(path: PathLike, ct: Volume, labels: Optional[Volume] = None
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    si, sj, sk = ct.spacing
+    si, sj, sk = _display_grid(ct, None, None)[0].spacing
     views = overlay_views(ct, labels, index, **kwargs)
     aspects = [sj / si, sk / si, sk / sj]
     names = ["axial", "coronal", "sagittal"]
