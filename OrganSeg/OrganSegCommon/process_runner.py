@@ -122,10 +122,8 @@ class ProcessRunner:
             return NOT_STARTED
         if self._cancelled:
             return CANCELLED
-        if self.error is not None:
-            return ERROR
-        if self.result is not None and self.process.poll() is not None and self._open_streams == 0:
-            return DONE
+        # finished only once the child has exited and its streams are drained (an error record may
+        # come before the exit: the job must still reap the process and read the rest of stderr)
         if self.process.poll() is None or self._open_streams > 0:
             return RUNNING
         return DONE if self.error is None else ERROR
@@ -245,8 +243,10 @@ class ProcessRunner:
 
 
 def _signal_group(pid: int, sig: int) -> None:
+    """Signal the process group the child leads (``start_new_session``: its group id is its pid), so
+    the signal still reaches grandchildren after the child itself has exited and been reaped."""
     try:
-        os.killpg(os.getpgid(pid), sig)
+        os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
 

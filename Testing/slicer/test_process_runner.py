@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import textwrap
 import time
@@ -112,6 +113,56 @@ def test_cancel_kills_the_whole_process_tree(tmp_path):
     else:
         pytest.fail(f"grandchild {grandchild} survived cancel")
     assert runner.error is None
+
+
+@pytest.mark.skipif(os.name == "nt", reason="process-group check uses POSIX signals")
+def test_cancel_kills_a_grandchild_that_ignores_sigterm(tmp_path):
+    # the child exits on SIGTERM and is reaped; the SIGKILL must still reach its process group
+    pid_file = tmp_path / "stubborn.pid"
+    code = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(300)"
+    args = _child(tmp_path, f"""
+        child = subprocess.Popen([sys.executable, "-c", {code!r}])
+        time.sleep(0.5)  # let it install its handler
+        open({str(pid_file)!r}, "w").write(str(child.pid))
+        time.sleep(300)
+    """)
+    runner = ProcessRunner(args).start()
+    for _ in range(600):
+        runner.poll()
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    stubborn = int(pid_file.read_text())
+    runner.cancel(grace_s=2.0)
+    for _ in range(100):
+        try:
+            os.kill(stubborn, 0)
+        except ProcessLookupError:
+            break
+        if _is_zombie(stubborn):
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(stubborn, signal.SIGKILL)
+        pytest.fail(f"grandchild {stubborn}, which ignores SIGTERM, survived cancel")
+
+
+def test_an_error_record_does_not_finish_the_job_before_the_child_exits(tmp_path):
+    args = _child(tmp_path, """
+        print(json.dumps({"status": "error", "message": "bad input: not a CT"}), flush=True)
+        time.sleep(1.0)
+        sys.stderr.write("details after the record\\n")
+        sys.exit(2)
+    """)
+    runner = ProcessRunner(args).start()
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:
+        runner.poll()
+        assert runner.process.poll() is not None or not runner.finished
+        time.sleep(0.02)
+    assert runner.wait(timeout=60) == ERROR
+    assert runner.error == "bad input: not a CT" and runner.process.returncode == 2
+    assert any("details after the record" in line for line in runner.stderr_tail)
 
 
 def _is_zombie(pid: int) -> bool:
