@@ -146,3 +146,22 @@ def test_cli_writes_labels_in_each_format(tmp_path, tiny_chest):
     assert main(["autolabel", str(ct_path), "-o", str(tmp_path / "x.nii.gz"), "--organs", "liver",
                  "--progress", "none"]) == 2
     assert main(["autolabel", str(ct_path), "-o", str(ct_path), "--progress", "none"]) == 2
+
+
+@pytest.mark.parametrize("code", ["RAS", "ASL", "SLP"])
+def test_the_stored_axis_order_does_not_change_the_labels(code):
+    """A scan stored sagittally, coronally or RAS-ordered gets the same labels, voxel for voxel, as
+    the same scan stored axially in LPS order (the labelers work on axial slices)."""
+    from organseglib.orientation import reorient
+
+    p = make_phantom(seed=4, region="both", size="tiny", table=True)
+    expected = autolabel(p.ct).array
+    stored, undo = reorient(p.ct, code)
+    ignore = np.zeros(p.ct.shape, bool)
+    ignore[:, :, : p.ct.shape[2] // 4] = True
+    stored_ignore = reorient(p.ct.with_array(ignore.astype(np.uint8)), code)[0]
+    got = autolabel(stored).array
+    assert got.shape == stored.shape
+    assert np.array_equal(undo(stored.with_array(got)).array, expected)
+    got_ignoring = autolabel(stored, ignore_mask=stored_ignore)
+    assert np.array_equal(undo(got_ignoring).array, autolabel(p.ct, ignore_mask=ignore).array)

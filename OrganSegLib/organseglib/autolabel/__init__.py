@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Union
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -54,18 +54,32 @@ def autolabel_with_report(ct: Volume, organs: Union[str, Iterable[str]] = SUPPOR
                           params: Optional[AutoLabelParams] = None,
                           progress: Optional[ProgressCallback] = None) -> tuple[Volume, dict]:
     """Like ``autolabel``, also returning a report (found volumes, rejected candidates, warnings)."""
+    from ..orientation import reorient
+
     params = params or AutoLabelParams()
     progress = progress or null_progress
     keys = _organ_keys(organs)
-    array = np.asarray(ct.array, dtype=np.float32)
     ignore = None
     if ignore_mask is not None:
         if isinstance(ignore_mask, Volume):
             ct.require_same_grid(ignore_mask, what="ignore mask")
             ignore_mask = ignore_mask.array
         ignore = np.asarray(ignore_mask) != 0
-        if ignore.shape != array.shape:
-            raise InputError(f"ignore_mask must have the CT's shape {array.shape}; got {ignore.shape}")
+        if ignore.shape != ct.shape:
+            raise InputError(f"ignore_mask must have the CT's shape {ct.shape}; got {ignore.shape}")
+    # The labelers work slice by slice on axial slices (array axis 0) with anterior/posterior along
+    # axis 1: put any stored axis order (sagittal, coronal, RAS) into LPS first, exactly, and back.
+    lps, back = reorient(ct, "LPS")
+    if ignore is not None:
+        ignore = reorient(ct.with_array(ignore), "LPS")[0].array
+    labels, report = _autolabel_lps(lps, keys, ignore, params, progress)
+    return back(lps.with_array(labels)), report
+
+
+def _autolabel_lps(ct: Volume, keys: Sequence[str], ignore: Optional[np.ndarray], params: AutoLabelParams,
+                   progress: ProgressCallback) -> tuple[np.ndarray, dict]:
+    """The labelers on a CT whose arrays are in LPS order; returns the label array and the report."""
+    array = np.asarray(ct.array, dtype=np.float32)
     spacing = ct.array_spacing
     progress(0.0, "body mask")
     body: BodyMasks = body_masks(array, spacing, params.body)
@@ -87,7 +101,7 @@ def autolabel_with_report(ct: Volume, organs: Union[str, Iterable[str]] = SUPPOR
         labels[mask] = organ_by_key("bone").value
         report["bone"] = {"ml": round(float(mask.sum()) * np.prod(spacing) / 1000.0, 1), **vars(bone_report)}
     progress(1.0, "done")
-    return ct.with_array(labels), report
+    return labels, report
 
 
 def autolabel(ct: Volume, organs: Union[str, Iterable[str]] = SUPPORTED,
