@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import hashlib
+import math
 import json
 import logging
 import os
@@ -49,6 +50,8 @@ WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
 ENV_MODELS = "ORGANSEG_MODELS"  # extra folders holding model packages, os.pathsep-separated
 DEMO_MODEL = "demo"
+# network.ARCHITECTURES, repeated so that reading a card needs no torch (the Slicer GUI reads cards)
+CARD_ARCHITECTURES = ("googlenet3d",)
 
 
 def default_classes() -> tuple[dict, ...]:
@@ -129,8 +132,12 @@ class ModelCard:
             object.__setattr__(self, "orientation", check_axis_code(self.orientation))
         except InputError as exc:
             raise bad("orientation", self.orientation, "must be an axis code such as 'LPS'") from exc
-        if not float(self.spacing_mm) > 0:
-            raise bad("spacing_mm", self.spacing_mm, "must be a positive number of mm")
+        if self.architecture not in CARD_ARCHITECTURES:
+            raise bad("architecture", self.architecture, f"must be one of {CARD_ARCHITECTURES}")
+        if int(self.in_channels) != 1:
+            raise bad("in_channels", self.in_channels, "must be 1 (the network reads one CT channel)")
+        if not (math.isfinite(float(self.spacing_mm)) and float(self.spacing_mm) > 0):
+            raise bad("spacing_mm", self.spacing_mm, "must be a positive, finite number of mm")
         if not 0 < float(self.width) <= 4:
             raise bad("width", self.width, "must be in (0, 4]")
         object.__setattr__(self, "width", float(self.width))
@@ -296,7 +303,7 @@ def load_model_package(folder: PathLike, device: "Any" = "cpu") -> tuple["Any", 
     """
     import torch
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load as load_bytes
 
     from .network import build_network
 
@@ -305,20 +312,27 @@ def load_model_package(folder: PathLike, device: "Any" = "cpu") -> tuple["Any", 
         raise ModelPackageError(f"model package {str(folder)!r} is not a folder; pass a folder holding "
                                 f"{CARD_FILE} and {WEIGHTS_FILE}")
     card, record = read_card(root)
-    weights = root / str(record.get("file", WEIGHTS_FILE))
-    if weights.name != WEIGHTS_FILE or not weights.is_file():
-        raise ModelPackageError(f"{str(root / WEIGHTS_FILE)!r} does not exist or is not the card's weights file "
-                                f"({record.get('file')!r}); the package is incomplete")
-    size = weights.stat().st_size
-    if record.get("bytes") is not None and int(record["bytes"]) != size:
-        raise ModelPackageError(f"{str(weights)!r} has {size} bytes but {CARD_FILE} says {record['bytes']}: "
+    weights = root / WEIGHTS_FILE
+    if record.get("file", WEIGHTS_FILE) != WEIGHTS_FILE or not weights.is_file():
+        # the card may not point outside the package (e.g. "../other/model.safetensors")
+        raise ModelPackageError(f"{str(weights)!r} does not exist or is not the card's weights file "
+                                f"({record.get('file')!r}); the package is incomplete or its card was edited")
+    data = weights.read_bytes()  # read once: the bytes hashed are the bytes loaded
+    try:
+        expected_size = None if record.get("bytes") is None else int(record["bytes"])
+    except (TypeError, ValueError):
+        raise ModelPackageError(f"{CARD_FILE} in {str(root)!r}: weights 'bytes' must be an integer; got "
+                                f"{record['bytes']!r}; re-export the package") from None
+    if expected_size is not None and expected_size != len(data):
+        raise ModelPackageError(f"{str(weights)!r} has {len(data)} bytes but {CARD_FILE} says {record['bytes']}: "
                                 "the weights are truncated or were replaced; re-download or re-export the package")
-    digest = sha256_file(weights)
-    if digest != record["sha256"].lower():
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != str(record["sha256"]).lower():
         raise ModelPackageError(f"{str(weights)!r}: SHA-256 {digest} does not match {CARD_FILE} "
                                 f"({record['sha256']}): the weights were modified or corrupted; refusing to load")
     try:
-        state = load_file(str(weights), device="cpu")
+        state = load_bytes(data)
+        del data
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelPackageError(f"{str(weights)!r} is not a readable safetensors file ({exc})") from exc
     _check_tensors(state, card, str(weights))

@@ -29,7 +29,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, NotCTError
 from .organs import organ_by_key, organ_table, parse_organ_list
 from .progress import ProgressCallback, null_progress
 from .volume import Volume
@@ -225,7 +225,8 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
         uint8 label Volume on ``ct``'s grid with CT-ORG values.
 
     Raises:
-        ModelPackageError: the model cannot be loaded; InputError: bad configuration or device.
+        ModelPackageError: the model cannot be loaded; InputError: bad configuration or device;
+        NotCTError: NaN or infinite voxels in the CT.
     """
     from .inference import resolve_device
     from .orientation import reorient
@@ -233,6 +234,11 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
 
     config = config or SegmentConfig()
     progress = progress or null_progress
+    if np.issubdtype(ct.array.dtype, np.floating) and not np.isfinite(ct.array).all():
+        # resampling would spread them over whole tiles, and the network's output would be blamed
+        bad = int(np.count_nonzero(~np.isfinite(ct.array)))
+        raise NotCTError(f"the CT has {bad} NaN or infinite voxels; replace them (e.g. with -1000 HU outside "
+                         "the field of view) before segmenting")
     out = np.zeros(ct.shape, dtype=np.uint8)
     if config.network_organs:
         dev = resolve_device(device)

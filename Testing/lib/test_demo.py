@@ -46,3 +46,15 @@ def test_demo_runs_every_stage_on_the_phantom(tmp_path, capsys):
     # issue 3's phantom goals are 0.95 lungs and 0.90 bone; the paper's 25 mm closing bridges the
     # phantom's ribs (see test_autolabel.py), so bone is held to the measured 0.72 floor there.
     assert scores[LUNGS]["dice"] >= 0.95 and scores[BONE]["dice"] >= 0.72
+
+
+def test_demo_refuses_to_overwrite_its_input(tmp_path, tiny_abdomen):
+    from organseglib.io import write_volume
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    ct_path = out / "network.nii.gz"  # a name the demo writes
+    write_volume(tiny_abdomen.ct, ct_path)
+    before = ct_path.read_bytes()
+    assert main(["demo", "--input", str(ct_path), "--out", str(out), "--progress", "none"]) == 2
+    assert ct_path.read_bytes() == before and sorted(p.name for p in out.iterdir()) == ["network.nii.gz"]

@@ -159,3 +159,36 @@ def test_default_classes_follow_the_organ_table():
     assert [c["channel"] for c in classes] == list(range(6))
     assert [c["key"] for c in classes] == ["background", "liver", "bladder", "lungs", "kidneys", "bone"]
     assert np.allclose(classes[1]["color"], [0.867, 0.510, 0.396])
+
+
+def test_card_fields_that_would_only_fail_later_are_refused_when_read():
+    from organseglib.model_package import CARD_ARCHITECTURES, ModelCard
+    from organseglib.network import ARCHITECTURES
+
+    assert CARD_ARCHITECTURES == ARCHITECTURES
+    for field_name, value in (("architecture", "unet"), ("in_channels", 2), ("spacing_mm", float("inf"))):
+        with pytest.raises(ModelPackageError, match=field_name):
+            ModelCard(name="m", **{field_name: value})
+
+
+def _edit_card(folder, **changes):
+    path = folder / "card.json"
+    card = json.loads(path.read_text())
+    card["weights"].update(changes)
+    path.write_text(json.dumps(card))
+
+
+def test_the_card_cannot_point_at_weights_outside_the_package_or_give_a_bad_size(tmp_path):
+    from organseglib.model_package import load_model_package, save_model_package, ModelCard
+    from organseglib.network import build_network
+
+    model = build_network(width=0.0625)
+    good = save_model_package(tmp_path / "good", model, ModelCard(name="m", width=0.0625))
+    other = save_model_package(tmp_path / "other", model, ModelCard(name="m", width=0.0625))
+    _edit_card(good, file="../other/model.safetensors")
+    with pytest.raises(ModelPackageError, match="card's weights file"):
+        load_model_package(good)
+    _edit_card(good, file="model.safetensors", bytes="abc")
+    with pytest.raises(ModelPackageError, match="must be an integer"):
+        load_model_package(good)
+    load_model_package(other)  # the untouched package still loads

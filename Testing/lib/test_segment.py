@@ -234,3 +234,12 @@ def test_card_orientation_is_validated():
     assert ModelCard(name="x", width=0.0625, orientation="ras").orientation == "RAS"
     with pytest.raises(ModelPackageError, match="orientation"):
         ModelCard(name="x", width=0.0625, orientation="LPA")
+
+
+def test_a_nan_voxel_is_reported_as_bad_input_not_as_corrupt_weights(chest):
+    from organseglib.errors import NotCTError
+
+    array = chest.ct.array.astype(np.float32).copy()
+    array[3, 4, 5] = np.nan
+    with pytest.raises(NotCTError, match="1 NaN or infinite voxels"):
+        segment_ct(chest.ct.with_array(array), fake(RULES), SegmentConfig(autolabel_organs=()), device="cpu")

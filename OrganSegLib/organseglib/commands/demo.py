@@ -18,7 +18,7 @@ from ..cli import add_progress_argument
 from ..io import read_ct, read_labels, write_labels, write_volume
 from ..metrics import evaluate_labels, format_table, scores_to_json
 from ..organs import organ_table, parse_organ_list
-from ..atomic import write_text_atomic
+from ..atomic import check_not_input, write_text_atomic
 from ..overlay import save_overlay_png
 from ..phantom import make_phantom
 from ..progress import Progress
@@ -45,6 +45,11 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
+    stages = _stages(args.model, args.device)
+    names = ["ct.nii.gz", "truth.nii.gz", "truth.png"] + [f"{stage}{suffix}" for stage, _, _ in stages
+                                                          for suffix in (".seg.nrrd", ".nii.gz", ".png", "_metrics.json")]
+    for name in names:  # before anything is written: the demo never overwrites its own inputs
+        check_not_input(out / name, [args.input, args.reference])
     out.mkdir(parents=True, exist_ok=True)
     progress = Progress("demo", mode=args.progress)
     if args.input:
@@ -59,7 +64,6 @@ def run(args: argparse.Namespace) -> int:
         write_labels(truth, out / "truth.nii.gz")
     print(f"CT: {name}: {ct}")
     results = {}
-    stages = _stages(args.model, args.device)
     for n, (stage, func, _) in enumerate(stages):
         sub = progress.sub(0.1 + 0.8 * n / len(stages), 0.1 + 0.8 * (n + 1) / len(stages), stage)
         labels = func(ct, sub)
