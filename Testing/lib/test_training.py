@@ -147,6 +147,20 @@ def test_resume_refuses_a_checkpoint_from_other_settings(tmp_path, cases6):
         train(other, cases6[:1], [], tmp_path / "w")
 
 
+def test_resume_refuses_a_checkpoint_trained_on_other_data_or_from_another_model(tmp_path, cases6):
+    # a finished run's checkpoint must not be "resumed" (zero iterations) onto new data or a new
+    # starting model, which would save the old weights under the new run's description
+    cfg = TrainConfig(iterations=2, augment="never", validate_every=10, checkpoint_every=1, **TINY)
+    train(cfg, cases6[:1], [], tmp_path / "w", resume=False)
+    with pytest.raises(InputError, match="training data or initial model"):
+        train(cfg, cases6[1:2], [], tmp_path / "w")
+    start = build_network(width=TINY["width"])
+    with pytest.raises(InputError, match="training data or initial model"):
+        train(cfg, cases6[:1], [], tmp_path / "w", init_model=start)
+    again = train(cfg, cases6[:1], [], tmp_path / "w")  # the same data resumes (already complete)
+    assert again.state.iteration == 2
+
+
 def _train_cmd(out: Path, iterations: int) -> list[str]:
     return [sys.executable, "-m", "organseglib", "train", "--data", "phantoms:2", "--spacing", "6",
             "--crop", "16", "32", "32", "--width", "0.0625", "--batch-size", "2", "--lr", "0.003",

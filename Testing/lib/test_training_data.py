@@ -11,7 +11,7 @@ import torch
 from organseglib.errors import InputError, LabelValueError, MissingFileError
 from organseglib.io import write_volume
 from organseglib.training import dataset as ds
-from organseglib.training.batches import AugmentedBatches, plain_batch
+from organseglib.training.batches import AugmentedBatches, make_augmenter, plain_batch
 
 
 @pytest.fixture()
@@ -132,3 +132,21 @@ def test_resample_case_puts_a_ras_ordered_file_in_the_training_axis_order(tiny_a
     img_ras, lab_ras = ds.resample_case(ras_ct, ras_labels, 6.0)
     assert lab_ras.shape == lab_lps.shape and np.array_equal(lab_ras, lab_lps)
     np.testing.assert_allclose(img_ras, img_lps, atol=1e-3)
+
+
+def test_augmented_batches_use_the_models_window():
+    """Fine-tuning a model with its own window must not switch windows when augmentation starts."""
+    from cudaaugment.config import AugmentConfig
+
+    cases = ds.phantom_cases([0], spacing_mm=6.0)
+    dev = torch.device("cpu")
+    # no random window (the fixed model window applies), and no warp, so the two runs see the same HU
+    still = AugmentConfig(rotation_deg=(0.0, 0.0), scale=(1.0, 1.0), shear=(0.0, 0.0), generic=(0.0, 0.0),
+                          window_low=None, window_high=None, image_fill=-1000.0)
+    wide = make_augmenter("cudaaugment", config=still, window=(-1000.0, 1000.0))
+    narrow = make_augmenter("cudaaugment", config=still, window=(-200.0, 300.0))
+    x_wide, _ = wide(cases, 1, (16, 24, 32), np.random.default_rng(3), dev)
+    x_narrow, _ = narrow(cases, 1, (16, 24, 32), np.random.default_rng(3), dev)
+    hu = x_wide * 2000.0 - 1000.0  # undo the wide window (nothing is clipped by it in this phantom)
+    expected = torch.clamp((hu + 200.0) / 500.0, 0.0, 1.0)
+    assert torch.allclose(x_narrow, expected, atol=1e-4)

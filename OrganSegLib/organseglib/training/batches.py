@@ -54,6 +54,7 @@ class AugmentedBatches:
 
     config: object = None
     backend: str = "torch"
+    window: tuple = DEFAULT_WINDOW_HU  # the model's intensity window (TrainConfig.window_hu)
 
     def __post_init__(self) -> None:
         if self.config is None:
@@ -72,13 +73,14 @@ class AugmentedBatches:
         x, y = augment_batch(images, labels, params, backend=self.backend, **options)
         x = torch.as_tensor(x).to(device=device, dtype=torch.float32)
         if getattr(self.config, "window_low", None) is None:  # no random window: use the fixed one
-            x = window_hu(x, DEFAULT_WINDOW_HU)
+            x = window_hu(x, self.window)
         y = torch.as_tensor(y).to(device=device, dtype=torch.int64)
         return x[:, None].contiguous(), y.contiguous()
 
 
-def make_augmenter(kind: str = "cudaaugment", config: Optional[object] = None) -> Optional[BatchSampler]:
-    """``"cudaaugment"`` (default) or ``"none"``."""
+def make_augmenter(kind: str = "cudaaugment", config: Optional[object] = None,
+                   window: Sequence[float] = DEFAULT_WINDOW_HU) -> Optional[BatchSampler]:
+    """``"cudaaugment"`` (default) or ``"none"``; ``window``: the model's intensity window in HU."""
     if kind == "none":
         return None
-    return AugmentedBatches(config=config)
+    return AugmentedBatches(config=config, window=tuple(float(w) for w in window))

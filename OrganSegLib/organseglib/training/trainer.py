@@ -11,6 +11,7 @@ Fine-tuning from an existing model uses a 10× lower learning rate (Roth et al.)
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from dataclasses import asdict, dataclass, field, replace
@@ -134,6 +135,23 @@ def _compatible(saved: dict, config: TrainConfig) -> list[str]:
     return [k for k in _RESUME_KEYS if k in saved and json_equal(saved[k], now[k]) is False]
 
 
+def data_fingerprint(train_cases: Sequence[TrainingCase], val_cases: Sequence[TrainingCase],
+                     init_model: Optional[torch.nn.Module]) -> str:
+    """SHA-256 over the cases (ids, shapes, labels, a stride of the images) and the initial weights:
+    a checkpoint resumes only onto the data and starting model it was trained from."""
+    h = hashlib.sha256()
+    for role, cases in (("train", train_cases), ("val", val_cases)):
+        for case in cases:
+            h.update(f"|{role}|{case.case_id}|{case.image.shape}|{case.spacing_mm}".encode())
+            h.update(np.ascontiguousarray(case.labels).tobytes())
+            h.update(np.ascontiguousarray(case.image.reshape(-1)[::97]).tobytes())
+    if init_model is not None:
+        for name, tensor in sorted(init_model.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def json_equal(a, b) -> bool:
     norm = lambda v: list(v) if isinstance(v, (tuple, list)) else v  # noqa: E731
     return norm(a) == norm(b)
@@ -180,9 +198,12 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
     rng = np.random.default_rng([config.seed, info.rank])
     state = TrainingState()
     ckpt = work / CHECKPOINT_NAME
+    fingerprint = data_fingerprint(train_cases, val_cases, init_model)
     if resume and ckpt.exists():
         state, saved = load_checkpoint(ckpt, model, optimizer)
         bad = _compatible(saved, config)
+        if saved.get("data_fingerprint", fingerprint) != fingerprint:
+            bad.append("training data or initial model")
         if bad:
             raise InputError(f"checkpoint {str(ckpt)!r} was written with different settings ({', '.join(bad)}); "
                              "pass --restart to discard it or choose another --out")
@@ -195,7 +216,7 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
         log.info("resuming from %s at iteration %d", ckpt, state.iteration)
     fixed_start = config.augment_start_iteration()
     if augmenter is None and config.augment != "never":
-        augmenter = make_augmenter("cudaaugment")
+        augmenter = make_augmenter("cudaaugment", window=config.window_hu)
     net = wrap_model(model, info)
     net.train()
     per_rank = config.batch_size // info.world_size
@@ -237,7 +258,7 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
             states = all_gather_objects(rng.bit_generator.state, info)
             if info.is_main:
                 state.rng_states = states
-                save_checkpoint(ckpt, model, optimizer, state, asdict(config))
+                save_checkpoint(ckpt, model, optimizer, state, {**asdict(config), "data_fingerprint": fingerprint})
                 curve = plot_learning_curve(work / CURVE_NAME, state.history, config.plateau_window,
                                             state.augment_start, f"{config.loss} loss")
             barrier(info)
