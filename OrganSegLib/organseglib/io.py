@@ -267,8 +267,8 @@ def write_labels(labels: Volume, path: PathLike, organs: Optional[Iterable[Organ
     Args:
         labels: uint8 ``Volume`` with organ-table values.
         path: output file; its extension picks the format.
-        organs: for ``.seg.nrrd``, the segments to write (default: every organ present in ``labels``);
-            a listed organ with no voxels becomes an empty segment.
+        organs: for ``.seg.nrrd``, segments to write even when empty (a listed organ with no voxels
+            becomes an empty segment); every organ present in ``labels`` is written in any case.
     """
     ext = _check_extension(path, LABEL_EXTENSIONS)
     check_label_values(labels.array, "labels to write")
@@ -277,8 +277,13 @@ def write_labels(labels: Volume, path: PathLike, organs: Optional[Iterable[Organ
         return write_volume(labels, path, overwrite=overwrite)
     import slicerio
 
-    if organs is None:
-        organs = [organ_by_value(v) for v in np.unique(labels.array) if v != 0]
+    present = [organ_by_value(int(v)) for v in np.unique(labels.array) if v != 0]
+    # the listed organs first (once each), then every other organ present: no labelled voxel is
+    # left without a segment (it would be dropped when the file is read back)
+    listed: list[Organ] = []
+    for organ in list(organs or []) + present:
+        if organ not in listed:
+            listed.append(organ)
     with atomic_path(path, overwrite=overwrite) as tmp:
-        slicerio.write_segmentation(str(tmp), _seg_nrrd_dict(labels, list(organs)))
+        slicerio.write_segmentation(str(tmp), _seg_nrrd_dict(labels, listed))
     return Path(path)

@@ -148,6 +148,27 @@ def test_cli_writes_labels_in_each_format(tmp_path, tiny_chest):
     assert main(["autolabel", str(ct_path), "-o", str(ct_path), "--progress", "none"]) == 2
 
 
+def test_cli_keeps_the_ignored_labels_in_every_format(tmp_path, tiny_abdomen):
+    """Labels passed with --ignore (here the liver and the truth's lungs) are copied to the output,
+    and a .seg.nrrd gives them segments, even with --organs bone."""
+    from organseglib.cli import main
+    from organseglib.io import read_labels, write_labels, write_volume
+
+    ct_path, drawn_path = tmp_path / "ct.nii.gz", tmp_path / "drawn.nii.gz"
+    write_volume(tiny_abdomen.ct, ct_path)
+    truth = tiny_abdomen.labels.array
+    drawn = np.where(np.isin(truth, [1, LUNGS]), truth, 0).astype(np.uint8)
+    assert (drawn == 1).any()
+    write_labels(tiny_abdomen.labels.with_array(drawn), drawn_path)
+    for name in ("out.nii.gz", "out.seg.nrrd"):
+        out = tmp_path / name
+        assert main(["autolabel", str(ct_path), "-o", str(out), "--organs", "bone,bone", "--ignore", str(drawn_path),
+                     "--progress", "none"]) == 0
+        got = read_labels(out, reference=tiny_abdomen.ct).array
+        assert np.array_equal(got[drawn > 0], drawn[drawn > 0]), name
+        assert (got == BONE).any()
+
+
 @pytest.mark.parametrize("code", ["RAS", "ASL", "SLP"])
 def test_the_stored_axis_order_does_not_change_the_labels(code):
     """A scan stored sagittally, coronally or RAS-ordered gets the same labels, voxel for voxel, as

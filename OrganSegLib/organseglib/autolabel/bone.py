@@ -47,7 +47,6 @@ class BoneParams:
     blood_max_hu: float = 600.0
     blood_rim_hu: float = 100.0
     coarse_mm: float = 3.0  # working voxel size of the blood-pool guard
-    value: int = 5  # CT-ORG label of bone
 
     def __post_init__(self) -> None:
         if not -500.0 <= self.tau1_hu < self.tau2_hu <= 2000.0:
@@ -178,6 +177,7 @@ def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.nda
     bone &= allowed
     area_px = params.max_hole_mm2 / (spacing[1] * spacing[2])
     bone = morphology.fill_small_holes_per_slice(bone, area_px)
+    bone &= allowed  # a blood pool or table piece ringed by bone in a slice is not marrow
     if ignore is not None:
         bone &= ~ignore
     progress(1.0, "bone done")

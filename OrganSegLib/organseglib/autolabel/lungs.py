@@ -41,7 +41,6 @@ class LungParams:
     gas_median_hu: float = -960.0  # ours: outside air / bowel gas ~ -1000 HU, lung parenchyma -900..-700
     min_lung_ml: float = 5.0  # ours: smaller eroded pockets are not lungs (measured after erosion)
     max_hole_mm2: float = 1000.0  # ours: per-slice holes filled up to ~35 mm across (vessels, nodules)
-    value: int = 3  # CT-ORG label of the lungs
 
     def __post_init__(self) -> None:
         if not -900.0 <= self.air_hu <= 0.0:

@@ -33,7 +33,7 @@ def safe(ball: Ball) -> bool:
     """True when some EDT available here is exact for this ball."""
     if ball.radius_mm == 0:
         return False
-    return ball.rel_gap > (FLOAT32_MIN_GAP if _edt is not None else FLOAT64_MIN_GAP)
+    return ball.rel_gap > FLOAT64_MIN_GAP  # EDT.dilate picks float32 (edt) or float64 (scipy) by the gap
 
 
 class EDT:
