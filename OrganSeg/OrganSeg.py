@@ -137,6 +137,8 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.disconnectParameterNode()
 
     def onSceneEndClose(self, caller, event) -> None:
+        if self.editor is not None:  # closing the scene removed its segment editor node: give it a new one
+            self.editor.setMRMLSegmentEditorNode(slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentEditorNode"))
         if self.parent.isEntered:
             self.initializeParameterNode()
 

@@ -16,14 +16,16 @@ Every file and the manifest are written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Optional, Union
+from typing import Iterable, Iterator, List, Optional, Union
 
 import numpy as np
 
@@ -132,6 +134,38 @@ def _write_manifest(folder: Path, cases: Iterable[TrainingCase]) -> None:
     write_text_atomic(folder / MANIFEST, text)
 
 
+
+LOCK_FILE = ".organseg-training-set.lock"
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: Path, timeout_s: float = 60.0) -> Iterator[None]:
+    """An exclusive lock on the training-set folder (released by the OS if the process dies)."""
+    handle = open(folder / LOCK_FILE, "a+b")
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            try:
+                if os.name == "nt":
+                    import msvcrt
+
+                    handle.seek(0)
+                    msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+                else:
+                    import fcntl
+
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise OutputExistsError(f"training-set folder {str(folder)!r} is locked by another export for "
+                                            f"over {timeout_s:.0f} s ({LOCK_FILE}); try again when it has finished")
+                time.sleep(0.05)
+        yield
+    finally:
+        handle.close()  # closing releases the lock
+
+
 def export_training_case(
     ct: Volume,
     labels: Volume,
@@ -166,8 +200,6 @@ def export_training_case(
         InputError: a negative ``case_id``, or ``overwrite`` without ``case_id``.
         MissingFileError: ``folder`` does not exist and ``create`` is False.
     """
-    from .io import write_labels, write_volume
-
     ct.require_same_grid(labels, what="labels to export")
     check_label_values(labels.array, "labels to export")
     corrected = [str(o) for o in corrected_organs]
@@ -177,13 +209,19 @@ def export_training_case(
         if not create:
             raise MissingFileError(f"training-set folder {str(folder)!r} does not exist; create it or pass create=True")
         folder.mkdir(parents=True, exist_ok=True)
-    if case_id is None:
-        if overwrite:
-            raise InputError("overwrite=True needs the case_id to replace; a new case never overwrites anything")
-        case_id = next_case_id(folder)
-    elif int(case_id) != case_id or case_id < 0:
+    if case_id is None and overwrite:
+        raise InputError("overwrite=True needs the case_id to replace; a new case never overwrites anything")
+    if case_id is not None and (int(case_id) != case_id or case_id < 0):
         raise InputError(f"case_id must be a whole number >= 0; got {case_id!r}")
-    case_id = int(case_id)
+    with _folder_lock(folder):  # two exports at once (two Slicers, a script) must not pick the same id
+        return _add_case_locked(ct, labels, folder, source, organs, case_id, overwrite, date)
+
+
+def _add_case_locked(ct: Volume, labels: Volume, folder: Path, source: str, organs: tuple, case_id: Optional[int],
+                     overwrite: bool, date: Optional[str]) -> TrainingCase:
+    from .io import write_labels, write_volume
+
+    case_id = next_case_id(folder) if case_id is None else int(case_id)
     cases = read_manifest(folder)
     if case_id in used_case_ids(folder) and not overwrite:
         raise OutputExistsError(

@@ -37,7 +37,9 @@ def test_export_writes_ct_org_layout_and_manifest(case, tmp_path):
     assert back_ct.array.dtype == np.int16 and np.array_equal(back_ct.array, ct.array)
     assert back_labels.array.dtype == np.uint8 and np.array_equal(back_labels.array, labels.array)
     assert back_ct.same_grid(ct, atol=1e-5) and back_labels.same_grid(ct, atol=1e-5)
-    assert sorted(p.name for p in folder.iterdir()) == ["labels-0.nii.gz", "manifest.json", "volume-0.nii.gz"]
+    # the CT-ORG layout, plus the lock file that serialises concurrent exports
+    assert sorted(p.name for p in folder.iterdir()) == [".organseg-training-set.lock", "labels-0.nii.gz", "manifest.json",
+                                                         "volume-0.nii.gz"]
 
 
 def test_next_id_and_no_silent_overwrite(case, tmp_path):
@@ -94,3 +96,40 @@ def test_exported_folder_is_read_by_the_training_loader(case, tmp_path):
     found = dataset.find_cases(tmp_path)
     assert [c.case_id for c in found] == ["0", "1"]
     assert found[1].labels == tmp_path / "labels-1.nii.gz"
+
+
+def test_concurrent_exports_get_distinct_cases_and_all_reach_the_manifest(case, tmp_path, monkeypatch):
+    """Two Slicers (or a script beside the GUI) saving at once: the id choice and the manifest update
+    are serialised by a folder lock. The race window is widened on purpose: without the lock every
+    thread would pick the same id and overwrite one another's case."""
+    import threading
+    import time
+
+    from organseglib import training_set
+
+    real_next = training_set.next_case_id
+
+    def slow_next(folder):
+        chosen = real_next(folder)
+        time.sleep(0.2)
+        return chosen
+
+    monkeypatch.setattr(training_set, "next_case_id", slow_next)
+    ct, labels = case
+    errors = []
+
+    def export(n):
+        try:
+            export_training_case(ct, labels, tmp_path / "set", source=f"thread {n}")
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=export, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    entries = read_manifest(tmp_path / "set")
+    assert sorted(e.id for e in entries) == [0, 1, 2, 3]
+    assert sorted(e.source for e in entries) == [f"thread {n}" for n in range(4)]
