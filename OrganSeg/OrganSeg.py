@@ -98,7 +98,8 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.jobButton = None
         self.jobButtonText = ""
         self.editor = None
-        self.retrainOutput = None
+        self.retrainOutput = self.retrainModel = None
+        self.stoppedRetrain = None  # (training set, model, output) of a run ended with Stop: Retrain continues it
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -233,14 +234,31 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Could not start retraining.", waitCursor=True):
             self.logic.ensureDependencies(needTorch=True)
             p = self._parameterNode
-            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-            out = default_registry_path().parent / "models" / f"retrained-{stamp}"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            self.retrainOutput = out
+            model = self.ui.modelComboBox.currentData
+            stopped = self.stoppedRetrain
+            if stopped is not None and stopped[:2] == (str(self.datasetFolder()), model):
+                out = stopped[2]  # the same training set and model: continue from the kept checkpoint
+            else:
+                out = self.newRetrainOutput()
+            self.stoppedRetrain = None
+            self.retrainOutput, self.retrainModel = out, model
             self.ui.retrainLog.clear()
-            job = self.logic.start_retrain(self.datasetFolder(), str(out), init_model=self.ui.modelComboBox.currentData,
+            job = self.logic.start_retrain(self.datasetFolder(), str(out), init_model=model,
                                            device=self.selectedDevice(), iterations=p.retrainIterations)
             self.startJob(job, self.ui.retrainButton, runningText="Stop")
+
+    @staticmethod
+    def newRetrainOutput() -> pathlib.Path:
+        """A model folder no run has used (neither the package nor its ``.training`` checkpoint exists)."""
+        folder = default_registry_path().parent / "models"
+        folder.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out, n = folder / f"retrained-{stamp}", 1
+        while out.exists() or out.with_name(out.name + ".training").exists():
+            n += 1
+            out = folder / f"retrained-{stamp}-{n}"
+        out.with_name(out.name + ".training").mkdir()  # reserve the name (the trainer's work folder)
+        return out
 
     # --- background job ---------------------------------------------------------------------------------
     def startJob(self, job, button, runningText: str = "Cancel") -> None:
@@ -264,8 +282,9 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.job.cancel()
         if self.jobButton is self.ui.retrainButton:  # Stop: the trainer's checkpoint folder is kept
+            self.stoppedRetrain = (str(self.datasetFolder()), self.retrainModel, self.retrainOutput)
             self.endJob(f"{self.job.title}: stopped; no model registered (checkpoint kept in "
-                        f"{self.retrainOutput}.training).")
+                        f"{self.retrainOutput}.training; Retrain with the same training set and model continues it).")
         else:
             self.endJob(f"{self.job.title}: cancelled.")
 

@@ -256,5 +256,19 @@ def test_stop_ends_retraining_without_registering(widget_module, scene, tiny_che
     ui.retrainButton.click()  # Stop
     assert widget.job is None and runner.process.poll() is not None and ui.retrainButton.text == "Retrain"
     assert ui.statusLabel.text == (f"Retrain: stopped; no model registered (checkpoint kept in "
-                                   f"{widget.retrainOutput}.training).")
+                                   f"{widget.retrainOutput}.training; Retrain with the same training set and "
+                                   "model continues it).")
     assert [d for _, d in ui.modelComboBox.items] == ["/models/demo"] and errors == []
+    # Retrain again with the same training set and model: the same output, so the checkpoint resumes
+    stopped_out = widget.retrainOutput
+    ui.retrainButton.click()
+    args = widget.job.runner.args
+    assert args[args.index("--out") + 1] == str(stopped_out)
+    ui.retrainButton.click()  # Stop again
+    # another training set starts a new run
+    (tmp_path / "other").mkdir()
+    widget._parameterNode.datasetFolder = tmp_path / "other"
+    ui.retrainButton.click()
+    args = widget.job.runner.args
+    assert args[args.index("--out") + 1] != str(stopped_out)
+    ui.retrainButton.click()
