@@ -164,6 +164,10 @@ class WorkflowLogic:
                              f"terminology of {', '.join(o.name for o in organ_table())}); nothing to save")
         if ignored:
             log.warning("segments %s match no organ and are not saved", ", ".join(ignored))
+        missing = [o.name for o in organ_table() if o.key not in bridge.segment_ids_by_organ(segmentation_node)]
+        if missing:  # training reads every voxel without an organ as background
+            log.warning("no segment for %s: those organs are saved as background in this case; segment them "
+                        "first (Segment organs) if they are in the scan", ", ".join(missing))
         ct = bridge.volume_from_node(ct_node)
         source = source or self.describe_source(ct_node)
         return export_training_case(ct, labels, folder, source=source, corrected_organs=corrected_organs,
