@@ -82,6 +82,29 @@ def test_clean_exit_without_result_record_counts_as_done(tmp_path):
     assert runner.result == {"status": "done"}
 
 
+def _grandchild_pid(runner: ProcessRunner, pid_file) -> int:
+    """Poll until the child has written its child's pid (at most 60 s)."""
+    for _ in range(600):
+        runner.poll()
+        if pid_file.exists() and pid_file.read_text():
+            return int(pid_file.read_text())
+        time.sleep(0.1)
+    pytest.fail("the child never started its own child")
+
+
+def _is_gone(pid: int) -> bool:
+    """True once ``pid`` has exited (gone, or a zombie waiting for init), within 5 s."""
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        if _is_zombie(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
 @pytest.mark.skipif(os.name == "nt", reason="process-group check uses POSIX signals")
 def test_cancel_kills_the_whole_process_tree(tmp_path):
     pid_file = tmp_path / "grandchild.pid"
@@ -92,26 +115,12 @@ def test_cancel_kills_the_whole_process_tree(tmp_path):
         time.sleep(300)
     """)
     runner = ProcessRunner(args).start()
-    for _ in range(600):  # wait (at most 60 s) until the grandchild exists
-        runner.poll()
-        if pid_file.exists() and pid_file.read_text():
-            break
-        time.sleep(0.1)
-    grandchild = int(pid_file.read_text())
+    grandchild = _grandchild_pid(runner, pid_file)
     runner.cancel(grace_s=2.0)
     runner.poll()
     assert runner.state == CANCELLED
     assert runner.process.poll() is not None
-    for _ in range(100):  # the grandchild is reaped by init shortly after the kill
-        try:
-            os.kill(grandchild, 0)
-        except ProcessLookupError:
-            break
-        if _is_zombie(grandchild):
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail(f"grandchild {grandchild} survived cancel")
+    assert _is_gone(grandchild), f"grandchild {grandchild} survived cancel"
     assert runner.error is None
 
 
@@ -127,22 +136,9 @@ def test_cancel_kills_a_grandchild_that_ignores_sigterm(tmp_path):
         time.sleep(300)
     """)
     runner = ProcessRunner(args).start()
-    for _ in range(600):
-        runner.poll()
-        if pid_file.exists() and pid_file.read_text():
-            break
-        time.sleep(0.1)
-    stubborn = int(pid_file.read_text())
+    stubborn = _grandchild_pid(runner, pid_file)
     runner.cancel(grace_s=2.0)
-    for _ in range(100):
-        try:
-            os.kill(stubborn, 0)
-        except ProcessLookupError:
-            break
-        if _is_zombie(stubborn):
-            break
-        time.sleep(0.05)
-    else:
+    if not _is_gone(stubborn):
         os.kill(stubborn, signal.SIGKILL)
         pytest.fail(f"grandchild {stubborn}, which ignores SIGTERM, survived cancel")
 
