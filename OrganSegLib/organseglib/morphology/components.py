@@ -47,9 +47,8 @@ def largest_components(mask: np.ndarray, count: int, connectivity: int = CONNECT
 def reconstruct(marker: np.ndarray, mask: np.ndarray, connectivity: int = CONNECTIVITY_3D) -> np.ndarray:
     """Components of ``mask`` that touch ``marker`` (morphological reconstruction by dilation).
 
-    Only the bounding box of ``marker & mask`` grown to the components it meets is labelled: the
-    components are found in the box of ``mask`` itself, which on a CT is usually far smaller than the
-    volume (the body inside the air around it)."""
+    Only the bounding box of ``mask`` is labelled (every component lies inside it); on a CT it is
+    usually far smaller than the volume."""
     mask = np.asarray(mask, dtype=bool)
     out = np.zeros(mask.shape, dtype=bool)
     box = _bounding_box(mask)
