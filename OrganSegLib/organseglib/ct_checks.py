@@ -54,6 +54,16 @@ def _soft_tissue_near_1024(array: np.ndarray, max_samples: int = 2_000_000) -> b
     return body.size > 0 and float(np.mean((body >= 850) & (body <= 1200))) >= 0.4
 
 
+def nonfinite_problem(array: np.ndarray) -> str:
+    """What is wrong when a float array holds NaN or infinite voxels ("" when none does)."""
+    array = np.asarray(array)
+    if not np.issubdtype(array.dtype, np.floating) or np.isfinite(array).all():
+        return ""
+    bad = int(np.count_nonzero(~np.isfinite(array)))
+    return (f"the image has {bad} NaN or infinite voxels; replace them (e.g. with −1000 HU outside the field of "
+            "view) before segmenting")
+
+
 def ct_problems(array: np.ndarray) -> list[str]:
     """Reasons why ``array`` does not look like CT in HU (empty list when it does).
 
@@ -64,11 +74,9 @@ def ct_problems(array: np.ndarray) -> list[str]:
         return ["the image has no voxels"]
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         return [f"voxel type {array.dtype} is not a real number type; CT is stored as integers or floats in HU"]
-    if np.issubdtype(array.dtype, np.floating):
-        bad = int(np.count_nonzero(~np.isfinite(array)))
-        if bad:
-            return [f"{bad} voxels are NaN or infinite; replace them (e.g. with −1000 HU outside the field of "
-                    "view) before segmenting"]
+    nonfinite = nonfinite_problem(array)
+    if nonfinite:
+        return [nonfinite]
     s = summarize_intensities(array)
     if s.minimum >= 0 and s.maximum <= 4096 + 1024 and _soft_tissue_near_1024(array):
         return [f"intensities look like CT stored without its rescale intercept ({s.describe()}): air should be "

@@ -29,6 +29,7 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
+from .ct_checks import nonfinite_problem
 from .errors import InputError, NotCTError
 from .organs import organ_by_key, organ_table, parse_organ_list
 from .progress import ProgressCallback, null_progress
@@ -169,7 +170,8 @@ def labels_to_native(labels3: Volume, mapping) -> Volume:
 ModelSpec = Union[None, str, "os.PathLike[str]", tuple]
 
 
-def _load(model: ModelSpec, device) -> tuple[Any, Any]:
+def _load(model: ModelSpec) -> tuple[Any, Any]:
+    """The (model on the CPU, card) pair; the predictor moves the model to its device."""
     if isinstance(model, tuple) and len(model) == 2:
         return model
     from .model_package import load_model_package, resolve_model
@@ -185,7 +187,6 @@ def network_labels(ct3: Volume, model, card, config: SegmentConfig, device,
         InputError: the model has no channel for a requested organ.
     """
     from .inference import TorchPredictor, predict_channels
-    from .tiling import mask_bounding_box
 
     progress = progress or null_progress
     values = card.channel_values
@@ -196,8 +197,8 @@ def network_labels(ct3: Volume, model, card, config: SegmentConfig, device,
                          "take those organs from the auto-labelers or drop them from --organs")
     progress(0.0, "body box")
     box = _body_box(ct3, config.body_margin_mm) if config.crop_to_body else None
-    if box is None:
-        box = mask_bounding_box(np.ones(ct3.shape, dtype=bool))
+    if box is None:  # not cropping, or no body found: the whole grid
+        box = tuple(slice(0, n) for n in ct3.shape)
     predictor = TorchPredictor(model, card.window_hu, device, bf16=config.bf16)
     channels = predict_channels(np.asarray(ct3.array[box], dtype=np.float32), predictor,
                                 config.tile_shape or card.tile_shape,
@@ -234,16 +235,15 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
 
     config = config or SegmentConfig()
     progress = progress or null_progress
-    if np.issubdtype(ct.array.dtype, np.floating) and not np.isfinite(ct.array).all():
-        # resampling would spread them over whole tiles, and the network's output would be blamed
-        bad = int(np.count_nonzero(~np.isfinite(ct.array)))
-        raise NotCTError(f"the CT has {bad} NaN or infinite voxels; replace them (e.g. with -1000 HU outside "
-                         "the field of view) before segmenting")
+    # NaN/inf would be spread over whole tiles by resampling, and the network's output blamed
+    nonfinite = nonfinite_problem(ct.array)
+    if nonfinite:
+        raise NotCTError(nonfinite)
     out = np.zeros(ct.shape, dtype=np.uint8)
     if config.network_organs:
         dev = resolve_device(device)
         progress(0.0, "loading model")
-        net, card = _load(model, dev)
+        net, card = _load(model)
         progress(0.02, f"resampling to {card.spacing_mm:g} mm")
         ct3, mapping = resample_ct(ct, card.spacing_mm)
         net_end = 0.75 if config.autolabel_organs else 0.95

@@ -88,14 +88,15 @@ def tile_weights(tile: Sequence[int], mode: str = "uniform", sigma_fraction: flo
     return np.maximum(w / w.max(), 1e-3).astype(np.float32)
 
 
-def mask_bounding_box(mask: np.ndarray, margin: Sequence[int] = (0, 0, 0)) -> Box | None:
-    """Smallest box holding every True voxel, grown by ``margin`` voxels per axis and clipped to the
-    array; None when the mask is empty."""
+def mask_bounding_box(mask: np.ndarray, margin: Sequence[int] | None = None) -> Box | None:
+    """Smallest box holding every True voxel, grown by ``margin`` voxels per axis (default none) and
+    clipped to the array; None when the mask is empty. Any number of dimensions."""
     if not mask.any():
         return None
+    margin = (0,) * mask.ndim if margin is None else margin
     box = []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
         hit = np.flatnonzero(mask.any(axis=other))
         lo = max(0, int(hit[0]) - int(margin[axis]))
         hi = min(mask.shape[axis], int(hit[-1]) + 1 + int(margin[axis]))

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import cc3d
 import fill_voids
 import numpy as np
 
 from ..errors import InputError
+from ..tiling import mask_bounding_box
 
 CONNECTIVITY_3D = 26
 CONNECTIVITY_2D = 8
@@ -51,7 +50,7 @@ def reconstruct(marker: np.ndarray, mask: np.ndarray, connectivity: int = CONNEC
     usually far smaller than the volume."""
     mask = np.asarray(mask, dtype=bool)
     out = np.zeros(mask.shape, dtype=bool)
-    box = _bounding_box(mask)
+    box = mask_bounding_box(mask)
     if box is None:
         return out
     sub = np.ascontiguousarray(mask[box])
@@ -61,17 +60,6 @@ def reconstruct(marker: np.ndarray, mask: np.ndarray, connectivity: int = CONNEC
     keep[0] = False
     out[box] = keep[labels]
     return out
-
-
-def _bounding_box(mask: np.ndarray) -> Optional[tuple[slice, ...]]:
-    """The smallest box holding every True voxel of ``mask``; None when there is none."""
-    box = []
-    for axis in range(mask.ndim):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if hits.size == 0:
-            return None
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:

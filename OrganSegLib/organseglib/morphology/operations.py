@@ -32,6 +32,7 @@ import numpy as np
 import scipy.ndimage as ndi
 
 from ..errors import InputError
+from ..tiling import mask_bounding_box
 from . import edt as _edt_mod
 from .ball import Ball, make_ball
 from .fft import ScipyFFT, TorchFFT, padded_shape
@@ -97,26 +98,13 @@ def _backend(method: str, device: Optional[str], ball: Ball, shape: Sequence[int
     return _edt_mod.EDT()
 
 
-def _bbox(mask: np.ndarray, margin: Sequence[int]) -> Optional[tuple[slice, ...]]:
-    """Bounding box of ``mask`` grown by ``margin`` voxels per axis, clipped; None when empty."""
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        if hits.size == 0:
-            return None
-        box.append(slice(max(int(hits[0]) - margin[axis], 0),
-                         min(int(hits[-1]) + margin[axis] + 1, mask.shape[axis])))
-    return tuple(box)
-
-
 def _run(mask: np.ndarray, radius_mm: float, spacing: Sequence[float], method: str,
          device: Optional[str], steps: str, margin_balls: int) -> np.ndarray:
     """Apply ``steps`` ('d' dilation, 'e' erosion, left to right) on the cropped mask."""
     mask = _check_mask(mask, spacing)
     ball = make_ball(radius_mm, spacing)
     out = np.zeros(mask.shape, dtype=bool)
-    box = _bbox(mask, [margin_balls * h for h in ball.half])
+    box = mask_bounding_box(mask, [margin_balls * h for h in ball.half])
     if box is None:  # empty mask: every operation gives an empty mask
         return out
     crop = mask[box]
