@@ -25,6 +25,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from .ct_checks import AIR_HU  # padding value: what lies outside the field of view
 from .errors import InputError, OrganSegError
 from .progress import ProgressCallback, null_progress
 from .tiling import fitted_tile, pad_to, tile_grid, tile_starts, tile_weights
@@ -32,7 +33,6 @@ from .tiling import fitted_tile, pad_to, tile_grid, tile_starts, tile_weights
 log = logging.getLogger(__name__)
 
 Predictor = Callable[[np.ndarray], np.ndarray]
-AIR_HU = -1000.0  # padding value: what lies outside the field of view
 
 
 class NonFiniteOutputError(OrganSegError, ArithmeticError):

@@ -24,6 +24,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ..atomic import atomic_path
+from ..ct_checks import AIR_HU
 from ..errors import InputError, MissingFileError
 from ..organs import check_label_values
 from ..volume import Volume
@@ -35,7 +36,6 @@ CACHE_VERSION = 2  # 2: arrays reoriented to TRAINING_ORIENTATION
 # Axis order of every training array (``organseglib.orientation``); the exported card records it so
 # ``segment`` puts a scan into the same order before the network sees it.
 TRAINING_ORIENTATION = "LPS"
-AIR_HU = -1000.0
 CT_ORG_BRAIN = 6  # CT-ORG's sixth label, not one of our five organs: folded into background
 _VOLUME_RE = re.compile(r"^volume-(\w+)\.(nii\.gz|nii|nrrd|mha)$")
 

@@ -38,10 +38,11 @@ class DistInfo:
 
 
 def choose_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
-    """``"auto"``: this rank's CUDA device when present, else the CPU."""
-    if requested == "auto":
-        return torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(requested)
+    """``"auto"``: this rank's CUDA device when present, else the CPU; ``"cuda"`` becomes this rank's
+    GPU. Names are checked as for inference (``inference.resolve_device``)."""
+    from ..inference import resolve_device
+
+    device = resolve_device(requested)
     if device.type == "cuda" and device.index is None:
         device = torch.device(f"cuda:{local_rank}")
     return device

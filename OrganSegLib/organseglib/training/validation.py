@@ -20,15 +20,8 @@ from ..losses import segmentation_loss
 from ..metrics import dice
 from ..network import DEFAULT_WINDOW_HU, window_hu
 from ..organs import organ_table
+from ..tiling import pad_to
 from .dataset import AIR_HU, TrainingCase, tile_starts
-
-
-def _pad_to(array: np.ndarray, shape: Sequence[int], fill: float) -> np.ndarray:
-    if all(n >= c for n, c in zip(array.shape, shape)):
-        return array
-    out = np.full([max(n, c) for n, c in zip(array.shape, shape)], fill, dtype=array.dtype)
-    out[tuple(slice(0, n) for n in array.shape)] = array
-    return out
 
 
 @torch.no_grad()
@@ -37,8 +30,8 @@ def predict_tiles(model: torch.nn.Module, case: TrainingCase, crop_shape: Sequen
                   loss_name: Optional[str] = None) -> tuple[np.ndarray, list[float]]:
     """Label map of one 3 mm case from crop-sized tiles, and the loss of each tile (if ``loss_name``).
     The model must be in eval mode."""
-    image = _pad_to(case.image, crop_shape, AIR_HU)
-    labels = _pad_to(case.labels, crop_shape, 0)
+    image = pad_to(case.image, crop_shape, AIR_HU)
+    labels = pad_to(case.labels, crop_shape, 0)
     pred = np.zeros(image.shape, dtype=np.uint8)
     losses: list[float] = []
     starts = [tile_starts(n, c) for n, c in zip(image.shape, crop_shape)]
