@@ -13,7 +13,6 @@ uniformly at random"), padded with air where the scan is smaller than the crop.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -27,6 +26,7 @@ from ..atomic import atomic_path
 from ..ct_checks import AIR_HU
 from ..errors import InputError, MissingFileError
 from ..organs import check_label_values
+from ..training_set import MANIFEST, read_manifest
 from ..volume import Volume
 
 log = logging.getLogger(__name__)
@@ -69,16 +69,9 @@ def find_cases(folder: str | os.PathLike) -> list[CaseFiles]:
     root = Path(folder).expanduser()
     if not root.is_dir():
         raise MissingFileError(f"training data folder {str(root)!r} does not exist or is not a folder")
-    manifest = root / "manifest.json"
     cases: list[CaseFiles] = []
-    if manifest.exists():
-        try:
-            entries = json.loads(manifest.read_text(encoding="utf-8"))["cases"]
-            for e in entries:
-                cases.append(CaseFiles(str(e["id"]), root / e["volume"], root / e["labels"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise InputError(f"{str(manifest)!r} is not a training-set manifest ({exc!r}); expected "
-                             '{"cases": [{"id": N, "volume": ..., "labels": ...}]}') from None
+    if (root / MANIFEST).exists():  # the folder the Slicer module exports to (``training_set``)
+        cases = [CaseFiles(str(e.id), root / e.volume, root / e.labels) for e in read_manifest(root)]
     else:
         for path in sorted(root.iterdir()):
             match = _VOLUME_RE.match(path.name)
