@@ -92,16 +92,9 @@ class WorkflowLogic:
     def start_segment(self, ct_node, segmentation_node=None, model: Optional[str] = None,
                       device: str = "auto", python: Optional[Sequence[str]] = None) -> Job:
         """Five-organ segmentation in a child process; ``job.output`` is the segmentation node."""
-        ct = bridge.volume_from_node(ct_node)
-        workdir = make_workdir()
-        ct_path = write_ct_for_child(ct, os.path.join(workdir, "ct.mha"))
-        out_path = os.path.join(workdir, "labels.nii.gz")
-
-        def finish(result: dict):
-            return self._read_back(out_path, ct, ct_node, segmentation_node, organs=None)
-
-        args = segment_command(ct_path, out_path, model=model, device=device, python=python)
-        return Job("Segment organs", args, finish, workdir=workdir).start()
+        return self._start_labelling_job(
+            "Segment organs", ct_node, segmentation_node, None,
+            lambda ct_path, out_path: segment_command(ct_path, out_path, model=model, device=device, python=python))
 
     # --- 2. auto-label ----------------------------------------------------------------------------
     def autolabel(self, ct_node, organs: Iterable[str] = AUTOLABEL_ORGANS, segmentation_node=None,
@@ -118,16 +111,22 @@ class WorkflowLogic:
     def start_autolabel(self, ct_node, organs: Iterable[str] = AUTOLABEL_ORGANS, segmentation_node=None,
                         python: Optional[Sequence[str]] = None) -> Job:
         keys = self._autolabel_keys(organs)
+        return self._start_labelling_job(
+            "Auto-label", ct_node, segmentation_node, keys,
+            lambda ct_path, out_path: autolabel_command(ct_path, out_path, keys, python=python))
+
+    def _start_labelling_job(self, title: str, ct_node, segmentation_node, organs, command) -> Job:
+        """Write the CT for a child process, run ``command(ct_path, out_path)`` there, and read its
+        labels back into the segmentation (only ``organs``; None: every organ) when it finishes."""
         ct = bridge.volume_from_node(ct_node)
         workdir = make_workdir()
         ct_path = write_ct_for_child(ct, os.path.join(workdir, "ct.mha"))
         out_path = os.path.join(workdir, "labels.nii.gz")
 
         def finish(result: dict):
-            return self._read_back(out_path, ct, ct_node, segmentation_node, organs=keys)
+            return self._read_back(out_path, ct, ct_node, segmentation_node, organs=organs)
 
-        args = autolabel_command(ct_path, out_path, keys, python=python)
-        return Job("Auto-label", args, finish, workdir=workdir).start()
+        return Job(title, command(ct_path, out_path), finish, workdir=workdir).start()
 
     @staticmethod
     def _autolabel_keys(organs: Iterable[str]) -> List[str]:
