@@ -10,7 +10,7 @@ and the deprecated ``SetMasterRepresentationToBinaryLabelmap`` is never called (
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional
 
 import numpy as np
 import slicer
@@ -299,7 +299,3 @@ def show_segmentation(segmentation_node, show_3d: bool = True) -> bool:
     Returns whether the 3D representation was made."""
     segmentation_node.CreateDefaultDisplayNodes()
     return bool(show_3d and segmentation_node.CreateClosedSurfaceRepresentation())
-
-
-def organ_keys(organs: Sequence) -> list:
-    return [o.key for o in _organs(organs)]

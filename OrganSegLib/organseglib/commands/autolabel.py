@@ -10,7 +10,7 @@ from .. import cli
 from ..atomic import check_not_input, write_text_atomic
 from ..autolabel import SUPPORTED, autolabel_with_report
 from ..io import read_ct, read_labels, write_labels
-from ..organs import organ_by_key
+from ..organs import parse_organ_list
 from ..progress import Progress
 
 log = logging.getLogger(__name__)
@@ -43,9 +43,7 @@ def run(args: argparse.Namespace) -> int:
         keep = ignore.array != 0
         labels = labels.with_array(labels.array.copy())
         labels.array[keep] = ignore.array[keep]
-    keys = [k.strip() for k in args.organs.split(",") if k.strip()]
-    organs = [organ_by_key(k) for k in keys]
-    write_labels(labels, args.output, organs=organs)
+    write_labels(labels, args.output, organs=parse_organ_list(args.organs))
     for organ, found in report.items():
         print(f"{organ:6s} {found['ml']:9.1f} mL")
         for w in found.get("warnings", []):
