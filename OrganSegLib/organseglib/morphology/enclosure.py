@@ -7,8 +7,9 @@ or a rib is enclosed by cortex along two or three axes; muscle between two ribs,
 between a vertebral body and its transverse process, along one at most. The bone labeler uses it to
 tell the two apart among the voxels its closing filled (``organseglib.autolabel.bone``).
 
-Each axis costs two cumulative extrema over the array (no distance transform), computed only on the
-box around ``where`` that the rays can reach.
+Each axis costs one sorted list of the ``mask`` voxels' flat indices (the array laid out with that
+axis last, so that a ray is a run of consecutive indices) and a binary search per voxel asked about;
+only the box around ``where`` that the rays can reach is read.
 """
 
 from __future__ import annotations
@@ -21,21 +22,27 @@ from ..errors import InputError
 from ..tiling import mask_bounding_box
 
 
-def _enclosed_along(mask: np.ndarray, axis: int, max_span: float) -> np.ndarray:
-    """Voxels whose nearest ``mask`` voxels at/before and at/after along ``axis`` exist and lie at
-    most ``max_span`` voxels apart."""
+def _enclosed_along(mask: np.ndarray, coords: tuple[np.ndarray, ...], axis: int, max_span: float) -> np.ndarray:
+    """For the voxels at ``coords``: do their nearest ``mask`` voxels at/before and at/after along
+    ``axis`` exist and lie at most ``max_span`` voxels apart?
+
+    The array is laid out with ``axis`` last, so that each ray is a run of consecutive flat indices;
+    the sorted flat indices of ``mask`` are then searched for each voxel's neighbours.
+    """
     n = mask.shape[axis]
-    dtype = np.int16 if n < np.iinfo(np.int16).max // 2 else np.int32
-    shape = [1] * mask.ndim
-    shape[axis] = n
-    pos = np.arange(n, dtype=dtype).reshape(shape)
-    none = dtype(n)  # marks "no mask voxel on that side" (indices run 0 .. n-1)
-    after = np.where(mask, pos, none)
-    after = np.flip(np.minimum.accumulate(np.flip(after, axis), axis=axis), axis)
-    before = np.maximum.accumulate(np.where(mask, pos, -none), axis=axis)
-    found = (after != none) & (before != -none)
-    after -= before
-    found &= after <= max_span
+    perm = tuple(a for a in range(3) if a != axis) + (axis,)
+    keys = np.flatnonzero(np.ascontiguousarray(mask.transpose(perm)))
+    if keys.size == 0:
+        return np.zeros(coords[0].shape, dtype=bool)
+    query = np.ravel_multi_index(tuple(coords[a] for a in perm), tuple(mask.shape[a] for a in perm))
+    line = query // n
+    at = np.searchsorted(keys, query)  # first mask voxel at or after, in flat order
+    after = keys[np.minimum(at, keys.size - 1)]
+    found = (at < keys.size) & (after // n == line)
+    before_at = np.where(found & (after == query), at, at - 1)  # a mask voxel is its own neighbour
+    before = keys[np.maximum(before_at, 0)]
+    found &= (before_at >= 0) & (before // n == line)
+    found &= (after - before) <= max_span
     return found
 
 
@@ -49,7 +56,8 @@ def enclosed_axes(mask: np.ndarray, spacing: Sequence[float], max_span_mm: float
         max_span_mm: largest distance, centre to centre, between the enclosing ``mask`` voxels on the
             two sides of a voxel (a voxel of ``mask`` encloses itself: span 0).
         where: optional boolean array; only these voxels are answered (the others get 0), and only
-            the box around them that the rays can reach is scanned.
+            the box around them that the rays can reach is read. Pass it on large volumes: the cost
+            grows with the number of voxels answered.
 
     Returns:
         uint8 array of ``mask``'s shape.
@@ -62,14 +70,16 @@ def enclosed_axes(mask: np.ndarray, spacing: Sequence[float], max_span_mm: float
     count = np.zeros(mask.shape, dtype=np.uint8)
     if where is None:
         box = tuple(slice(0, n) for n in mask.shape)
+        where_box = np.ones(mask.shape, dtype=bool)
     else:
         box = mask_bounding_box(where, margin=[int(np.ceil(max_span_mm / float(s))) for s in spacing])
         if box is None:
             return count
-    sub = mask[box]
-    out = count[box]
+        where_box = where[box]
+    sub = np.ascontiguousarray(mask[box])
+    coords = np.nonzero(where_box)
+    hits = np.zeros(coords[0].shape, dtype=np.uint8)
     for axis in range(3):
-        out += _enclosed_along(sub, axis, max_span_mm / float(spacing[axis]) + 1e-9)
-    if where is not None:
-        count &= np.where(where, np.uint8(3), np.uint8(0))
+        hits += _enclosed_along(sub, coords, axis, max_span_mm / float(spacing[axis]) + 1e-9)
+    count[box][coords] = hits
     return count
