@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import cc3d
+import fastremap
 import fill_voids
 import numpy as np
 
@@ -17,7 +18,11 @@ def label(mask: np.ndarray, connectivity: int = CONNECTIVITY_3D) -> tuple[np.nda
     """Label the components of ``mask``; return ``(labels, sizes)`` with ``sizes[0] = 0``."""
     mask = np.ascontiguousarray(mask, dtype=bool)
     labels, n = cc3d.connected_components(mask, connectivity=connectivity, return_N=True)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    # fastremap.unique counts uint32 labels in place; np.bincount would first copy them to int64
+    # (0.5-0.8 s on a 512x512x300 CT against 0.09 s)
+    ids, counts = fastremap.unique(labels, return_counts=True)
+    sizes = np.zeros(n + 1, dtype=np.int64)
+    sizes[ids] = counts
     sizes[0] = 0
     return labels, sizes
 
@@ -38,9 +43,15 @@ def largest_components(mask: np.ndarray, count: int, connectivity: int = CONNECT
     labels, sizes = label(mask, connectivity)
     order = np.argsort(sizes[1:], kind="stable")[::-1][:count] + 1
     order = [int(i) for i in order if sizes[i] >= min_voxels]
-    keep = np.zeros(sizes.size, dtype=bool)
-    keep[order] = True
-    return keep[labels], [int(sizes[i]) for i in order]
+    if len(order) <= 2:  # the skeleton, the two lungs: comparisons beat a lookup table
+        kept = np.zeros(labels.shape, dtype=bool)
+        for i in order:
+            kept |= labels == i
+    else:
+        keep = np.zeros(sizes.size, dtype=bool)
+        keep[order] = True
+        kept = keep[labels]
+    return kept, [int(sizes[i]) for i in order]
 
 
 def reconstruct(marker: np.ndarray, mask: np.ndarray, connectivity: int = CONNECTIVITY_3D) -> np.ndarray:
@@ -63,8 +74,16 @@ def reconstruct(marker: np.ndarray, mask: np.ndarray, connectivity: int = CONNEC
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill every cavity of ``mask`` not connected to the array border (3D, 6-connected background)."""
-    return fill_voids.fill(np.ascontiguousarray(mask, dtype=bool), in_place=False)
+    """Fill every cavity of ``mask`` not connected to the array border (3D, 6-connected background).
+
+    Only the mask's bounding box is filled: background outside it reaches the array border, and
+    background on the box's faces touches that outside, so the cavities are the same."""
+    mask = np.asarray(mask, dtype=bool)
+    out = mask.copy()
+    box = mask_bounding_box(mask)
+    if box is not None:
+        out[box] = fill_voids.fill(np.ascontiguousarray(mask[box]), in_place=False)
+    return out
 
 
 def fill_holes_per_slice(mask: np.ndarray, axis: int = 0) -> np.ndarray:
