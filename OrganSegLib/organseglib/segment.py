@@ -245,7 +245,8 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
         progress(0.0, "loading model")
         net, card = _load(model)
         progress(0.02, f"resampling to {card.spacing_mm:g} mm")
-        ct3, mapping = resample_ct(ct, card.spacing_mm)
+        # on a GPU the resampling's matrix products run there too (the CPU path is numpy)
+        ct3, mapping = resample_ct(ct, card.spacing_mm, device=dev if dev.type == "cuda" else None)
         net_end = 0.75 if config.autolabel_organs else 0.95
         sub = lambda f, m="": progress(0.1 + (net_end - 0.1) * f, f"network: {m}")  # noqa: E731
         net_grid, back = reorient(ct3, card.orientation)
