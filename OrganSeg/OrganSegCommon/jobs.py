@@ -8,10 +8,8 @@ file back into MRML. The Widget calls ``job.poll()`` from a ``QTimer``; the Pyth
 
 from __future__ import annotations
 
-import ast
 import logging
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -111,30 +109,6 @@ def _validation_dice(fields: dict) -> Optional[str]:
     return None
 
 
-# The trainer logs each validation on stderr (organseglib/training/trainer.py):
-# "INFO organseglib.training.trainer: iteration 500: validation loss 0.1234, Dice {'lungs': 0.9, ...}"
-_VALIDATION_LOG = re.compile(r"iteration (\d+): validation loss ([-+0-9.eE]+|nan), Dice (\{.*\})\s*$")
-
-
-def validation_record(line: str) -> Optional[ProgressRecord]:
-    """A progress record from the trainer's validation log line, or None for any other line, so
-    the Retrain panel shows validation Dice as training goes (not only in the final result)."""
-    match = _VALIDATION_LOG.search(line)
-    if match is None:
-        return None
-    try:
-        dice = ast.literal_eval(match.group(3))
-        loss = float(match.group(2))
-    except (ValueError, SyntaxError):
-        return None
-    if not isinstance(dice, dict):
-        return None
-    iteration = int(match.group(1))
-    fields = {"stage": "train", "iteration": iteration,
-              "validation": {"iteration": iteration, "loss": loss, "dice": dice}}
-    return ProgressRecord(stage="train", progress=None, message="", fields=fields)
-
-
 class Job:
     """A child process and what to do with its result.
 
@@ -189,7 +163,6 @@ class Job:
         if self._closed:
             return []
         records = self.runner.poll()
-        records += [r for r in map(validation_record, self.runner.take_log_lines()) if r is not None]
         self.history.extend(records)
         state = self.runner.state
         if state == DONE:

@@ -87,7 +87,6 @@ class ProcessRunner:
         self.latest: Optional[ProgressRecord] = None
         self.log_lines: Deque[str] = collections.deque(maxlen=200)
         self.stderr_tail: Deque[str] = collections.deque(maxlen=stderr_lines)
-        self.new_log_lines: List[str] = []  # log lines since the last take_log_lines()
         self._out: "queue.Queue[Optional[str]]" = queue.Queue()
         self._err: "queue.Queue[Optional[str]]" = queue.Queue()
         self._open_streams = 0
@@ -181,11 +180,6 @@ class ProcessRunner:
         for thread in self._threads:
             thread.join(timeout=1.0)
 
-    def take_log_lines(self) -> List[str]:
-        """The plain (non-JSON) output lines seen by ``poll()`` since the last call."""
-        lines, self.new_log_lines = self.new_log_lines, []
-        return lines
-
     # --- internals ----------------------------------------------------------------------------
     def _drain(self, lines: "queue.Queue[Optional[str]]", handle: Callable[[str], None]) -> None:
         while True:
@@ -202,14 +196,12 @@ class ProcessRunner:
         if line.strip():
             self.stderr_tail.append(line)
             self.log_lines.append(line)
-            self.new_log_lines.append(line)
 
     def _on_stdout(self, line: str, records: List[ProgressRecord]) -> None:
         record = parse_line(line)
         if record is None:
             if line.strip():
                 self.log_lines.append(line)
-                self.new_log_lines.append(line)
             return
         status = record.get("status")
         if status == "error":

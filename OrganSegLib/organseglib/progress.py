@@ -5,7 +5,10 @@ Library functions take an optional ``progress`` callable ``(fraction, message) -
 
     {"stage": "segment", "progress": 0.42, "message": "tile 5/12"}
 
-and ``Progress.result``/``Progress.error`` print the final line the GUI reads.
+and ``Progress.result``/``Progress.error`` print the final line the GUI reads. Structured fields
+can ride along (the trainer adds ``validation={"iteration", "loss", "dice"}``) through ``report``,
+which passes them only to callbacks that take them (``Progress`` and its ``sub`` callbacks), so a
+plain ``(fraction, message)`` callable still works.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ def _emit(stream: TextIO, record: dict[str, Any]) -> None:
 class Progress:
     """Callable progress sink for one stage of work."""
 
+    accepts_fields = True  # see ``report``
+
     def __init__(self, stage: str, mode: str = "bar", stream: Optional[TextIO] = None) -> None:
         if mode not in MODES:
             raise ValueError(f"progress mode must be one of {MODES}; got {mode!r}")
@@ -41,10 +46,10 @@ class Progress:
                              bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
                              disable=not sys.stderr.isatty())
 
-    def __call__(self, fraction: float, message: str = "") -> None:
+    def __call__(self, fraction: float, message: str = "", **fields: Any) -> None:
         fraction = min(max(float(fraction), 0.0), 1.0)
         if self.mode == "json":
-            _emit(self.stream, {"stage": self.stage, "progress": round(fraction, 4), "message": message})
+            _emit(self.stream, {**fields, "stage": self.stage, "progress": round(fraction, 4), "message": message})
         elif self._bar is not None:
             self._bar.n = round(100 * fraction)
             self._bar.set_postfix_str(message, refresh=True)
@@ -52,9 +57,10 @@ class Progress:
     def sub(self, start: float, stop: float, stage: Optional[str] = None) -> ProgressCallback:
         """A callback mapping 0..1 onto ``start..stop`` of this stage."""
 
-        def callback(fraction: float, message: str = "") -> None:
-            self(start + (stop - start) * fraction, message if stage is None else f"{stage}: {message}")
+        def callback(fraction: float, message: str = "", **fields: Any) -> None:
+            self(start + (stop - start) * fraction, message if stage is None else f"{stage}: {message}", **fields)
 
+        callback.accepts_fields = True  # type: ignore[attr-defined]
         return callback
 
     def result(self, **fields: Any) -> None:
@@ -72,6 +78,16 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def report(progress: Optional[Callable[..., None]], fraction: float, message: str = "", **fields: Any) -> None:
+    """Call ``progress`` (if any) with the text, and with ``fields`` when it takes them."""
+    if progress is None:
+        return
+    if fields and getattr(progress, "accepts_fields", False):
+        progress(fraction, message, **fields)
+    else:
+        progress(fraction, message)
 
 
 def null_progress(fraction: float, message: str = "") -> None:

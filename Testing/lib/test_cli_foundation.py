@@ -68,6 +68,20 @@ def test_progress_json_lines(capsys):
     assert lines[2]["status"] == "done" and lines[2]["out"] == "x.nii.gz"
 
 
+def test_structured_fields_reach_progress_and_spare_plain_callbacks(capsys):
+    from organseglib.progress import report
+
+    p = Progress("train", mode="json")
+    report(p.sub(0.0, 0.5), 0.5, "iteration 5/10", validation={"iteration": 5, "dice": {"bone": 0.5}})
+    seen = []
+    report(lambda fraction, message: seen.append((fraction, message)), 0.3, "plain", validation={"x": 1})
+    report(None, 0.1, "nobody listens", validation={})
+    line = json.loads(capsys.readouterr().out)
+    assert line == {"stage": "train", "progress": 0.25, "message": "iteration 5/10",
+                    "validation": {"iteration": 5, "dice": {"bone": 0.5}}}
+    assert seen == [(0.3, "plain")]
+
+
 def test_python_dash_m_runs_the_command():
     out = subprocess.run([sys.executable, "-m", "organseglib", "--help"], capture_output=True, text=True, check=True)
     assert "evaluate" in out.stdout and "demo" in out.stdout

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -212,6 +214,20 @@ def _cli_args(out: Path, *extra: str) -> list[str]:
             "--batch-size", "2", "--iterations", "2", "--checkpoint-every", "1", "--validate-every", "100",
             "--val-fraction", "0.5", "--augment", "never", "--threads", "1", "--progress", "none",
             "--out", str(out), *extra]
+
+
+def test_train_command_reports_validation_as_a_progress_field(tmp_path, capsys):
+    """The Slicer Retrain panel reads validation Dice from these records, not from the log."""
+    from organseglib import cli
+
+    args = _cli_args(tmp_path / "m")
+    args[args.index("--validate-every") + 1] = "1"
+    args[args.index("--progress") + 1] = "json"
+    assert cli.main(args) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    validations = [r["validation"] for r in records if "validation" in r and "status" not in r]
+    assert [v["iteration"] for v in validations] == [1, 2]
+    assert set(validations[-1]["dice"]) >= {"liver", "lungs", "bone"} and isinstance(validations[-1]["loss"], float)
 
 
 def test_train_command_writes_a_package_and_fine_tunes_with_a_tenth_of_the_rate(tmp_path):

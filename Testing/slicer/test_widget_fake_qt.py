@@ -237,7 +237,7 @@ def test_retrain_shows_validation_dice_and_registers_the_model(widget_module, sc
     assert args[args.index("--iterations") + 1] == "3"
     _poll_until_idle(widget)
     assert errors == [] and ui.retrainButton.text == "Retrain"
-    assert "iteration 2, validation Dice 0.800 (lungs 0.900, liver 0.700)" in ui.retrainLog.lines
+    assert "iteration 2/3, loss 0.5000 (validation Dice 0.800 (lungs 0.900, liver 0.700))" in ui.retrainLog.lines
     out = str(widget.retrainOutput)
     assert out.startswith(str(tmp_path / "home" / "models" / "retrained-"))
     assert ui.statusLabel.text == f"Retrain: done; new model registered: {out}"

@@ -44,11 +44,13 @@ FAKE_ORGANSEG = textwrap.dedent('''
         time.sleep(120)
     if args.command == "train":
         for it in (1, 2, 3):
+            if it == 2:  # as the real trainer reports a validation: a structured field of its record
+                emit(stage="train", progress=it / 3, message="iteration 2/3, loss 0.5000",
+                     validation={"iteration": 2, "loss": 0.4, "dice": {"lungs": 0.9, "liver": 0.7}})
+                print("INFO organseglib.training.trainer: iteration 2: a log line", file=sys.stderr, flush=True)
+                continue
             emit(stage="train", progress=it / 3, message=f"iteration {it}/3", iteration=it, loss=1.0 / it,
                  val_dice=0.5 + 0.1 * it)
-            if it == 2:  # the real trainer logs each validation on stderr, in this format
-                print("INFO organseglib.training.trainer: iteration 2: validation loss 0.4000, "
-                      "Dice {'lungs': 0.9, 'liver': 0.7}", file=sys.stderr, flush=True)
         os.makedirs(args.out)
         emit(stage="train", progress=1.0, status="done", output=args.out)
         sys.exit(0)
@@ -191,7 +193,7 @@ def test_retrain_job_reports_progress_and_registers_the_model(logic, tmp_path, f
     lines = []
     assert job.wait(timeout=120, on_record=lambda r: lines.append(describe_record(r))) == str(out)
     assert lines[0] == "iteration 1/3 (iteration 1, loss 1.0000, validation Dice 0.600)"
-    assert "iteration 2, validation Dice 0.800 (lungs 0.900, liver 0.700)" in lines  # from the stderr log
+    assert "iteration 2/3, loss 0.5000 (validation Dice 0.800 (lungs 0.900, liver 0.700))" in lines
     assert str(out.resolve()) in logic.registry.registered()
     assert ("retrained retrained", str(out.resolve())) in logic.available_models()  # no card: folder name
     with pytest.raises(FileExistsError, match="never overwritten"):
@@ -288,18 +290,14 @@ def test_segment_in_process_writes_only_the_configured_organs(logic, chest, tiny
     assert seg.GetSegmentation().GetSegmentIdBySegmentName("Bone") == before
 
 
-def test_validation_log_lines_become_records_with_the_trainers_format():
-    """The trainer reports validation only in its log; the Retrain panel parses that line."""
-    from pathlib import Path
+def test_validation_progress_fields_are_described_for_the_retrain_panel():
+    """The trainer sends each validation as a structured field of its --progress json record."""
+    from OrganSegCommon.jobs import describe_record
+    from OrganSegCommon.process_runner import ProgressRecord, parse_line
 
-    from OrganSegCommon.jobs import describe_record, validation_record
-
-    trainer = Path(__file__).resolve().parents[2] / "OrganSegLib/organseglib/training/trainer.py"
-    fmt = "iteration %d: validation loss %.4f, Dice %s"
-    assert fmt in trainer.read_text(encoding="utf-8"), "the trainer's validation log format changed"
-    line = "INFO organseglib.training.trainer: " + fmt % (500, 0.12345, {"lungs": 0.912, "bone": 0.5})
-    record = validation_record(line)
-    assert record.fields["validation"] == {"iteration": 500, "loss": 0.1235, "dice": {"lungs": 0.912, "bone": 0.5}}
-    assert describe_record(record) == "iteration 500, validation Dice 0.706 (lungs 0.912, bone 0.500)"
-    assert validation_record("INFO organseglib: iteration 5/10, loss 0.3") is None
-    assert validation_record("iteration 5: validation loss 0.3, Dice not-a-dict") is None
+    line = ('{"stage": "train", "progress": 0.5, "message": "iteration 500/1000, loss 0.1234", '
+            '"validation": {"iteration": 500, "loss": 0.1235, "dice": {"lungs": 0.912, "bone": 0.5}}}')
+    fields = parse_line(line)
+    record = ProgressRecord(stage="train", progress=0.5, message=fields["message"], fields=fields)
+    assert describe_record(record) == ("iteration 500/1000, loss 0.1234 "
+                                       "(validation Dice 0.706 (lungs 0.912, bone 0.500))")

@@ -24,6 +24,7 @@ import torch
 from ..errors import InputError
 from ..losses import LOSSES, segmentation_loss
 from ..network import DEFAULT_WINDOW_HU, PAPER_TILE_SHAPE, build_network
+from ..progress import report
 from .batches import BatchSampler, make_augmenter, plain_batch
 from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from .curves import plot_learning_curve, window_means
@@ -160,7 +161,7 @@ def json_equal(a, b) -> bool:
 def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: Sequence[TrainingCase],
           work_dir: str | Path, info: DistInfo = DistInfo(), init_model: Optional[torch.nn.Module] = None,
           augmenter: Optional[BatchSampler] = None, resume: bool = True,
-          progress: Optional[Callable[[float, str], None]] = None,
+          progress: Optional[Callable[..., None]] = None,
           stop_after: Optional[int] = None) -> TrainResult:
     """Train (or continue training) a network; see the module docstring.
 
@@ -172,7 +173,8 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
         init_model: weights to start from (fine-tuning); its copy is trained.
         augmenter: batch sampler used once augmentation is on (default ``cudaaugment``).
         resume: continue from ``work_dir``'s checkpoint when there is one.
-        progress: ``(fraction, message)`` callback (rank 0 only).
+        progress: ``(fraction, message)`` callback (rank 0 only); a ``Progress`` (or its ``sub``) also
+            gets each validation as a ``validation={"iteration", "loss", "dice"}`` field.
         stop_after: stop (after checkpointing) at this iteration; for tests and time-boxed runs.
 
     Raises:
@@ -248,11 +250,13 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
             state.augmenting, state.augment_start = True, state.iteration
             log.info("training loss stopped falling: augmentation on from iteration %d", state.iteration)
         done = state.iteration == last
+        validation = None
         if val_cases and (state.iteration % config.validate_every == 0 or done) and info.is_main:
             v = validate(model, val_cases, config.loss, config.crop_shape, device, config.window_hu, amp)
             state.history["val"].append({"iteration": state.iteration, **v})
-            log.info("iteration %d: validation loss %.4f, Dice %s", state.iteration, v["loss"],
-                     {k: round(d, 3) for k, d in v["dice"].items()})
+            validation = {"iteration": state.iteration, "loss": round(float(v["loss"]), 4),
+                          "dice": {k: round(float(d), 3) for k, d in v["dice"].items()}}
+            log.info("iteration %d: validation loss %.4f, Dice %s", state.iteration, v["loss"], validation["dice"])
         if state.iteration % config.checkpoint_every == 0 or done:
             sync_buffers(net, info)
             states = all_gather_objects(rng.bit_generator.state, info)
@@ -262,9 +266,10 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
                 curve = plot_learning_curve(work / CURVE_NAME, state.history, config.plateau_window,
                                             state.augment_start, f"{config.loss} loss")
             barrier(info)
-        if progress is not None and info.is_main:
-            progress(state.iteration / config.iterations, f"iteration {state.iteration}/{config.iterations}, "
-                     f"loss {value:.4f}{' (augmenting)' if state.augmenting else ''}")
+        if progress is not None and info.is_main:  # the Slicer Retrain panel reads the validation field
+            report(progress, state.iteration / config.iterations, f"iteration {state.iteration}/{config.iterations}, "
+                   f"loss {value:.4f}{' (augmenting)' if state.augmenting else ''}",
+                   **({"validation": validation} if validation else {}))
     final = state.history["val"][-1] if state.history["val"] else {}
     return TrainResult(unwrap(net), state, config, work, curve, final)
 
