@@ -39,7 +39,9 @@ RESULTS = REPO / "benchmarks" / "results" / "autolabel.md"
 
 
 def _cache_paths(size: str) -> tuple[Path, Path]:
-    base = Path(os.environ.get("ORGANSEG_BENCH_CACHE", "/tmp")) / f"organseg_bench_phantom_{size}"
+    from organseglib.phantom import RENDER_VERSION
+
+    base = Path(os.environ.get("ORGANSEG_BENCH_CACHE", "/tmp")) / f"organseg_bench_phantom_{size}_render{RENDER_VERSION}"
     return base.with_suffix(".npy"), base.with_suffix(".affine.npy")
 
 

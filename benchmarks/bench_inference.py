@@ -42,7 +42,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CT = Path(os.environ.get("ORGANSEG_SHARED_DATA", REPO.parent / "shared" / "data")) / "ct" / "abdomen_totalseg.nii.gz"
 VARIANTS = ("plain", "network", "onetile", "hybrid")
-CACHE_SUFFIX = {"clinical": "_both_seed0"}  # which phantom the cached file holds
+def _cache_suffix(case: str) -> str:
+    """Which phantom the cached file holds (and which renderer made it), '' for real scans."""
+    from organseglib.phantom import RENDER_VERSION
+
+    return f"_both_seed0_render{RENDER_VERSION}" if case == "clinical" else ""
 
 
 def machine() -> str:
@@ -59,7 +63,7 @@ def machine() -> str:
 
 def prepare(case: str, cache: Path) -> Path | None:
     """The case's CT as an .npz (array + matrix) in ``cache``; None when unavailable."""
-    path = cache / f"{case}{CACHE_SUFFIX.get(case, '')}.npz"
+    path = cache / f"{case}{_cache_suffix(case)}.npz"
     if path.exists():
         return path
     if case == "abdomen3mm":

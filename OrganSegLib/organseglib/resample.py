@@ -113,7 +113,8 @@ def _to_device(array: np.ndarray, device: Optional[Any]):
 
 def apply_separable(image: np.ndarray, operators: Sequence[np.ndarray], device: Optional[Any] = None) -> np.ndarray:
     """``image`` [K, J, I] multiplied by one matrix per axis (m_a × n_a), in float32; on ``device``
-    (a torch device) when given, else with numpy. The largest axis is reduced first."""
+    (a torch device) when given, else with numpy. The last axis (the longest run in memory, and on a
+    CT the largest reduction) is contracted first."""
     a_k, a_j, a_i = (np.asarray(op, dtype=np.float32) for op in operators)
     k, j, i = image.shape
     x = _to_device(np.asarray(image, dtype=np.float32), device)

@@ -7,6 +7,6 @@ workhorse and the training data of the demo model.
 (dtype('float32'), dtype('uint8'))
 """
 
-from .render import SIZES, Phantom, make_phantom, phantom_grid
+from .render import RENDER_VERSION, SIZES, Phantom, make_phantom, phantom_grid
 
-__all__ = ["Phantom", "SIZES", "make_phantom", "phantom_grid"]
+__all__ = ["Phantom", "RENDER_VERSION", "SIZES", "make_phantom", "phantom_grid"]

@@ -13,6 +13,10 @@ from ..volume import Volume
 from . import anatomy
 from .anatomy import Anatomy, REGION_Z, TISSUE_TO_LABEL
 
+# Bumped whenever the same seed renders a different CT, so that caches of renders (benchmarks) expire.
+# 2: partial volume as a box one voxel wide (2026-11-26).
+RENDER_VERSION = 2
+
 # HU of each tissue class without / with intravenous contrast (portal venous phase).
 _HU = {
     anatomy.AIR: -1000, anatomy.FAT: -100, anatomy.MUSCLE: 45, anatomy.LUNG: -860,
