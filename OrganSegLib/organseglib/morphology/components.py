@@ -77,12 +77,16 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill every cavity of ``mask`` not connected to the array border (3D, 6-connected background).
 
     Only the mask's bounding box is filled: background outside it reaches the array border, and
-    background on the box's faces touches that outside, so the cavities are the same."""
+    background on the box's faces touches that outside, so the cavities are the same. The box is
+    padded with one layer of background first: on the bare array, fill_voids 2.1 fills some
+    background voxels that lie on the array's faces (47 of 3000 random small volumes differed from
+    scipy's binary_fill_holes; none with the pad)."""
     mask = np.asarray(mask, dtype=bool)
     out = mask.copy()
     box = mask_bounding_box(mask)
     if box is not None:
-        out[box] = fill_voids.fill(np.ascontiguousarray(mask[box]), in_place=False)
+        filled = fill_voids.fill(np.pad(mask[box], 1), in_place=False)
+        out[box] = filled[1:-1, 1:-1, 1:-1]
     return out
 
 
