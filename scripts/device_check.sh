@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU device check, run from the repository root on a machine with one NVIDIA GPU:
 #   a. nvidia-smi, Python / torch / CuPy versions, a CUDA smoke test  -> $OUT/env.txt
-#   b. the cuda-marked tests (cudaaugment kernel, torch.fft morphology) -> $OUT/pytest_cuda.txt
+#   b. the cuda-marked tests (cudaaugment kernel, torch.fft morphology, resampling, inference) -> $OUT/pytest_cuda.txt
 #   c. benchmarks/bench_augment.py                -> $OUT/bench_augment.md, $OUT/bench_augment.log
 #   d. benchmarks/bench_autolabel.py --device cuda -> $OUT/bench_autolabel.md, $OUT/bench_autolabel.log
 # and the exit status and seconds of each step -> $OUT/summary.txt (7 files in all).
@@ -107,7 +107,8 @@ RENDER_PID=$!
 
 # --- b. the cuda-marked tests ---------------------------------------------------------------------
 step pytest_cuda "$OUT/pytest_cuda.txt" 240 200 \
-    python3 -m pytest -q -m cuda Testing/augment Testing/lib/test_morphology_cuda.py -p no:cacheprovider \
+    python3 -m pytest -q -m cuda Testing/augment Testing/lib/test_morphology_cuda.py Testing/lib/test_resample_fast.py \
+    Testing/lib/test_inference.py -p no:cacheprovider \
     --durations=15
 
 wait "$RENDER_PID"
