@@ -3,7 +3,7 @@
 and the soft-tissue guard (``BoneParams.soft_hu`` / ``enclosure_mm``). Prints a Markdown table of
 bone Dice (and precision / recall) for EXPERIMENTS.md.
 
-    .venv/bin/python scripts/experiment_bone_guard.py      # about 2 minutes on 2 CPU cores
+    .venv/bin/python scripts/experiment_bone_guard.py      # under a minute on 2 CPU cores
 
 The real abdomen (``../shared/data/ct/abdomen_totalseg.nii.gz`` and its reference labels) is used
 when present.
@@ -27,7 +27,7 @@ VARIANTS = [
     ("paper (tau1 = 0, no guard)", BoneParams(soft_hu=0.0)),
     ("tau1 = 100, no guard", BoneParams(tau1_hu=100.0, soft_hu=0.0)),
     ("tau1 = 150, no guard", BoneParams(tau1_hu=150.0, soft_hu=0.0)),
-    ("tau1 = 200 (= tau2), no guard", BoneParams(tau1_hu=199.0, soft_hu=0.0)),
+    ("tau1 = 199 (just below tau2), no guard", BoneParams(tau1_hu=199.0, soft_hu=0.0)),
     ("guard: soft_hu 80, enclosure 50 mm", BoneParams(soft_hu=80.0)),
     ("guard: soft_hu 100, enclosure 25 mm", BoneParams(enclosure_mm=25.0)),
     ("guard: soft_hu 100, enclosure 50 mm (default)", BoneParams()),
