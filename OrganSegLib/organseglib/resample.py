@@ -180,9 +180,20 @@ class GridMapping:
     network: Volume  # empty (uint8) volume with the network grid
 
     def labels_to_native(self, labels: Volume) -> Volume:
-        """Nearest-neighbour labels from the network grid back onto the native voxels."""
+        """Nearest-neighbour labels from the network grid back onto the native voxels.
+
+        The network grid covers the native field of view, so its outermost native voxels lie up to
+        half a network voxel beyond the outermost network voxel centres; scipy's ``mode="constant"``
+        (which ``resample_labels_to_grid`` follows) calls those points outside and gives 0, which
+        would drop the labels of the first and last native slices. Padding the network labels by one
+        replicated voxel on every side keeps those points inside; the result is the exact
+        nearest-neighbour map either way.
+        """
         self.network.require_same_grid(labels, what="labels on the network grid")
-        return resample_labels_to_grid(labels, self.native)
+        matrix = np.array(labels.ijk_to_ras, dtype=np.float64)
+        matrix[:3, 3] -= matrix[:3, :3] @ np.ones(3)  # index -1 becomes index 0
+        padded = Volume(np.pad(labels.array, 1, mode="edge"), matrix)
+        return resample_labels_to_grid(padded, self.native)
 
 
 def resample_ct(ct: Volume, spacing_mm: Union[float, Sequence[float]] = NETWORK_SPACING_MM,

@@ -10,7 +10,7 @@ Pipeline (``segment_ct``):
 3. sliding-window inference with overlapping tiles, probabilities averaged, argmax
    (``organseglib.inference``), z-slab by z-slab;
 4. keep the organs the network is asked for; nearest neighbour back to the native grid
-   (``labels_to_native``, voxel centres aligned: no half-voxel shift);
+   (``GridMapping.labels_to_native``, voxel centres aligned: no half-voxel shift);
 5. lungs and bone from the morphological auto-labelers at native resolution override the network
    where they apply (the paper found them more accurate: 97.8 vs 91.8 lung Dice, 93.2 vs 79.3 bone);
 6. each network organ cleaned to its plausible components on the final native labels
@@ -149,24 +149,6 @@ def _body_box(ct3: Volume, margin_mm: float):
     return mask_bounding_box(body, margin)
 
 
-def labels_to_native(labels3: Volume, mapping) -> Volume:
-    """Nearest-neighbour labels from the network grid onto the native voxels (``GridMapping``).
-
-    The network grid covers the native field of view, so its outermost native voxels lie up to half a
-    network voxel beyond the outermost network voxel centres; scipy's ``mode="constant"`` (used by
-    ``resample_labels_to_grid``) calls those points outside and gives 0, which would drop the labels
-    of the first and last native slices. Padding the network labels by one replicated voxel on every
-    side keeps those points inside; the result is the exact nearest-neighbour map either way.
-    """
-    from .resample import resample_labels_to_grid
-
-    mapping.network.require_same_grid(labels3, what="labels on the network grid")
-    matrix = np.array(labels3.ijk_to_ras, dtype=np.float64)
-    matrix[:3, 3] -= matrix[:3, :3] @ np.ones(3)  # index −1 becomes index 0
-    padded = Volume(np.pad(labels3.array, 1, mode="edge"), matrix)
-    return resample_labels_to_grid(padded, mapping.native)
-
-
 ModelSpec = Union[None, str, "os.PathLike[str]", tuple]
 
 
@@ -252,7 +234,7 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
         net_grid, back = reorient(ct3, card.orientation)
         labels3 = back(network_labels(net_grid, net, card, config, dev, sub))
         progress(net_end, "labels back to the native grid")
-        out = labels_to_native(labels3, mapping).array.astype(np.uint8, copy=True)
+        out = mapping.labels_to_native(labels3).array.astype(np.uint8, copy=True)
     if config.autolabel_organs:
         from .autolabel import autolabel
 
@@ -268,5 +250,5 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
     return ct.with_array(out)
 
 
-__all__ = ["ALL_ORGANS", "AUTOLABEL_DEFAULT", "SegmentConfig", "clean_organs", "labels_to_native", "network_labels",
+__all__ = ["ALL_ORGANS", "AUTOLABEL_DEFAULT", "SegmentConfig", "clean_organs", "network_labels",
            "segment_ct"]
