@@ -79,15 +79,10 @@ class SegmentConfig:
     tile_shape: Optional[tuple] = None
 
     def __post_init__(self) -> None:
-        from .autolabel import SUPPORTED
+        from .autolabel import supported_organ_keys
 
         organs = tuple(o.key for o in parse_organ_list(self.organs))
-        auto = tuple(organ_by_key(o).key for o in (self.autolabel_organs.split(",") if isinstance(
-            self.autolabel_organs, str) else self.autolabel_organs) if str(o).strip())
-        bad = [k for k in auto if k not in SUPPORTED]
-        if bad:
-            raise InputError(f"autolabel_organs must be among {SUPPORTED} (what the auto-labelers segment); "
-                             f"got {bad!r}. Let the network segment them instead")
+        auto = supported_organ_keys(self.autolabel_organs, what="autolabel_organs", allow_empty=True)
         object.__setattr__(self, "organs", organs)
         object.__setattr__(self, "autolabel_organs", tuple(k for k in auto if k in organs))
         if not 0.0 <= float(self.overlap) < 1.0:

@@ -17,7 +17,7 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import InputError
-from ..organs import organ_by_key
+from ..organs import organ_by_key, parse_organ_list
 from ..progress import ProgressCallback, null_progress
 from ..volume import Volume
 from .body import BodyMasks, BodyParams, body_masks
@@ -38,15 +38,23 @@ class AutoLabelParams:
     body: BodyParams = field(default_factory=BodyParams)
 
 
-def _organ_keys(organs: Union[str, Iterable[str]]) -> tuple[str, ...]:
-    keys = [o.strip() for o in (organs.split(",") if isinstance(organs, str) else organs) if o.strip()]
+def supported_organ_keys(organs: Union[str, Iterable[str]], what: str = "organs",
+                         allow_empty: bool = False) -> tuple[str, ...]:
+    """Keys of the auto-labelled organs named in ``organs`` (keys, names or values; repeats dropped).
+
+    Raises:
+        InputError: an organ the auto-labelers do not segment, an unknown name, or none (unless
+            ``allow_empty``).
+    """
+    items = organs.split(",") if isinstance(organs, str) else list(organs)
+    if allow_empty and not any(str(o).strip() for o in items):
+        return ()
+    keys = tuple(o.key for o in parse_organ_list(items))
     bad = [k for k in keys if k not in SUPPORTED]
-    if not keys or bad:
-        raise InputError(
-            f"organs must be a non-empty subset of {SUPPORTED} (the organs the paper labels without "
-            f"supervision); got {organs!r}. Use the network (organseg segment) for the others."
-        )
-    return tuple(dict.fromkeys(keys))
+    if bad:
+        raise InputError(f"{what} must be among {SUPPORTED} (the organs the paper labels without supervision); "
+                         f"got {bad!r}. Let the network (organseg segment) segment the others.")
+    return keys
 
 
 def autolabel_with_report(ct: Volume, organs: Union[str, Iterable[str]] = SUPPORTED,
@@ -58,7 +66,7 @@ def autolabel_with_report(ct: Volume, organs: Union[str, Iterable[str]] = SUPPOR
 
     params = params or AutoLabelParams()
     progress = progress or null_progress
-    keys = _organ_keys(organs)
+    keys = supported_organ_keys(organs)
     ignore = None
     if ignore_mask is not None:
         if isinstance(ignore_mask, Volume):
@@ -127,4 +135,4 @@ def autolabel(ct: Volume, organs: Union[str, Iterable[str]] = SUPPORTED,
 
 
 __all__ = ["AutoLabelParams", "BodyParams", "BoneParams", "BoneReport", "LungParams", "LungReport",
-           "SUPPORTED", "autolabel", "autolabel_with_report"]
+           "SUPPORTED", "autolabel", "autolabel_with_report", "supported_organ_keys"]

@@ -53,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
         raise UnsupportedFormatError(f"cannot write {args.output!r}: use one of {', '.join(LABEL_EXTENSIONS)}")
     check_not_input(args.output, [args.ct, args.model])
     config = SegmentConfig(
-        organs=tuple(args.organs.split(",")),
-        autolabel_organs=() if args.network_only else tuple(k for k in args.autolabel_organs.split(",") if k.strip()),
+        organs=args.organs, autolabel_organs=() if args.network_only else args.autolabel_organs,
         clean=not args.no_clean, overlap=args.overlap, weighting=args.weighting, tile_shape=_tile(args.tile))
     progress = Progress("segment", mode=args.progress)
     start = time.perf_counter()
