@@ -135,18 +135,25 @@ def apply_separable(image: np.ndarray, operators: Sequence[np.ndarray], device: 
             torch.backends.cuda.matmul.allow_tf32 = tf32
 
 
-def _outside(flags: Sequence[np.ndarray]) -> np.ndarray:
-    fk, fj, fi = flags
-    return fk[:, None, None] | fj[None, :, None] | fi[None, None, :]
+def _linear_separable(array: np.ndarray, scales: Sequence[float], offsets: Sequence[float],
+                      target_shape: Sequence[int], fill: float, sigma: Sequence[float] = (0.0, 0.0, 0.0),
+                      device: Optional[Any] = None) -> np.ndarray:
+    """Linear sampling at ``scales * t + offsets`` per axis, after a Gaussian blur of ``sigma`` (input
+    voxels per axis; 0: none), as one matrix per axis; points outside the input get ``fill``."""
+    ops = [linear_operator(n, sc, off, m) for n, sc, off, m in zip(array.shape, scales, offsets, target_shape)]
+    mats = [op[0] @ gaussian_operator(n, sd) for op, n, sd in zip(ops, array.shape, sigma)]
+    out = apply_separable(array, mats, device)
+    fk, fj, fi = (op[1] for op in ops)
+    out[fk[:, None, None] | fj[None, :, None] | fi[None, None, :]] = fill
+    return out
 
 
-def resample_to_grid(volume: Volume, target: Volume, order: int = 1, fill: float = 0.0,
-                     device: Optional[Any] = None) -> Volume:
+def resample_to_grid(volume: Volume, target: Volume, order: int = 1, fill: float = 0.0) -> Volume:
     """Sample ``volume`` at the voxel centres of ``target`` (any shape, direction or spacing).
 
     ``order`` 1 is linear (images, float32), 0 nearest neighbour (labels, same dtype); points outside
-    get ``fill``. Axis-aligned maps take the separable fast path (``device``: a torch device for the
-    linear products), oblique ones ``scipy.ndimage.affine_transform``.
+    get ``fill``. Axis-aligned maps take the separable fast path, oblique ones
+    ``scipy.ndimage.affine_transform``.
     """
     matrix, offset = _index_map(volume, target)
     if order not in (0, 1):
@@ -159,10 +166,7 @@ def resample_to_grid(volume: Volume, target: Volume, order: int = 1, fill: float
             for axis, (n, sc, off, m) in enumerate(zip(volume.shape, scales, offset, target.shape)):
                 out = out.take(nearest_index(n, sc, off, m), axis=axis)
             return Volume(np.ascontiguousarray(out, dtype=volume.array.dtype), target.ijk_to_ras)
-        ops = [linear_operator(n, sc, off, m) for n, sc, off, m in zip(volume.shape, scales, offset, target.shape)]
-        out = apply_separable(volume.array, [op[0] for op in ops], device)
-        out[_outside([op[1] for op in ops])] = fill
-        return Volume(out, target.ijk_to_ras)
+        return Volume(_linear_separable(volume.array, scales, offset, target.shape, fill), target.ijk_to_ras)
     dtype = volume.array.dtype if order == 0 else np.float32
     out = ndimage.affine_transform(
         volume.array if order == 0 else volume.array.astype(np.float32, copy=False),
@@ -212,10 +216,7 @@ def resample_ct(ct: Volume, spacing_mm: Union[float, Sequence[float]] = NETWORK_
     mapping = GridMapping(native=native, network=target)
     matrix, offset = _index_map(ct, target)
     if _axis_aligned(matrix):  # the blur and the sampling folded into one matrix per axis
-        ops = [linear_operator(n, sc, off, m) for n, sc, off, m in zip(ct.shape, np.diag(matrix), offset, target.shape)]
-        blurred = [op[0] @ gaussian_operator(n, sd) for op, n, sd in zip(ops, ct.shape, sigma)]
-        out = apply_separable(ct.array, blurred, device)
-        out[_outside([op[1] for op in ops])] = fill_hu
+        out = _linear_separable(ct.array, np.diag(matrix), offset, target.shape, fill_hu, sigma, device)
         return Volume(out, target.ijk_to_ras), mapping
     image = ct.array.astype(np.float32, copy=True)
     if np.any(sigma > 0):
