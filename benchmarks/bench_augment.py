@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import statistics
 import subprocess
@@ -28,6 +29,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
+
+from machine_info import cpu_model
 
 from cudaaugment import AugmentConfig, augment_batch, sample_params
 
@@ -61,12 +64,7 @@ def ct_like(seed: int, shape=IN_SHAPE) -> tuple[np.ndarray, np.ndarray]:
 
 def machine() -> str:
     """CPU model and cores (lscpu), GPU (nvidia-smi) if any, Python and library versions."""
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        fields = dict(line.split(":", 1) for line in lscpu.splitlines() if ":" in line)
-        cpu = f"{fields.get('Model name', '?').strip()}, {fields.get('CPU(s)', '?').strip()} cores"
-    except OSError:
-        cpu = platform.processor() or "unknown CPU"
+    cpu = f"{cpu_model()}, {os.cpu_count()} cores"
     try:
         gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=20).stdout.strip()

@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from machine_info import cpu_model
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_CT = Path(os.environ.get("ORGANSEG_SHARED_DATA", REPO.parent / "shared" / "data")) / "ct" / "abdomen_totalseg.nii.gz"
 VARIANTS = ("plain", "network", "onetile", "hybrid")
@@ -50,11 +52,7 @@ def _cache_suffix(case: str) -> str:
 
 
 def machine() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        model = platform.processor() or "unknown CPU"
+    model = cpu_model()
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"

@@ -26,16 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from machine_info import cpu_model
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _machine() -> str:
-    model = "unknown CPU"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        pass
+    model = cpu_model()
     import os
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
