@@ -23,6 +23,7 @@ from ..volume import Volume
 from .body import BodyMasks, BodyParams, body_masks
 from .bone import BoneParams, BoneReport, label_bone
 from .lungs import LungParams, LungReport, label_lungs
+from .noise import NoiseParams
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,19 @@ SUPPORTED = ("lungs", "bone")
 
 @dataclass(frozen=True)
 class AutoLabelParams:
-    """All parameters of the auto-labelers (defaults: the paper's, see each class)."""
+    """All parameters of the auto-labelers (defaults: the paper's, see each class, with this project's
+    additions for real CT; ``AutoLabelParams.paper()`` gives the paper's labelers exactly)."""
 
     lungs: LungParams = field(default_factory=LungParams)
     bone: BoneParams = field(default_factory=BoneParams)
     body: BodyParams = field(default_factory=BodyParams)
+    noise: NoiseParams = field(default_factory=NoiseParams)
+
+    @classmethod
+    def paper(cls) -> "AutoLabelParams":
+        """The paper's lung and bone labelers exactly (III-B, III-C). The body mask still keeps the exam
+        table's shell out of the bone, as the paper's "hard exterior of each bone" presumes."""
+        return cls(lungs=LungParams.paper(), bone=BoneParams.paper())
 
 
 def supported_organ_keys(organs: Union[str, Iterable[str]], what: str = "organs",
@@ -61,7 +70,10 @@ def autolabel_with_report(ct: Volume, organs: Union[str, Iterable[str]] = SUPPOR
                           ignore_mask: Optional[Volume | np.ndarray] = None,
                           params: Optional[AutoLabelParams] = None,
                           progress: Optional[ProgressCallback] = None) -> tuple[Volume, dict]:
-    """Like ``autolabel``, also returning a report (found volumes, rejected candidates, warnings)."""
+    """Like ``autolabel``, also returning a report: per organ its volume (``ml``), what the labeler
+    found and rejected, and ``warnings`` (strings); ``report["warnings"]`` gathers them all as
+    ``"organ: message"`` (a labeler that finds nothing, drops more than it keeps, or touches the
+    volume border through a leak)."""
     from ..orientation import reorient
 
     params = params or AutoLabelParams()
@@ -100,14 +112,17 @@ def _autolabel_lps(ct: Volume, keys: Sequence[str], ignore: Optional[np.ndarray]
         return lambda f, m="": progress(a + (b - a) * f, f"{name}: {m}")
 
     if "lungs" in keys:
-        mask, lung_report = label_lungs(array, spacing, body.hull, params.lungs, ignore, sub("lungs"))
+        mask, lung_report = label_lungs(array, spacing, body.hull, params.lungs, ignore, sub("lungs"),
+                                        noise=params.noise)
         labels[mask] = organ_by_key("lungs").value
         report["lungs"] = {"ml": round(float(mask.sum()) * np.prod(spacing) / 1000.0, 1), **vars(lung_report)}
         ignore = mask if ignore is None else ignore | mask
     if "bone" in keys:
-        mask, bone_report = label_bone(array, spacing, body.body, body.inner, params.bone, ignore, sub("bone"))
+        mask, bone_report = label_bone(array, spacing, body.body, body.inner, params.bone, ignore, sub("bone"),
+                                       noise=params.noise)
         labels[mask] = organ_by_key("bone").value
         report["bone"] = {"ml": round(float(mask.sum()) * np.prod(spacing) / 1000.0, 1), **vars(bone_report)}
+    report["warnings"] = [f"{organ}: {w}" for organ, found in report.items() for w in found.get("warnings", [])]
     progress(1.0, "done")
     return labels, report
 
@@ -131,8 +146,11 @@ def autolabel(ct: Volume, organs: Union[str, Iterable[str]] = SUPPORTED,
     Raises:
         InputError: unknown organ, ignore mask on another grid.
     """
-    return autolabel_with_report(ct, organs, ignore_mask, params, progress)[0]
+    labels, report = autolabel_with_report(ct, organs, ignore_mask, params, progress)
+    for w in report["warnings"]:
+        log.warning("%s", w)
+    return labels
 
 
-__all__ = ["AutoLabelParams", "BodyParams", "BoneParams", "BoneReport", "LungParams", "LungReport",
+__all__ = ["AutoLabelParams", "BodyParams", "BoneParams", "BoneReport", "LungParams", "LungReport", "NoiseParams",
            "SUPPORTED", "autolabel", "autolabel_with_report", "supported_organ_keys"]

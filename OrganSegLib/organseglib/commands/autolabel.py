@@ -44,11 +44,15 @@ def run(args: argparse.Namespace) -> int:
         labels = labels.with_array(labels.array.copy())
         labels.array[keep] = ignore.array[keep]
     write_labels(labels, args.output, organs=parse_organ_list(args.organs))
-    for organ, found in report.items():
+    organs = {k: v for k, v in report.items() if isinstance(v, dict)}
+    for organ, found in organs.items():
         print(f"{organ:6s} {found['ml']:9.1f} mL")
-        for w in found.get("warnings", []):
-            print(f"warning  {organ}: {w}")
+    # the labelers log each warning as it happens; repeat them here, once, after the volumes, so
+    # that they are the last thing a user (or the Slicer job's stderr) sees
+    for w in report.get("warnings", []):
+        log.warning("%s", w)
     if args.report:
         write_text_atomic(args.report, json.dumps(report, indent=2, default=float))
-    progress.result(output=str(args.output), **{k: v["ml"] for k, v in report.items()})
+    progress.result(output=str(args.output), warnings=list(report.get("warnings", [])),
+                    **{k: v["ml"] for k, v in organs.items()})
     return 0

@@ -1,0 +1,103 @@
+"""Ball morphology on a coarser grid, for masks that only need to be right to a voxel or two.
+
+A 512x512x300 CT has 80 M voxels; an exact dilation by distance transform costs about 2 s of it on
+two CPU cores, and the auto-labelers need several. Where the result is only a marker or a guard band
+(the lung seeds, the band around bowel gas, the bone's closing that a threshold and the soft-tissue
+guard trim afterwards) the same ball on blocks of ``grid_mm`` costs a few times less:
+
+* ``dilation_on_grid``: a block is set if *any* of its voxels is (block maximum), dilated exactly
+  on the block grid, repeated back: a superset of the exact dilation, larger by at most a block;
+* ``erosion_on_grid``: a block is set if *all* of its voxels are (block minimum), eroded exactly on
+  the block grid, repeated back, and-ed with the mask: a subset of the exact erosion up to the
+  rounding of the ball on the coarser grid (within a block);
+* ``closing_on_grid``: the closing of the block maxima, repeated back, or-ed with the mask: contains
+  the mask, and the exact closing up to a block.
+
+Blocks are ``round(grid_mm / spacing)`` voxels along each axis (1 where the spacing is already
+coarse): with ``grid_mm`` at most the spacing the exact operation is used.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..tiling import mask_bounding_box
+from .ball import make_ball
+from .operations import closing, dilation, erosion
+
+
+def block_factors(spacing: Sequence[float], grid_mm: float) -> tuple[int, ...]:
+    """Voxels per block along each axis (>= 1)."""
+    if not grid_mm >= 0:
+        raise InputError(f"grid_mm must be >= 0 mm (0: exact, native grid); got {grid_mm!r}")
+    return tuple(max(1, int(round(grid_mm / float(s)))) for s in spacing)
+
+
+def _pool(mask: np.ndarray, factors: tuple[int, ...], any_: bool) -> np.ndarray:
+    """Block ``any`` (or ``all``) of ``mask``; the last partial block of an axis counts what it has."""
+    out = None
+    for offsets in np.ndindex(*factors):
+        part = mask[tuple(slice(o, None, f) for o, f in zip(offsets, factors))]
+        if out is None:
+            out = part.copy()
+            continue
+        # a partial last block: the shifted slice is one shorter along that axis
+        region = tuple(slice(0, n) for n in part.shape)
+        if any_:
+            out[region] |= part
+        else:
+            out[region] &= part
+    return out
+
+
+def _repeat(coarse: np.ndarray, factors: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
+    out = coarse
+    for axis, (f, n) in enumerate(zip(factors, shape)):
+        if f > 1:
+            out = np.repeat(out, f, axis=axis)
+        out = out[(slice(None),) * axis + (slice(0, n),)]
+    return out
+
+
+def _on_grid(mask: np.ndarray, radius_mm: float, spacing: Sequence[float], grid_mm: float, op: str,
+             margin_balls: int) -> np.ndarray:
+    mask = np.asarray(mask, dtype=bool)
+    factors = block_factors(spacing, grid_mm)
+    exact = {"d": dilation, "e": erosion, "c": closing}[op]
+    if all(f == 1 for f in factors):
+        return exact(mask, radius_mm, spacing)
+    # crop to the mask plus what the ball can reach, aligned to whole blocks
+    half = make_ball(radius_mm, spacing).half
+    box = mask_bounding_box(mask, [margin_balls * h + f for h, f in zip(half, factors)])
+    out = np.zeros(mask.shape, dtype=bool)
+    if box is None:
+        return out
+    box = tuple(slice(b.start - (b.start % f), b.stop) for b, f in zip(box, factors))
+    sub = mask[box]
+    coarse_spacing = tuple(float(s) * f for s, f in zip(spacing, factors))
+    pooled = _pool(sub, factors, any_=(op != "e"))
+    result = _repeat(exact(pooled, radius_mm, coarse_spacing), factors, sub.shape)
+    if op == "e":
+        result &= sub
+    elif op == "c":
+        result |= sub
+    out[box] = result  # outside the box the mask is empty, and so are all three results
+    return out
+
+
+def dilation_on_grid(mask: np.ndarray, radius_mm: float, spacing: Sequence[float], grid_mm: float) -> np.ndarray:
+    """Dilation by a ball of ``radius_mm`` on blocks of ``grid_mm`` (superset of the exact one)."""
+    return _on_grid(mask, radius_mm, spacing, grid_mm, "d", 1)
+
+
+def erosion_on_grid(mask: np.ndarray, radius_mm: float, spacing: Sequence[float], grid_mm: float) -> np.ndarray:
+    """Erosion by a ball on blocks of ``grid_mm`` (inside ``mask``; outside the array is foreground)."""
+    return _on_grid(mask, radius_mm, spacing, grid_mm, "e", 1)
+
+
+def closing_on_grid(mask: np.ndarray, radius_mm: float, spacing: Sequence[float], grid_mm: float) -> np.ndarray:
+    """Closing by a ball on blocks of ``grid_mm`` (contains ``mask``)."""
+    return _on_grid(mask, radius_mm, spacing, grid_mm, "c", 2)
