@@ -313,7 +313,8 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         else:
             if job.output is not None and self._parameterNode is not None:
                 self._parameterNode.segmentation = job.output
-            self.endJob(f"{job.title}: done.")
+            warnings = job.warnings  # e.g. an auto-labeler that found nothing or leaked: shown, never silent
+            self.endJob(f"{job.title}: done." + (f" Warning: {'; '.join(warnings)}" if warnings else ""))
 
     def endJob(self, message: str) -> None:
         self.timer.stop()

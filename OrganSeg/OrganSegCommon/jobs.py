@@ -154,6 +154,13 @@ class Job:
         return self._closed
 
     @property
+    def warnings(self) -> List[str]:
+        """Warnings the child reported on its final record (``{"status": "done", "warnings": [...]}``,
+        e.g. an auto-labeler that found nothing or leaked); empty before the end."""
+        found = (self.runner.result or {}).get("warnings") or []
+        return [str(w) for w in found] if isinstance(found, (list, tuple)) else [str(found)]
+
+    @property
     def fraction(self) -> Optional[float]:
         latest = self.runner.latest
         return latest.progress if latest is not None else None

@@ -256,6 +256,8 @@ def test_real_autolabel_command_in_a_child_process(logic, chest, tiny_chest):
     seg = job.wait(timeout=300, on_record=records.append)
     assert records and records[-1].fields.get("status") == "done"
     assert 0 < len([r for r in records if r.progress is not None and r.progress < 1])
+    assert isinstance(records[-1].fields.get("warnings"), list)  # the labelers' warnings ride on the done record
+    assert job.warnings == records[-1].fields["warnings"]  # and the widget's status shows them
     labels, _ = segmentation_to_labels(seg, chest)
     assert dice(labels.array == 3, tiny_chest.labels.array == 3) > 0.8
 

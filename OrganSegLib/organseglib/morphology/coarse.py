@@ -6,10 +6,11 @@ two CPU cores, and the auto-labelers need several. Where the result is only a ma
 guard trim afterwards) the same ball on blocks of ``grid_mm`` costs a few times less:
 
 * ``dilation_on_grid``: a block is set if *any* of its voxels is (block maximum), dilated exactly
-  on the block grid, repeated back: a superset of the exact dilation, larger by at most a block;
-* ``erosion_on_grid``: a block is set if *all* of its voxels are (block minimum), eroded exactly on
-  the block grid, repeated back, and-ed with the mask: a subset of the exact erosion up to the
-  rounding of the ball on the coarser grid (within a block);
+  on the block grid by the radius plus one block diagonal, repeated back: a superset of the exact
+  dilation, larger by about two blocks at most;
+* ``erosion_on_grid``: a block is set if *all* of its voxels are (block minimum), eroded on the
+  block grid by the radius plus one block diagonal, repeated back, and-ed with the mask: a subset of
+  the exact erosion (outside the array counts as foreground, as for ``erosion``);
 * ``closing_on_grid``: the closing of the block maxima, repeated back, or-ed with the mask: contains
   the mask, and the exact closing up to a block.
 
@@ -79,6 +80,10 @@ def _on_grid(mask: np.ndarray, radius_mm: float, spacing: Sequence[float], grid_
     sub = mask[box]
     coarse_spacing = tuple(float(s) * f for s, f in zip(spacing, factors))
     pooled = _pool(sub, factors, any_=(op != "e"))
+    if op in ("d", "e"):
+        # two voxels r apart lie in blocks whose centres are at most r + one block diagonal (centre to
+        # farthest voxel, twice) apart: the larger ball makes the dilation a superset (the erosion a subset)
+        radius_mm = radius_mm + float(np.sqrt(sum(((f - 1) * float(s)) ** 2 for f, s in zip(factors, spacing))))
     result = _repeat(exact(pooled, radius_mm, coarse_spacing), factors, sub.shape)
     if op == "e":
         result &= sub
