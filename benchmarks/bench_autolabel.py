@@ -8,6 +8,14 @@ Issue #3 goals on the clinical phantom (512x512x300 at 0.8x0.8x1.5 mm): lungs + 
     .venv/bin/python benchmarks/bench_autolabel.py --quick    # small phantom, a few seconds, writes nothing
     python3 benchmarks/bench_autolabel.py --device cuda --out $OUT/autolabel.md   # + torch.fft on CUDA
 
+Issue 12 adds the whole ``organseg autolabel`` command on a real clinical-size chest
+(``--real``): ``../shared/data/ct/chest_lung2.nrrd`` resampled to 1 mm slices (512x512x305),
+uncompressed NIfTI in and out, and the same command on the 512x512x300 phantom written the same way;
+each is run with this checkout's ``organseglib`` and with a baseline source tree (``--baseline-src``,
+e.g. the commit before issue 12 exported with ``git archive``), in the same run:
+
+    python benchmarks/bench_autolabel.py --real --baseline-src /tmp/base/OrganSegLib
+
 Peak memory is the child process's ``ru_maxrss`` (the auto-labeler runs in a fresh interpreter that
 loads the cached CT array, so the figure includes the CT itself and Python + libraries). scipy's
 closing on the full volume would take hours (cost ~ voxels x ball voxels), so both closings are
@@ -137,6 +145,74 @@ def machine() -> dict:
             "python": platform.python_version()}
 
 
+def real_chest_nifti(folder: Path) -> Path:
+    """chest_lung2.nrrd resampled to 1 mm slices, written once as uncompressed NIfTI."""
+    out = folder / "chest_lung2_1mm.nii"
+    if not out.exists():
+        from organseglib.io import read_ct, write_volume
+        from organseglib.resample import resample_ct
+
+        ct = read_ct(REPO.parent / "shared" / "data" / "ct" / "chest_lung2.nrrd")
+        sx, sy, _ = ct.spacing
+        fine, _ = resample_ct(ct, (sx, sy, 1.0))
+        write_volume(fine, out)
+    return out
+
+
+def phantom_nifti(folder: Path, size: str) -> Path:
+    out = folder / f"phantom_{size}.nii"
+    if not out.exists():
+        from organseglib.io import write_volume
+
+        write_volume(load_phantom(size), out)
+    return out
+
+
+def child_cli(src: str, ct_path: str, out_path: str) -> None:
+    """Run in a fresh process: the whole ``organseg autolabel`` command from source tree ``src``."""
+    sys.path.insert(0, src)
+    t = time.perf_counter()
+    from organseglib.cli import main as cli_main
+
+    rc = cli_main(["autolabel", ct_path, "-o", out_path, "--progress", "none"])
+    seconds = time.perf_counter() - t
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps({"rc": rc, "seconds": seconds, "peak_rss_mb": peak_mb}))
+
+
+def time_cli(src: Path, ct_path: Path, out_path: Path, repeats: int) -> dict:
+    runs = []
+    for _ in range(repeats):
+        res = subprocess.run([sys.executable, __file__, "--cli-child", str(src), str(ct_path), str(out_path)],
+                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(src)})
+        if res.returncode != 0:
+            raise RuntimeError(f"organseg autolabel from {src} failed: {res.stderr[-2000:]}")
+        runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
+    return {"seconds": [r["seconds"] for r in runs], "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
+
+
+def real_rows(args, info) -> list[str]:
+    """Issue 12: the whole command on the real chest and on the phantom, baseline vs ours."""
+    import tempfile
+
+    folder = Path(os.environ.get("ORGANSEG_BENCH_CACHE", tempfile.gettempdir()))
+    cases = [("chest_lung2 resampled to 1 mm slices (real)", real_chest_nifti(folder)),
+             ("phantom seed 0, both regions, clinical", phantom_nifti(folder, "small" if args.quick else "clinical"))]
+    trees = [("this checkout", REPO / "OrganSegLib")]
+    if args.baseline_src:
+        trees.insert(0, ("baseline", Path(args.baseline_src)))
+    rows = ["| CT (uncompressed NIfTI in and out) | code | runs (s) | best (s) | peak RSS (GB) | goal |",
+            "|---|---|---|---|---|---|"]
+    for name, path in cases:
+        for label, src in trees:
+            r = time_cli(src, path, folder / f"labels_{path.stem}.nii", args.repeats)
+            best = min(r["seconds"])
+            print(f"{name} [{label}]: {best:.2f} s best of {r['seconds']}, peak {r['peak_rss_mb']:.0f} MB", flush=True)
+            rows.append(f"| {name} | {label} | {', '.join(f'{x:.1f}' for x in r['seconds'])} | {best:.1f} | "
+                        f"{r['peak_rss_mb'] / 1024:.2f} | <= 10 s, <= 4 GB |")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small phantom instead of the clinical one")
@@ -148,8 +224,29 @@ def main() -> None:
                     help="results file to write (default benchmarks/results/autolabel.md)")
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
                     help="cuda: also time the closing with torch.fft on the GPU (method fft-torch)")
+    ap.add_argument("--real", action="store_true",
+                    help="issue 12: the whole `organseg autolabel` command on the real chest and the phantom")
+    ap.add_argument("--baseline-src", default=None, help="an OrganSegLib folder to time as the baseline (--real)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--cli-child", nargs=3, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.cli_child:
+        child_cli(*args.cli_child)
+        return
+    if args.real:
+        info = machine()
+        load = os.getloadavg()[0]
+        rows = real_rows(args, info)
+        if not (args.no_write or args.quick):
+            out = args.out.with_name("autolabel_real.md")
+            out.write_text("\n".join([
+                "# The whole `organseg autolabel` command on a real chest and the phantom (issue 12)", "",
+                f"Machine: {info['cpu']}, {info['cores']} logical CPUs, shared with other jobs (1-min load average "
+                f"{load:.2f} before the run); Python {info['python']}. Command: `benchmarks/bench_autolabel.py --real"
+                f"{' --baseline-src ' + str(args.baseline_src) if args.baseline_src else ''} --repeats {args.repeats}`. "
+                "Each run is a fresh process (imports, reading and writing the NIfTI included).", "", *rows, ""]))
+            print(f"wrote {out}")
+        return
     size = "small" if args.quick else "clinical"
     if args.child:
         child_autolabel(size, args.repeats)
