@@ -19,8 +19,12 @@ from typing import Callable, List, Optional, Sequence
 
 log = logging.getLogger(__name__)
 
-# Packages Slicer ships and we must never upgrade or replace (or that come from elsewhere).
+# Packages Slicer ships and we must never upgrade or replace (or that come from elsewhere); they are
+# left out of Resources/requirements.txt (generated from the pyproject files by scripts/sync_requirements.py).
 NEVER_REPLACE = ("numpy", "SimpleITK", "vtk", "torch")
+# Slicer ships these too (its DICOM module uses them); they stay in requirements.txt for a Python
+# without them, but when installed they are pinned so that installing another package never replaces them.
+PIN_WHEN_INSTALLED = ("numpy", "SimpleITK", "pydicom", "pillow")
 TORCH_REQUIREMENT = ">=2.1"
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -78,9 +82,9 @@ def packaging_module(slicer_module):
 
 
 def constraints_file(version_of: Callable[[str], Optional[str]] = None) -> str:
-    """A pip constraints file pinning the installed numpy and SimpleITK."""
+    """A pip constraints file pinning the installed numpy, SimpleITK, pydicom and pillow."""
     version_of = version_of or installed_version
-    pins = [f"{name}=={version_of(name)}" for name in ("numpy", "SimpleITK") if version_of(name)]
+    pins = [f"{name}=={version_of(name)}" for name in PIN_WHEN_INSTALLED if version_of(name)]
     handle = tempfile.NamedTemporaryFile("w", suffix="-organseg-constraints.txt", delete=False)
     with handle:
         handle.write("\n".join(pins) + "\n")
