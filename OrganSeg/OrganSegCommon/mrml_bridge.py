@@ -177,16 +177,23 @@ def matrix_between_parents(source_node, target_node) -> np.ndarray:
     parent transform).
 
     Raises:
-        GeometryError: the transform between them is not linear (harden it first).
+        GeometryError: a transform between them is not linear (harden it first).
     """
     if source_node.GetTransformNodeID() == target_node.GetTransformNodeID():
         return np.eye(4)
-    matrix = vtk.vtkMatrix4x4()
-    if not slicer.vtkMRMLTransformNode.GetMatrixTransformBetweenNodes(
-            source_node.GetParentTransformNode(), target_node.GetParentTransformNode(), matrix):
+    return np.linalg.inv(_local_to_world(target_node, source_node)) @ _local_to_world(source_node, target_node)
+
+
+def _local_to_world(node, other) -> np.ndarray:
+    parent = node.GetParentTransformNode()
+    if parent is None:
+        return np.eye(4)
+    if not parent.IsTransformToWorldLinear():
         raise GeometryError(
-            f"the transform between {source_node.GetName()!r} and {target_node.GetName()!r} is not linear; "
-            f"harden it on the volume, or put segmentation {target_node.GetName()!r} under the volume's transform")
+            f"transform {parent.GetName()!r} of {node.GetName()!r} is not linear and {other.GetName()!r} is not "
+            f"under it; harden it, or put {other.GetName()!r} under the same transform")
+    matrix = vtk.vtkMatrix4x4()
+    parent.GetMatrixTransformToWorld(matrix)
     return vtk_matrix_to_numpy(matrix)
 
 
