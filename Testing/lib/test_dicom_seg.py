@@ -1,0 +1,201 @@
+"""DICOM SEG output (issue 13): every frame lands on its source slice, with the label map's pixels.
+
+Read back twice: at the DICOM level with pydicom (each frame's referenced SOP Instance UID and
+Image Position (Patient) against the source files) and through highdicom's own reader. Series: the
+real 3-slice CT of ../shared/data/dicom/ct3slice with its hand-drawn liver, and synthetic series
+written with pydicom in tmp_path: axial, oblique, and gantry-tilted (sheared slices).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pydicom = pytest.importorskip("pydicom", reason="DICOM SEG needs pydicom (pip install pydicom)")
+hd = pytest.importorskip("highdicom", reason="DICOM SEG needs highdicom (pip install highdicom)")
+
+from dicom_series import rotation, write_ct_series  # noqa: E402  (Testing/ is on sys.path)
+from shared_data import shared_file  # noqa: E402
+
+from organseglib.dicom_seg import series_files, write_dicom_seg  # noqa: E402
+from organseglib.errors import GeometryError, InputError, LabelValueError, UnsupportedFormatError  # noqa: E402
+from organseglib.io import LPS_TO_RAS, read_labels, read_volume  # noqa: E402
+from organseglib.organs import organ_by_key, organ_by_value, organ_table  # noqa: E402
+
+TILT = np.deg2rad(15.0)
+GEOMETRIES = {
+    # row direction, column direction, step between slices (mm, LPS)
+    "axial": ((1, 0, 0), (0, 1, 0), (0, 0, 2.5)),
+    "oblique": (rotation(20, 10)[:, 0], rotation(20, 10)[:, 1], 2.5 * rotation(20, 10)[:, 2]),
+    # the table moves along z while the image plane is tilted 15 degrees: sheared slices
+    "gantry_tilt": ((1, 0, 0), (0, np.cos(TILT), -np.sin(TILT)), (0, 0, 2.5)),
+}
+
+
+def phantom_hu(shape=(6, 20, 24)) -> np.ndarray:
+    hu = np.full(shape, -1000, np.int16)
+    hu[:, 3:17, 3:21] = 40
+    hu[:, 8:12, 10:14] = 700
+    return hu
+
+
+def phantom_labels(shape=(6, 20, 24)) -> np.ndarray:
+    """Organs that differ from slice to slice (a frame on the wrong slice cannot match)."""
+    labels = np.zeros(shape, np.uint8)
+    for k in range(shape[0]):
+        labels[k, 2:7, 2 + k:8 + k] = 1                      # liver moves along the columns
+        labels[k, 12:15 + k % 3, 3:7] = 3 if k % 2 else 5     # lungs / bone alternate
+    labels[0, 15:18, 18:22] = 2                               # bladder on the first slice only
+    labels[-1, 9:11, 15:20] = 4                               # kidneys on the last slice only
+    return labels
+
+
+def check_seg_against_source(seg_path: Path, files: list, labels: np.ndarray, organs: list) -> int:
+    """Assert the SEG's segments are ``organs`` (table names, codes, colours) and every frame lies on
+    its source slice with the label map's pixels; returns the number of frames."""
+    seg = pydicom.dcmread(seg_path)
+    sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    by_uid = {s.SOPInstanceUID: k for k, s in enumerate(sources)}
+    assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage
+    assert seg.StudyInstanceUID == sources[0].StudyInstanceUID and seg.PatientID == sources[0].PatientID
+    assert seg.FrameOfReferenceUID == sources[0].FrameOfReferenceUID
+    assert seg.SeriesInstanceUID != sources[0].SeriesInstanceUID
+    referenced = {item.ReferencedSOPInstanceUID
+                  for series in seg.ReferencedSeriesSequence for item in series.ReferencedInstanceSequence}
+    assert referenced == set(by_uid)
+    number_to_organ = {}
+    for item in seg.SegmentSequence:
+        organ = organ_by_key(item.SegmentLabel)
+        number_to_organ[int(item.SegmentNumber)] = organ
+        category, kind = item.SegmentedPropertyCategoryCodeSequence[0], item.SegmentedPropertyTypeCodeSequence[0]
+        assert (category.CodingSchemeDesignator, category.CodeValue, category.CodeMeaning) == organ.category
+        assert (kind.CodingSchemeDesignator, kind.CodeValue, kind.CodeMeaning) == organ.type
+        assert item.SegmentAlgorithmType == "AUTOMATIC"
+        rgb = hd.color.CIELabColor.from_dicom_value(list(item.RecommendedDisplayCIELabValue)).to_rgb()
+        assert np.allclose(rgb, organ.color_uint8, atol=2), (organ.name, rgb)
+    assert sorted(number_to_organ) == list(range(1, len(organs) + 1))
+    assert [number_to_organ[n] for n in sorted(number_to_organ)] == sorted(organs, key=lambda o: o.value)
+
+    pixels = seg.pixel_array.reshape(-1, seg.Rows, seg.Columns)
+    seen = set()
+    for index, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        uid = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        k = by_uid[uid]
+        assert np.allclose([float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient],
+                           [float(v) for v in sources[k].ImagePositionPatient], atol=1e-4)
+        organ = number_to_organ[int(frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber)]
+        assert np.array_equal(pixels[index] > 0, labels[k] == organ.value), (organ.name, k)
+        seen.add((organ.value, k))
+    assert np.allclose([float(v) for v in seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0]
+                        .ImageOrientationPatient], [float(v) for v in sources[0].ImageOrientationPatient], atol=1e-6)
+    # every (organ, slice) holding voxels has its frame
+    wanted = {(int(v), k) for k in range(labels.shape[0]) for v in np.unique(labels[k]) if v}
+    assert wanted <= seen
+
+    # highdicom's reader agrees: the segments, stacked in source-slice order, are the label map
+    read = hd.seg.segread(seg_path)
+    stacked = read.get_pixels_by_source_instance(
+        source_sop_instance_uids=[s.SOPInstanceUID for s in sources], combine_segments=True, relabel=False)
+    lut = np.zeros(max(number_to_organ) + 1, np.uint8)
+    for number, organ in number_to_organ.items():
+        lut[number] = organ.value
+    assert np.array_equal(lut[stacked], labels)
+    return int(seg.NumberOfFrames)
+
+
+@pytest.mark.parametrize("geometry", sorted(GEOMETRIES))
+def test_synthetic_series_frames_land_on_their_source_slices(tmp_path, geometry):
+    row, column, step = GEOMETRIES[geometry]
+    folder = tmp_path / "series"
+    write_ct_series(folder, phantom_hu(), row, column, (10.0, -20.0, 30.0), step,
+                    gantry_tilt=15.0 if geometry == "gantry_tilt" else 0.0)
+    ct = read_volume(folder)
+    files = series_files(folder)
+    assert len(files) == 6
+    labels = phantom_labels()
+    out = tmp_path / "organs.dcm"
+    write_dicom_seg(ct.with_array(labels), folder, out)  # reads the series' grid itself
+    present = [organ_by_value(v) for v in (1, 2, 3, 4, 5)]
+    frames = check_seg_against_source(out, files, labels, present)
+    assert frames == int(sum(np.any(labels[k] == v) for k in range(6) for v in range(1, 6)))
+    if geometry != "gantry_tilt":
+        # a regular series: the frames' positions are also the labels' slice origins in OrganSeg's grid
+        lps = LPS_TO_RAS @ ct.ijk_to_ras
+        for k, name in enumerate(files):
+            position = [float(v) for v in pydicom.dcmread(name, stop_before_pixels=True).ImagePositionPatient]
+            assert np.allclose(position, lps[:3, 3] + k * lps[:3, 2], atol=1e-3)
+    assert not list(tmp_path.glob(".*part*")), "temporary files left behind"
+
+
+def test_listed_organs_are_written_even_when_empty(tmp_path):
+    folder = tmp_path / "series"
+    write_ct_series(folder, phantom_hu(), (1, 0, 0), (0, 1, 0), (0, 0, 0), (0, 0, 2.5))
+    ct = read_volume(folder)
+    labels = np.zeros(ct.shape, np.uint8)
+    labels[2, 4:8, 4:8] = 1
+    out = tmp_path / "liver_and_kidneys.dcm"
+    write_dicom_seg(ct.with_array(labels), folder, out, organs=[organ_by_key("kidneys")], reference=ct)
+    check_seg_against_source(out, series_files(folder), labels, [organ_by_key("liver"), organ_by_key("kidneys")])
+    with pytest.raises(InputError, match="no organ"):
+        write_dicom_seg(ct.with_array(np.zeros(ct.shape, np.uint8)), folder, tmp_path / "none.dcm", reference=ct)
+    assert not (tmp_path / "none.dcm").exists()
+
+
+def test_labels_not_on_the_series_grid_or_bad_values_are_refused(tmp_path):
+    folder = tmp_path / "series"
+    write_ct_series(folder, phantom_hu(), (1, 0, 0), (0, 1, 0), (0, 0, 0), (0, 0, 2.5))
+    ct = read_volume(folder)
+    labels = phantom_labels()
+    shifted = ct.with_array(labels)
+    matrix = shifted.ijk_to_ras.copy()
+    matrix[2, 3] += 2.5  # one slice off
+    from organseglib.volume import Volume
+
+    with pytest.raises(GeometryError, match="not on the grid of DICOM series"):
+        write_dicom_seg(Volume(labels, matrix), folder, tmp_path / "off.dcm")
+    with pytest.raises(GeometryError, match="not on the grid"):
+        write_dicom_seg(Volume(labels[:5], ct.ijk_to_ras), folder, tmp_path / "short.dcm", reference=ct)
+    bad = labels.copy()
+    bad[0, 0, 0] = 9
+    with pytest.raises(LabelValueError):
+        write_dicom_seg(ct.with_array(bad), folder, tmp_path / "bad.dcm", reference=ct)
+    with pytest.raises(UnsupportedFormatError, match=r"\*\.dcm"):
+        write_dicom_seg(ct.with_array(labels), folder, tmp_path / "x.nii.gz", reference=ct)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UnsupportedFormatError, match="holds no DICOM series"):
+        write_dicom_seg(ct.with_array(labels), empty, tmp_path / "x.dcm", reference=ct)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "series"]
+
+
+def test_an_existing_seg_is_replaced_atomically_and_kept_when_asked(tmp_path):
+    from organseglib.errors import OutputExistsError
+
+    folder = tmp_path / "series"
+    write_ct_series(folder, phantom_hu(), (1, 0, 0), (0, 1, 0), (0, 0, 0), (0, 0, 2.5))
+    ct = read_volume(folder)
+    out = tmp_path / "organs.dcm"
+    out.write_bytes(b"old")
+    with pytest.raises(OutputExistsError):
+        write_dicom_seg(ct.with_array(phantom_labels()), folder, out, reference=ct, overwrite=False)
+    assert out.read_bytes() == b"old"
+    write_dicom_seg(ct.with_array(phantom_labels()), folder, out, reference=ct)
+    assert pydicom.dcmread(out).Modality == "SEG"
+
+
+def test_real_ct3slice_liver_label_as_dicom_seg(tmp_path):
+    """The real 3-slice CT (dcmqi test data) with its hand-drawn liver: frames on the right slices."""
+    folder = shared_file("dicom/ct3slice")
+    ct = read_volume(folder)
+    liver = read_labels(shared_file("dicom/ct3slice_liver_seg.nrrd"), reference=ct)
+    assert set(np.unique(liver.array).tolist()) == {0, 1} and liver.array.sum() > 1000
+    labels = liver.array.copy()
+    labels[:, :40, :] = np.where(labels[:, :40, :] == 0, 5, labels[:, :40, :])  # a second organ band
+    out = tmp_path / "ct3slice_seg.dcm"
+    write_dicom_seg(ct.with_array(labels), folder, out, reference=ct)
+    files = series_files(folder)
+    assert [Path(f).name for f in files] == ["03.dcm", "02.dcm", "01.dcm"]  # sorted by position, not name
+    assert check_seg_against_source(out, files, labels, [organ_by_key("liver"), organ_by_key("bone")]) == 6
