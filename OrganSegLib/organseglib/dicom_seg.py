@@ -176,9 +176,25 @@ def write_dicom_seg(labels: Volume, source_series_dir: PathLike, path: PathLike,
     frames = lut[labels.array.astype(np.uint8)]
     source_number = datasets[0].get("SeriesNumber")
     series_number = (int(source_number) if source_number not in (None, "") else 0) + SEGMENTATION_SERIES_OFFSET
+    highdicom_log = logging.getLogger("highdicom")
+    level = highdicom_log.level
+    highdicom_log.setLevel(max(logging.WARNING, level))  # one INFO line per copied module otherwise
+    try:
+        seg = _segmentation(hd, datasets, frames, written, series_number, series_description)
+    finally:
+        highdicom_log.setLevel(level)
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        seg.save_as(str(tmp))
+    log.info("wrote DICOM SEG %s: %d segments (%s), %d frames, referencing %d slices of series %s", path,
+             len(written), ", ".join(o.name for o in written), int(seg.NumberOfFrames), len(files),
+             datasets[0].get("SeriesInstanceUID", "?"))
+    return Path(path)
+
+
+def _segmentation(hd, datasets, frames, written, series_number, series_description):
     with warnings.catch_warnings():  # highdicom warns about the source's patient-name style; not ours to fix
         warnings.simplefilter("ignore", UserWarning)
-        seg = hd.seg.Segmentation(
+        return hd.seg.Segmentation(
             source_images=datasets,
             pixel_array=frames,
             segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
@@ -195,12 +211,6 @@ def write_dicom_seg(labels: Volume, source_series_dir: PathLike, path: PathLike,
             content_description="CT organ segmentation (liver, bladder, lungs, kidneys, bone)",
             series_description=series_description,
         )
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        seg.save_as(str(tmp))
-    log.info("wrote DICOM SEG %s: %d segments (%s), %d frames, referencing %d slices of series %s", path,
-             len(written), ", ".join(o.name for o in written), int(seg.NumberOfFrames), len(files),
-             datasets[0].get("SeriesInstanceUID", "?"))
-    return Path(path)
 
 
 def _version() -> str:
