@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
@@ -10,7 +9,7 @@ pydicom = pytest.importorskip("pydicom", reason="DICOM SEG needs pydicom")
 pytest.importorskip("highdicom", reason="DICOM SEG needs highdicom")
 
 from shared_data import shared_file  # noqa: E402
-from test_dicom_seg import check_seg_against_source  # noqa: E402
+from dicom_series import check_seg_against_source  # noqa: E402
 
 from organseglib.cli import main  # noqa: E402
 from organseglib.dicom_seg import series_files  # noqa: E402
