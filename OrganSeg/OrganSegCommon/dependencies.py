@@ -50,14 +50,31 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def requirement_applies(requirement: str) -> bool:
+    """Whether a requirement's environment marker (``pkg>=1; python_version >= '3.10'``) holds for
+    this Python; a requirement without one always applies."""
+    if ";" not in requirement:
+        return True
+    try:
+        from packaging.markers import InvalidMarker, Marker
+    except ImportError:  # no way to evaluate it here: let pip decide
+        return True
+    try:
+        return bool(Marker(requirement.split(";", 1)[1].strip()).evaluate())
+    except InvalidMarker:
+        raise ValueError(f"requirement {requirement!r} has an invalid environment marker") from None
+
+
 def missing_requirements(requirements: Sequence[str],
                          version_of: Callable[[str], Optional[str]] = None) -> List[str]:
-    """Requirements whose distribution is not installed (version ranges are not re-checked: an
-    installed package is kept, so Slicer's own copies are never replaced)."""
+    """Requirements for this Python whose distribution is not installed, without their markers
+    (version ranges are not re-checked: an installed package is kept, so Slicer's own copies are
+    never replaced)."""
     version_of = version_of or installed_version
     never = {_normal(n) for n in NEVER_REPLACE}
-    return [r for r in requirements
-            if _normal(requirement_name(r)) not in never and version_of(requirement_name(r)) is None]
+    return [r.split(";", 1)[0].strip() for r in requirements
+            if requirement_applies(r) and _normal(requirement_name(r)) not in never
+            and version_of(requirement_name(r)) is None]
 
 
 def installed_version(name: str) -> Optional[str]:

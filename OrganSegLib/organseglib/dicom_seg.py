@@ -68,15 +68,27 @@ def series_files(folder: PathLike) -> list[str]:
     return files[max(files, key=lambda sid: len(files[sid]))]
 
 
+def require_highdicom() -> None:
+    """Raise ``UnsupportedFormatError`` when highdicom / pydicom are not installed."""
+    import importlib.util
+
+    missing = [name for name in ("pydicom", "highdicom") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UnsupportedFormatError(
+            f"DICOM SEG output needs {' and '.join(missing)} (Python >= 3.10, e.g. Slicer >= 5.10): "
+            "pip install 'highdicom>=0.28', or write .nii.gz, .nrrd or .seg.nrrd")
+
+
 def check_dicom_seg_request(output: PathLike, source: PathLike) -> None:
-    """Refuse a DICOM SEG output for an input that is not a DICOM series folder (cheap: no pixel
-    data is read). Call it before any heavy work.
+    """Refuse a DICOM SEG output for an input that is not a DICOM series folder, or without
+    highdicom (cheap: no pixel data is read). Call it before any heavy work.
 
     Raises:
-        UnsupportedFormatError / MissingFileError: as ``series_files``.
+        UnsupportedFormatError / MissingFileError: as ``series_files`` and ``require_highdicom``.
     """
     if is_dicom_seg_path(output):
         series_files(source)
+        require_highdicom()
 
 
 def _source_datasets(files: list[str]) -> list:
@@ -146,6 +158,7 @@ def write_dicom_seg(labels: Volume, source_series_dir: PathLike, path: PathLike,
         GeometryError: ``labels`` are not on the series' grid.
         LabelValueError: ``labels`` hold values outside the organ table.
     """
+    require_highdicom()
     import highdicom as hd
 
     if not is_dicom_seg_path(path):
@@ -219,5 +232,5 @@ def _version() -> str:
     return __version__
 
 
-__all__ = ["DICOM_SEG_EXTENSIONS", "check_dicom_seg_request", "is_dicom_seg_path", "series_files",
-           "write_dicom_seg"]
+__all__ = ["DICOM_SEG_EXTENSIONS", "check_dicom_seg_request", "is_dicom_seg_path", "require_highdicom",
+           "series_files", "write_dicom_seg"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -9,7 +11,7 @@ pydicom = pytest.importorskip("pydicom", reason="DICOM SEG needs pydicom")
 pytest.importorskip("highdicom", reason="DICOM SEG needs highdicom")
 
 from shared_data import shared_file  # noqa: E402
-from dicom_series import check_seg_against_source  # noqa: E402
+from dicom_series import check_seg_against_source, phantom_hu, write_ct_series  # noqa: E402
 
 from organseglib.cli import main  # noqa: E402
 from organseglib.dicom_seg import series_files  # noqa: E402
@@ -42,7 +44,7 @@ def test_segment_real_dicom_series_writes_a_dicom_seg_matching_the_label_map(tmp
     assert f"wrote {tmp_path / 'organs.dcm'}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("case", ["nifti", "missing", "empty_folder"])
+@pytest.mark.parametrize("case", ["nifti", "missing", "empty_folder", "no_highdicom"])
 def test_dcm_output_without_a_dicom_series_is_refused_before_any_work(tmp_path, tiny_abdomen, monkeypatch,
                                                                      capsys, case):
     import organseglib.commands.segment as segment_command
@@ -57,11 +59,16 @@ def test_dcm_output_without_a_dicom_series_is_refused_before_any_work(tmp_path, 
         message = "is a file, not a DICOM series folder"
     elif case == "missing":
         source, message = tmp_path / "no-such-series", "does not exist"
-    else:
+    elif case == "empty_folder":
         source = tmp_path / "series"
         source.mkdir()
         (source / "notes.txt").write_text("not DICOM")
         message = "holds no DICOM series"
+    else:  # a good series, but a Python without highdicom (Slicer 5.8's Python 3.9)
+        source = tmp_path / "series"
+        write_ct_series(source, phantom_hu(), (1, 0, 0), (0, 1, 0), (0, 0, 0), (0, 0, 2.5))
+        monkeypatch.setitem(sys.modules, "highdicom", None)
+        message = "DICOM SEG output needs highdicom"
     out = tmp_path / "organs.dcm"
     assert main(["segment", str(source), "-o", str(out), "--progress", "none"]) == 2
     err = capsys.readouterr().err
