@@ -226,11 +226,69 @@ def _segmentation(hd, datasets, frames, written, series_number, series_descripti
         )
 
 
+def read_dicom_seg(path: PathLike, source_series_dir: PathLike, reference: Optional[Volume] = None) -> Volume:
+    """Read a DICOM SEG of organs back as a CT-ORG label map on its source series' grid.
+
+    Segments are matched to organs by SNOMED type code (then label); frames are placed by the
+    source slice they reference. Where segments overlap, the higher organ value wins.
+
+    Raises:
+        InputError: the file is not a segmentation of that series, or holds a segment of no organ.
+    """
+    require_highdicom()
+    import highdicom as hd
+    import pydicom
+
+    from .organs import organ_table
+
+    files = series_files(source_series_dir)
+    if reference is None:
+        from .io import read_volume
+
+        reference = read_volume(source_series_dir)
+    try:
+        seg = hd.seg.segread(str(path))
+    except (OSError, AttributeError, ValueError, pydicom.errors.InvalidDicomError) as exc:
+        raise InputError(f"cannot read {str(path)!r} as a DICOM SEG ({exc}); pass a Segmentation Storage file") from None
+    by_code = {organ.type[1]: organ for organ in organ_table()}
+    uids = [pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files]
+    referenced = {item.ReferencedSOPInstanceUID for series in seg.get("ReferencedSeriesSequence", [])
+                  for item in series.get("ReferencedInstanceSequence", [])}
+    if not set(uids) <= referenced:
+        raise InputError(f"{str(path)!r} does not reference the {len(uids)} slices of series {str(source_series_dir)!r} "
+                         f"({len(set(uids) - referenced)} unreferenced); pass the series it was made from")
+    out = np.zeros(reference.shape, dtype=np.uint8)
+    for number in sorted(seg.get_segment_numbers(), key=lambda n: _organ_of(seg, n, by_code, path).value):
+        organ = _organ_of(seg, number, by_code, path)
+        try:
+            mask = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[number],
+                                                     combine_segments=True, relabel=False,
+                                                     ignore_spatial_locations=True, assert_missing_frames_are_empty=True)
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise InputError(f"{str(path)!r} does not segment series {str(source_series_dir)!r}: {exc}") from None
+        out[mask > 0] = organ.value
+    return reference.with_array(out)
+
+
+def _organ_of(seg, number: int, by_code: dict, path) -> Organ:
+    description = seg.get_segment_description(number)
+    organ = by_code.get(description.segmented_property_type.value)
+    if organ is None:
+        try:
+            from .organs import organ_by_key
+
+            organ = organ_by_key(description.segment_label)
+        except InputError:
+            raise InputError(f"{str(path)!r}: segment {number} ({description.segment_label!r}) is no organ of the "
+                             "organ table (liver, bladder, lungs, kidneys, bone)") from None
+    return organ
+
+
 def _version() -> str:
     from . import __version__
 
     return __version__
 
 
-__all__ = ["DICOM_SEG_EXTENSIONS", "check_dicom_seg_request", "is_dicom_seg_path", "require_highdicom",
-           "series_files", "write_dicom_seg"]
+__all__ = ["DICOM_SEG_EXTENSIONS", "check_dicom_seg_request", "is_dicom_seg_path", "read_dicom_seg",
+           "require_highdicom", "series_files", "write_dicom_seg"]

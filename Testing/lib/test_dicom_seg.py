@@ -20,7 +20,7 @@ from dicom_series import (check_seg_against_source, phantom_hu, phantom_labels, 
                           write_ct_series)  # (Testing/ is on sys.path)
 from shared_data import shared_file  # noqa: E402
 
-from organseglib.dicom_seg import series_files, write_dicom_seg  # noqa: E402
+from organseglib.dicom_seg import read_dicom_seg, series_files, write_dicom_seg  # noqa: E402
 from organseglib.errors import GeometryError, InputError, LabelValueError, UnsupportedFormatError  # noqa: E402
 from organseglib.io import LPS_TO_RAS, read_labels, read_volume  # noqa: E402
 from organseglib.organs import organ_by_key, organ_by_value  # noqa: E402
@@ -57,6 +57,8 @@ def test_synthetic_series_frames_land_on_their_source_slices(tmp_path, geometry)
             position = [float(v) for v in pydicom.dcmread(name, stop_before_pixels=True).ImagePositionPatient]
             assert np.allclose(position, lps[:3, 3] + k * lps[:3, 2], atol=1e-3)
     assert not list(tmp_path.glob(".*part*")), "temporary files left behind"
+    back = read_dicom_seg(out, folder)  # and organseglib reads it back onto the same grid
+    assert back.same_grid(ct) and np.array_equal(back.array, labels)
 
 
 def test_listed_organs_are_written_even_when_empty(tmp_path):
@@ -128,3 +130,16 @@ def test_real_ct3slice_liver_label_as_dicom_seg(tmp_path):
     files = series_files(folder)
     assert [Path(f).name for f in files] == ["03.dcm", "02.dcm", "01.dcm"]  # sorted by position, not name
     assert check_seg_against_source(out, files, labels, [organ_by_key("liver"), organ_by_key("bone")]) == 6
+
+
+def test_read_dicom_seg_refuses_a_seg_of_another_series_and_non_seg_files(tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder in (first, second):
+        write_ct_series(folder, phantom_hu(), (1, 0, 0), (0, 1, 0), (0, 0, 0), (0, 0, 2.5))
+    ct = read_volume(first)
+    out = tmp_path / "first.dcm"
+    write_dicom_seg(ct.with_array(phantom_labels()), first, out, reference=ct)
+    with pytest.raises(InputError, match="does not reference the 6 slices"):
+        read_dicom_seg(out, second)
+    with pytest.raises(InputError, match="cannot read .* as a DICOM SEG"):
+        read_dicom_seg(series_files(first)[0], first)
