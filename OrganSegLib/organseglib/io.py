@@ -16,8 +16,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from .atomic import atomic_path, double_suffix
-from .ct_checks import ct_problems
+from .ct_checks import ct_problems, nonfinite_problem
 from .errors import GeometryError, InputError, LabelValueError, MissingFileError, NotCTError, UnsupportedFormatError
+from .file_checks import check_nifti
 from .organs import Organ, check_label_values, organ_by_value, organ_table
 from .volume import Volume
 
@@ -93,7 +94,31 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
         log.warning("%s holds %d DICOM series; reading the largest (%s, %d files)", folder, len(series),
                     chosen, len(files_by_series[chosen]))
     reader.SetFileNames(files_by_series[chosen])
-    return reader.Execute()
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        raise InputError(_dicom_problem(folder, files_by_series[chosen], exc)) from None
+
+
+def _dicom_problem(folder: Path, files: Sequence[str], exc: Exception) -> str:
+    """One line on why a DICOM series could not be read as one volume (slice sizes that differ, most often)."""
+    sizes: dict[tuple, int] = {}
+    info = sitk.ImageFileReader()
+    for name in files:
+        info.SetFileName(name)
+        try:
+            info.ReadImageInformation()
+        except RuntimeError:
+            continue
+        key = tuple(info.GetSize()[:2])
+        sizes[key] = sizes.get(key, 0) + 1
+    if len(sizes) > 1:
+        found = ", ".join(f"{i}×{j} ({n} file{'s' if n > 1 else ''})" for (i, j), n in sorted(sizes.items(), key=lambda kv: -kv[1]))
+        return (f"DICOM folder {str(folder)!r}: one series holds slices of {len(sizes)} sizes: {found}; a volume needs "
+                "one size. Move the odd slices (scout, reformat) out of the folder or export the series again")
+    last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+    return (f"DICOM folder {str(folder)!r}: its {len(files)} files cannot be read as one volume ({last[:200]}); "
+            "check the series (mixed sizes, orientations or missing files) and export it again")
 
 
 def read_volume(path: PathLike) -> Volume:
@@ -103,7 +128,9 @@ def read_volume(path: PathLike) -> Volume:
         MissingFileError: the path does not exist.
         UnsupportedFormatError: an extension no reader handles, or a folder with no DICOM series.
         GeometryError: not a single-channel 3D image, or non-positive spacing.
-        InputError: the file exists but cannot be read (corrupt or truncated).
+        NotCTError: NaN or infinite voxels (NIfTI's are found in the file: SimpleITK reads them as 0).
+        InputError: the file exists but cannot be read (corrupt, truncated, fewer voxels than its header
+            declares), or a DICOM series whose slices do not make one volume.
     """
     p = _existing(path, "image")
     if p.is_dir():
@@ -119,13 +146,19 @@ def read_volume(path: PathLike) -> Volume:
                 f"cannot read {str(path)!r}: extension {ext or '(none)'!r} is not one of "
                 f"{', '.join(IMAGE_EXTENSIONS)} (or a DICOM series folder). Convert it, e.g. in 3D Slicer"
             )
+        if ext in (".nii", ".nii.gz"):
+            check_nifti(p, source=str(path))  # truncation, NaN, zero spacing: SimpleITK is silent on them
         try:
             image = sitk.ReadImage(str(p))
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
             raise InputError(f"cannot read {str(path)!r}: the file is corrupt, truncated or not a valid "
                              f"{ext} file ({first})") from None
-    return volume_from_sitk(image, source=str(path))
+    volume = volume_from_sitk(image, source=str(path))
+    nonfinite = nonfinite_problem(volume.array)
+    if nonfinite:
+        raise NotCTError(f"{str(path)!r}: {nonfinite}")
+    return volume
 
 
 def read_ct(path: PathLike, check: bool = True) -> Volume:

@@ -102,6 +102,13 @@ def check_label_values(array: np.ndarray, source: str = "labels") -> None:
     allowed = {BACKGROUND, *organ_values()}
     unknown = [int(v) if float(v).is_integer() else float(v) for v in present if v not in allowed]
     if unknown:
+        if len(unknown) > 8:  # a CT given as labels: thousands of values; the message stays one short line
+            shown = ", ".join(str(v) for v in unknown[:3]) + ", ..., " + ", ".join(str(v) for v in unknown[-2:])
+            raise LabelValueError(
+                f"{source} hold {len(present)} distinct values ({shown}), {len(unknown)} of them outside the organ "
+                f"table {sorted(allowed)}: this looks like an image (a CT?), not a label map. Pass the label file "
+                "(values 0 background, 1 liver, 2 bladder, 3 lungs, 4 kidneys, 5 bone)."
+            )
         raise LabelValueError(
             f"{source} hold values {unknown} outside the organ table {sorted(allowed)} "
             "(0 background, 1 liver, 2 bladder, 3 lungs, 4 kidneys, 5 bone). Remap them to CT-ORG "
