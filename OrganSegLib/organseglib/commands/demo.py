@@ -18,7 +18,7 @@ from ..cli import add_progress_argument
 from ..io import read_ct, read_labels, write_labels, write_volume
 from ..metrics import evaluate_labels, format_table, scores_to_json
 from ..organs import organ_table, parse_organ_list
-from ..atomic import check_not_input, write_text_atomic
+from ..atomic import check_not_input, make_output_folder, write_text_atomic
 from ..overlay import save_overlay_png
 from ..phantom import make_phantom
 from ..progress import Progress
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
                                                           for suffix in (".seg.nrrd", ".nii.gz", ".png", "_metrics.json")]
     for name in names:  # before anything is written: the demo never overwrites its own inputs
         check_not_input(out / name, [args.input, args.reference])
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out, "--out")
     progress = Progress("demo", mode=args.progress)
     if args.input:
         ct = read_ct(args.input)

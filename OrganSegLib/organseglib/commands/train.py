@@ -51,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from ..atomic import check_output_path
     from ..errors import InputError, OutputExistsError
     from ..network import PAPER_TILE_SHAPE
     from ..progress import Progress
@@ -67,6 +68,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--out must not be the --data folder; choose another model folder")
     if out.exists() and not args.overwrite:
         raise OutputExistsError(f"{str(out)!r} exists; pass --overwrite to replace it or choose another --out")
+    check_output_path(out, "--out", folder=True)  # before hours of training, not after them
+    check_output_path(out.parent / f"{out.name}.training", "checkpoint folder", folder=True)
     info = init_distributed(args.device)
     progress = Progress("train", mode=args.progress if info.is_main else "none")
     try:

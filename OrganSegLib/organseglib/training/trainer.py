@@ -202,13 +202,15 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
     ckpt = work / CHECKPOINT_NAME
     fingerprint = data_fingerprint(train_cases, val_cases, init_model)
     if resume and ckpt.exists():
-        state, saved = load_checkpoint(ckpt, model, optimizer)
-        bad = _compatible(saved, config)
-        if saved.get("data_fingerprint", fingerprint) != fingerprint:
-            bad.append("training data or initial model")
-        if bad:
-            raise InputError(f"checkpoint {str(ckpt)!r} was written with different settings ({', '.join(bad)}); "
-                             "pass --restart to discard it or choose another --out")
+        def check(saved: dict) -> None:  # before the weights are restored: a changed width cannot fit
+            bad = _compatible(saved, config)
+            if saved.get("data_fingerprint", fingerprint) != fingerprint:
+                bad.append("training data or initial model")
+            if bad:
+                raise InputError(f"checkpoint {str(ckpt)!r} was written with different settings ({', '.join(bad)}); "
+                                 "pass --restart to discard it or choose another --out")
+
+        state, _ = load_checkpoint(ckpt, model, optimizer, check=check)
         if len(state.rng_states) == info.world_size:
             rng.bit_generator.state = state.rng_states[info.rank]
         else:
