@@ -9,7 +9,8 @@ The child writes one JSON object per line on stdout::
 Reader threads move stdout/stderr lines into queues; ``poll()`` drains them and is cheap enough to
 call from a ``QTimer`` every 100-200 ms, so the Slicer GUI stays responsive. ``cancel()`` kills the
 whole process tree (the child runs in its own process group / session), and a failure is reported
-with the child's own message, not "non-zero exit status".
+with the child's own message, not "non-zero exit status". Exit status 3 after a done record is a
+result with warnings (``result["warnings"]``), not a failure.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from typing import Callable, Deque, Dict, List, Optional, Sequence
 log = logging.getLogger(__name__)
 
 RUNNING, DONE, ERROR, CANCELLED, NOT_STARTED = "running", "done", "error", "cancelled", "not started"
+# organseg's exit status when the output was written with warnings (organseglib.errors.EXIT_WARNINGS):
+# with a done record it is a result (its ``warnings`` list says what to look at), not a failure
+COMPLETED_WITH_WARNINGS = 3
 
 
 @dataclass
@@ -219,7 +223,7 @@ class ProcessRunner:
         code = self.process.poll() if self.process is not None else None
         if self._cancelled or code is None:
             return
-        if self.error is None and code != 0:
+        if self.error is None and code != 0 and not (code == COMPLETED_WITH_WARNINGS and self.result is not None):
             self.error = self._stderr_message(code)
         elif self.error is None and self.result is None:
             self.result = {"status": "done"}

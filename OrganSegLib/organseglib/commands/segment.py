@@ -14,10 +14,11 @@ import time
 
 import numpy as np
 
-from ..atomic import check_not_input, double_suffix
+from ..atomic import check_outputs, double_suffix
 from ..cli import add_progress_argument
 from ..io import LABEL_EXTENSIONS, read_ct, write_labels
 from ..errors import InputError, UnsupportedFormatError
+from ..result_warnings import missing_organ_warnings, print_warnings
 from ..organs import organ_by_key, organ_by_value
 from ..progress import Progress
 from ..segment import ALL_ORGANS, AUTOLABEL_DEFAULT, SegmentConfig, segment_ct
@@ -51,7 +52,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if double_suffix(args.output) not in LABEL_EXTENSIONS:
         raise UnsupportedFormatError(f"cannot write {args.output!r}: use one of {', '.join(LABEL_EXTENSIONS)}")
-    check_not_input(args.output, [args.ct, args.model])
+    check_outputs({"-o/--output": args.output}, [args.ct, args.model])  # before any work, not after it
     config = SegmentConfig(
         organs=args.organs, autolabel_organs=() if args.network_only else args.autolabel_organs,
         clean=not args.no_clean, overlap=args.overlap, weighting=args.weighting, tile_shape=_tile(args.tile))
@@ -66,11 +67,12 @@ def run(args: argparse.Namespace) -> int:
     voxel_ml = float(np.prod(ct.spacing)) / 1000.0
     values, counts = np.unique(labels.array, return_counts=True)
     volumes = {organ_by_value(v).key: round(float(c) * voxel_ml, 1) for v, c in zip(values, counts) if v}
-    progress.result(output=str(args.output), seconds=round(seconds, 2), volumes_ml=volumes)
+    warnings = missing_organ_warnings(config.organs, volumes)
+    progress.result(output=str(args.output), seconds=round(seconds, 2), volumes_ml=volumes, warnings=warnings)
     if args.progress != "json":
         print(f"wrote {args.output} in {seconds:.1f} s; volumes (mL): "
               + (", ".join(f"{k} {v:g}" for k, v in volumes.items()) or "no organ found"))
-    return 0
+    return print_warnings("segment", warnings)
 
 
 def _tile(text):
