@@ -18,7 +18,7 @@ import SimpleITK as sitk
 from .atomic import atomic_path, double_suffix
 from .ct_checks import ct_problems, nonfinite_problem
 from .errors import GeometryError, InputError, LabelValueError, MissingFileError, NotCTError, UnsupportedFormatError
-from .file_checks import check_nifti
+from .file_checks import check_declared_size, check_nifti
 from .organs import Organ, check_label_values, organ_by_value, organ_table
 from .volume import Volume
 
@@ -148,17 +148,44 @@ def read_volume(path: PathLike) -> Volume:
             )
         if ext in (".nii", ".nii.gz"):
             check_nifti(p, source=str(path))  # truncation, NaN, zero spacing: SimpleITK is silent on them
+        elif ext in (".nrrd", ".mha"):  # their readers allocate the declared size before finding it missing
+            check_declared_size(p, _declared_bytes(p, str(path)), source=str(path))
         try:
             image = sitk.ReadImage(str(p))
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
             raise InputError(f"cannot read {str(path)!r}: the file is corrupt, truncated or not a valid "
-                             f"{ext} file ({first})") from None
+                             f"{ext} file ({_itk_reason(exc)}); copy it again from its source") from None
     volume = volume_from_sitk(image, source=str(path))
     nonfinite = nonfinite_problem(volume.array)
     if nonfinite:
         raise NotCTError(f"{str(path)!r}: {nonfinite}")
     return volume
+
+
+def _declared_bytes(path: Path, source: str) -> int:
+    """Voxel data a header declares (read without the data)."""
+    info = sitk.ImageFileReader()
+    info.SetFileName(str(path))
+    try:
+        info.ReadImageInformation()
+    except RuntimeError as exc:
+        raise InputError(f"cannot read {source!r}: its header is corrupt or it is not a valid "
+                         f"{double_suffix(path)} file ({_itk_reason(exc)})") from None
+    per_voxel = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1] * info.GetDimension(), info.GetPixelID(),
+                                                                 info.GetNumberOfComponents())).dtype).itemsize
+    return int(np.prod([int(n) for n in info.GetSize()], dtype=object)) * per_voxel * info.GetNumberOfComponents()
+
+
+def _itk_reason(exc: Exception) -> str:
+    """The informative line of an ITK exception (MetaImage's "No such file or directory" for a file that
+    exists means its data ended early)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return "unknown error"
+    last = lines[-1]
+    if "No such file or directory" in last:
+        return "its voxel data ends early"
+    return last[:200]
 
 
 def read_ct(path: PathLike, check: bool = True) -> Volume:

@@ -243,3 +243,48 @@ def test_info_statistics_are_exact_not_sampled(tmp_path, capsys):
     s = summarize_intensities(array.astype(np.float32), exact=True)  # float path: np.percentile
     assert (s.minimum, s.p01, s.p50, s.p99, s.maximum) == (-1024, p01, p50, p99, 2976)
     assert s.air_fraction == np.count_nonzero(array <= -500) / array.size
+
+
+@pytest.mark.parametrize("name, compress", [("ct.nrrd", True), ("ct.nrrd", False), ("ct.mha", True),
+                                            ("ct.mha", False)])
+def test_truncated_nrrd_and_mha_are_refused(tmp_path, tiny_abdomen, capsys, name, compress):
+    """Compressed: by their readers (the stream ends early); raw: by the size check, before reading."""
+    path = tmp_path / name
+    sitk.WriteImage(sitk.GetImageFromArray(_ct_int16(tiny_abdomen).array), str(path), compress)
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * 0.6)])
+    line = refused(capsys, ["info", path], path, inputs=[path])
+    assert ("corrupt, truncated" if compress else "truncated or its header is wrong") in line
+    assert "No such file" not in line
+
+
+_HUGE_HEADERS = {
+    "raw.nrrd": b"NRRD0004\ntype: int\ndimension: 3\nsizes: 1024 1024 1024\nspacings: 1 1 1\nencoding: raw\n"
+                b"endian: little\n\n",
+    "gzip.nrrd": b"NRRD0004\ntype: int\ndimension: 3\nsizes: 1024 1024 1024\nspacings: 1 1 1\nencoding: gzip\n"
+                 b"endian: little\n\n",
+    "raw.mha": b"ObjectType = Image\nNDims = 3\nDimSize = 1024 1024 1024\nElementType = MET_INT\n"
+               b"ElementSpacing = 1 1 1\nElementDataFile = LOCAL\n",
+    "gzip.mha": b"ObjectType = Image\nNDims = 3\nDimSize = 1024 1024 1024\nElementType = MET_INT\n"
+                b"ElementSpacing = 1 1 1\nCompressedData = True\nCompressedDataSize = 151\nElementDataFile = LOCAL\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(_HUGE_HEADERS))
+def test_nrrd_and_mha_headers_claiming_1024_cubed_are_refused_before_reading(tmp_path, capsys, monkeypatch, name):
+    """Their readers would allocate 4 GiB first (a raw NRRD: 4.4 GB resident, 24 s) and fail after."""
+    path = tmp_path / name
+    data = gzip.compress(b"\0" * 128) if name.startswith("gzip") else b"\0" * 128
+    path.write_bytes(_HUGE_HEADERS[name] + data)
+    monkeypatch.setattr(oio.sitk, "ReadImage", lambda *a, **k: pytest.fail("SimpleITK read the voxel data"))
+    line = refused(capsys, ["info", path], path, inputs=[path])
+    assert "declares 4.0 GiB of voxel data" in line
+
+
+def test_raw_nrrd_cut_short_says_how_much_is_there(tmp_path, tiny_abdomen, capsys):
+    path = tmp_path / "ct.nrrd"
+    sitk.WriteImage(sitk.GetImageFromArray(_ct_int16(tiny_abdomen).array), str(path), False)
+    header = path.read_bytes().index(b"\n\n") + 2
+    data = path.read_bytes()
+    path.write_bytes(data[:header + (len(data) - header) // 4])
+    assert "(25.0 %)" in refused(capsys, ["info", path], path, inputs=[path])
