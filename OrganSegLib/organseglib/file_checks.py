@@ -180,11 +180,13 @@ def _count_data(chunks: Iterator[bytes], header: NiftiHeader, source: str) -> in
         seen += len(chunk)
         if not floats or start >= min(len(chunk), stop):
             continue
-        data = pending + chunk[start:stop]
+        data = memoryview(chunk)[start:stop]
+        if pending:  # the voxel split across the previous chunk's end
+            data = memoryview(pending + data.tobytes())
         usable = len(data) - len(data) % dtype.itemsize
         values = np.frombuffer(data[:usable], dtype=dtype)
         nonfinite += int(values.size - np.count_nonzero(np.isfinite(values)))
-        pending = data[usable:]
+        pending = data[usable:].tobytes()
     if nonfinite:
         raise NotCTError(f"{source}: {nonfinite} voxels are NaN or infinite (SimpleITK would silently read them "
                          "as 0, soft tissue in a CT); replace them (in a CT with −1000 HU outside the field of view) "
