@@ -57,8 +57,14 @@ def check_not_input(output: PathLike, inputs: Iterable[PathLike]) -> None:
 
 
 # --- checks before any work -------------------------------------------------------------------------
-def _check_folder(folder: Path, output: PathLike, what: str) -> None:
-    """The folder an output goes into exists, is a folder and can be written to."""
+def _unwritable(folder: Path, output: PathLike, what: str, exc: OSError) -> OutputPathError:
+    reason = "read-only file system" if exc.errno == errno.EROFS else (exc.strerror or str(exc)).lower()
+    return OutputPathError(f"cannot write {what} {str(output)!r}: folder {str(folder)!r} is not writable "
+                           f"({reason}); choose another output folder or fix its permissions")
+
+
+def _check_folder(folder: Path, output: PathLike, what: str, probe: bool = True) -> None:
+    """The folder an output goes into exists, is a folder and (``probe``) can be written to."""
     if not folder.exists():
         for parent in folder.parents:  # a file in the middle of the path: say so, not "does not exist"
             if parent.exists():
@@ -71,17 +77,18 @@ def _check_folder(folder: Path, output: PathLike, what: str) -> None:
     if not folder.is_dir():
         raise OutputPathError(f"cannot write {what} {str(output)!r}: {str(folder)!r} is a file, not a folder; "
                               "choose an output path inside a folder")
+    if not probe:
+        return
     try:  # the only test that holds for root, ACLs, read-only mounts and full disks alike
-        fd, probe = tempfile.mkstemp(prefix=f".organseg-probe.{os.getpid()}.", dir=folder)
+        fd, name = tempfile.mkstemp(prefix=f".organseg-probe.{os.getpid()}.", dir=folder)
     except OSError as exc:
-        reason = "read-only file system" if exc.errno == errno.EROFS else (exc.strerror or str(exc)).lower()
-        raise OutputPathError(f"cannot write {what} {str(output)!r}: folder {str(folder)!r} is not writable "
-                              f"({reason}); choose another output folder or fix its permissions") from None
+        raise _unwritable(folder, output, what, exc) from None
     os.close(fd)
-    os.unlink(probe)
+    os.unlink(name)
 
 
-def check_output_path(path: PathLike, what: str = "output", folder: bool = False, overwrite: bool = True) -> Path:
+def check_output_path(path: PathLike, what: str = "output", folder: bool = False, overwrite: bool = True,
+                      probe: bool = True) -> Path:
     """Refuse, before any work, an output path that cannot be written.
 
     Args:
@@ -89,6 +96,7 @@ def check_output_path(path: PathLike, what: str = "output", folder: bool = False
         what: how messages name it (``"labels"``, ``"--report"``).
         folder: the output is a folder: it may not be an existing file.
         overwrite: an existing output may be replaced.
+        probe: create and delete a file in the folder to prove it writable.
 
     Raises:
         MissingFileError: the folder it goes into does not exist.
@@ -105,7 +113,7 @@ def check_output_path(path: PathLike, what: str = "output", folder: bool = False
         raise OutputPathError(f"{what} {str(path)!r} is a file; give a folder name")
     if target.exists() and not overwrite:
         raise OutputExistsError(f"{what} {str(target)!r} exists; pass --overwrite to replace it or pick another name")
-    _check_folder(target.parent, path, what)
+    _check_folder(target.parent, path, what, probe)
     return target
 
 
@@ -225,10 +233,13 @@ def atomic_path(path: PathLike, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` with the same extension; on success give it the mode a
     plain write would and rename it onto ``path`` (``os.replace``, atomic on one file system), on
     failure delete it. Stale temporaries of killed writers in that folder are removed first."""
-    target = check_output_path(path, "output", overwrite=overwrite)
+    target = check_output_path(path, "output", overwrite=overwrite, probe=False)
     remove_stale_temporaries(target.parent)
     suffix = double_suffix(target)
-    fd, tmp_name = tempfile.mkstemp(prefix=temporary_name(target), suffix=f".part{suffix}", dir=target.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=temporary_name(target), suffix=f".part{suffix}", dir=target.parent)
+    except OSError as exc:
+        raise _unwritable(target.parent, path, "output", exc) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:

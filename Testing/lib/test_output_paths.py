@@ -96,6 +96,19 @@ def test_autolabel_report_to_a_read_only_folder_writes_no_labels(tmp_path, files
     assert not labels.exists() and list(read_only.iterdir()) == []
 
 
+def test_autolabel_checks_the_label_format_before_the_work(tmp_path, files, capsys, monkeypatch):
+    ct, _ = files
+    _no_work(monkeypatch, "organseglib.commands.autolabel", "read_ct")
+    assert "cannot write" in _one_line(capsys, ["autolabel", ct, "-o", tmp_path / "labels.png"])
+
+
+def test_library_writes_into_a_read_only_folder_say_so(read_only, tiny_abdomen):
+    with pytest.raises(OutputPathError, match="is not writable"):
+        write_labels(tiny_abdomen.labels, read_only / "l.nii.gz")
+    with pytest.raises(OutputPathError, match="is not writable"):
+        write_text_atomic(read_only / "r.json", "{}")
+
+
 def test_one_path_for_two_outputs_is_refused(tmp_path, files, capsys, monkeypatch):
     ct, _ = files
     _no_work(monkeypatch, "organseglib.commands.autolabel", "read_ct")

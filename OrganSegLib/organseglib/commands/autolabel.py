@@ -7,9 +7,10 @@ import json
 import logging
 
 from .. import cli
-from ..atomic import check_outputs, write_text_atomic
+from ..atomic import check_outputs, double_suffix, write_text_atomic
 from ..autolabel import SUPPORTED, autolabel_with_report
-from ..io import read_ct, read_labels, write_labels
+from ..errors import UnsupportedFormatError
+from ..io import LABEL_EXTENSIONS, read_ct, read_labels, write_labels
 from ..organs import parse_organ_list
 from ..progress import Progress
 from ..result_warnings import print_warnings
@@ -33,6 +34,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if double_suffix(args.output) not in LABEL_EXTENSIONS:
+        raise UnsupportedFormatError(f"cannot write {args.output!r}: use one of {', '.join(LABEL_EXTENSIONS)}")
     # every output checked before any work: a report that cannot be written must not leave labels behind
     check_outputs({"-o/--output": args.output, "--report": args.report}, [args.ct, args.ignore])
     progress = Progress("autolabel", mode=args.progress)
