@@ -48,7 +48,7 @@ class NiftiHeader:
     bitpix: int
     pixdim: tuple  # pixdim[1..dim[0]] (mm for the spatial axes)
     vox_offset: int
-    single_file: bool  # "n+1"/"n+2" (data in the same file) rather than a .hdr/.img pair
+    single_file: bool  # data in the same file (not the "ni1" header of a .hdr/.img pair)
 
     @property
     def voxels(self) -> int:
@@ -115,9 +115,12 @@ def parse_nifti_header(raw: bytes, source: str) -> NiftiHeader:
         raise InputError(f"{source}: NIfTI header bitpix {bitpix} is invalid; the header is corrupt")
     if not np.isfinite(vox_offset):
         raise InputError(f"{source}: NIfTI vox_offset {vox_offset} is not a number; the header is corrupt")
+    single_file = magic not in (b"ni1\x00", b"ni2\x00")  # "ni1": a .hdr whose data is in a separate .img
+    # the data of a single file never starts inside the header (some writers leave vox_offset 0)
+    offset = max(int(vox_offset), 352 if version == 1 else 544) if single_file else int(vox_offset)
     return NiftiHeader(version=version, byte_order=order, dims=tuple(int(d) for d in dims[1:ndim + 1]),
                        datatype=int(datatype), bitpix=int(bitpix), pixdim=tuple(float(p) for p in pixdim[1:ndim + 1]),
-                       vox_offset=int(vox_offset), single_file=magic in (b"n+1\x00", b"n+2\x00"))
+                       vox_offset=offset, single_file=single_file)
 
 
 def _check_spacing(header: NiftiHeader, source: str) -> None:

@@ -288,3 +288,14 @@ def test_raw_nrrd_cut_short_says_how_much_is_there(tmp_path, tiny_abdomen, capsy
     data = path.read_bytes()
     path.write_bytes(data[:header + (len(data) - header) // 4])
     assert "(25.0 %)" in refused(capsys, ["info", path], path, inputs=[path])
+
+
+def test_vox_offset_0_does_not_make_the_header_voxels(tmp_path, tiny_abdomen):
+    """Some writers leave vox_offset 0: the data still starts after the header, never inside it
+    (header bytes scanned as float data would look like NaN)."""
+    path = write_volume(tiny_abdomen.ct, tmp_path / "f.nii")
+    data = bytearray(path.read_bytes())
+    data[108:112] = struct.pack("<f", 0.0)
+    data[148:152] = struct.pack("<f", float("nan"))  # a NaN-looking float in the header (description field)
+    path.write_bytes(bytes(data))
+    assert check_nifti(path).vox_offset == 352
