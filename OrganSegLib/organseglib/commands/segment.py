@@ -18,9 +18,9 @@ from ..atomic import check_outputs, double_suffix
 from ..cli import add_progress_argument
 from ..io import LABEL_EXTENSIONS, read_ct, write_labels
 from ..errors import InputError, UnsupportedFormatError
-from ..result_warnings import missing_organ_warnings, print_warnings
 from ..organs import organ_by_key, organ_by_value
 from ..progress import Progress
+from ..result_warnings import missing_organ_warnings, print_warnings
 from ..segment import ALL_ORGANS, AUTOLABEL_DEFAULT, SegmentConfig, segment_ct
 
 log = logging.getLogger(__name__)
