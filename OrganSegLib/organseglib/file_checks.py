@@ -7,12 +7,13 @@ SimpleITK's NIfTI reader is silent where it should not be (ITK 5.4):
 * NaN and infinite voxels come back as 0 (0 HU is soft tissue: a NaN-padded field of view becomes
   "organ");
 * a voxel spacing (``pixdim``) of zero, negative or NaN is read as 1 mm;
-* a header declaring 1024³ voxels is allocated (gigabytes) before the missing data is noticed.
+* a header declaring 1024³ voxels is allocated (gigabytes) before the missing data is noticed;
+* a ``.nii.gz`` with damaged bytes (its CRC no longer matches) is read as garbage.
 
 ``check_nifti`` parses the header itself (NIfTI-1 and NIfTI-2, either byte order) and checks the
-data against it: the raw file's length, or the gzip stream (its trailer's length field, and when that
-disagrees the stream decompressed chunk by chunk to its end-of-stream marker), and for float data
-every voxel for NaN/Inf. NRRD and MetaImage readers refuse short data themselves, but only after
+data against it: the raw file's length, or the gzip stream decompressed chunk by chunk (never whole in
+memory) to its end marker, with zlib checking each member's CRC-32 (SimpleITK reads a damaged stream
+as garbage too), and for float data every voxel for NaN/Inf. NRRD and MetaImage readers refuse short data themselves, but only after
 allocating what the header declares (a 1024³ NRRD header: 4.4 GB and 24 s), so ``check_declared_size``
 first compares the declared size with what a single-file ``.nrrd``/``.mha`` can hold.
 """
@@ -206,16 +207,6 @@ def _raw_chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def _gzip_isize(path: Path) -> Optional[int]:
-    """The last gzip member's length field (uncompressed size mod 2³²), None when the file is too short."""
-    with open(path, "rb") as fh:
-        fh.seek(0, os.SEEK_END)
-        if fh.tell() < 18:
-            return None
-        fh.seek(-4, os.SEEK_END)
-        return struct.unpack("<I", fh.read(4))[0]
-
-
 def check_nifti(path: os.PathLike | str, source: Optional[str] = None) -> NiftiHeader:
     """Check a ``.nii`` / ``.nii.gz`` file against its own header before it is read.
 
@@ -249,8 +240,8 @@ def check_nifti(path: os.PathLike | str, source: Optional[str] = None) -> NiftiH
         if floats:
             _count_data(_raw_chunks(p), header, source)
         return header
-    if not floats and _gzip_isize(p) == expected % (1 << 32):
-        return header  # the trailer agrees with the header: complete (a cut file's last 4 bytes are noise)
+    # the whole stream, to its end marker and CRC: SimpleITK reads a cut stream as zeros and a damaged one
+    # (bit rot, a bad copy) as garbage without a word
     have = _count_data(_gzip_chunks(p, source), header, source)
     if have < header.data_bytes:
         raise _truncated(source, header, have)

@@ -299,3 +299,16 @@ def test_vox_offset_0_does_not_make_the_header_voxels(tmp_path, tiny_abdomen):
     data[148:152] = struct.pack("<f", float("nan"))  # a NaN-looking float in the header (description field)
     path.write_bytes(bytes(data))
     assert check_nifti(path).vox_offset == 352
+
+
+@pytest.mark.parametrize("where", [0.5, 0.98])
+def test_damaged_nii_gz_is_refused_not_read_as_garbage(tmp_path, where):
+    """16 flipped bytes (the trailer intact): SimpleITK reads the scan with 684 064 (middle) or 1 464
+    (near the end) wrong voxels and no word; the gzip CRC says it is damaged."""
+    data = bytearray(shared_file("ct/abdomen_totalseg.nii.gz").read_bytes())
+    pos = int(len(data) * where)
+    data[pos:pos + 16] = bytes(b ^ 0xFF for b in data[pos:pos + 16])
+    path = tmp_path / "damaged.nii.gz"
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match="gzip data is corrupt.*copy it again"):
+        read_volume(path)
