@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             scores = evaluate_labels(labels, truth, parse_organ_list(organs[stage]))
             print(f"\n{stage} vs truth:\n{format_table(scores)}")
             write_text_atomic(out / f"{stage}_metrics.json", scores_to_json(scores))
-    progress.result(out=str(out))
+    progress.result(output=str(out))
     return 0
 
 
