@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -284,6 +284,3 @@ def split_cases(cases: Sequence[TrainingCase], val_fraction: float, seed: int = 
     tr = [cases[i] for i in sorted(order[n_val:])]
     return tr, val
 
-
-def with_overrides(config: TrainConfig, **changes) -> TrainConfig:
-    return replace(config, **{k: v for k, v in changes.items() if v is not None})
