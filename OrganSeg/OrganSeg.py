@@ -102,6 +102,9 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
         run on the same folder and model when that was stopped (``WorkflowLogic.retrain``)."""
         return self.workflows.retrain(data_folder, init_model, **kwargs)
 
+    def start_retrain(self, data_folder, out_model, **kwargs):
+        return self.workflows.start_retrain(data_folder, out_model, **kwargs)
+
     @property
     def last_retrain(self):
         return self.workflows.last_retrain

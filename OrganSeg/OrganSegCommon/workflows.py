@@ -1,4 +1,4 @@
-"""The four workflows on MRML nodes, without Qt: the core of ``OrganSegLogic``.
+"""The four workflows on MRML nodes, without Qt: what ``OrganSegLogic`` holds (``logic.workflows``).
 
 ``WorkflowLogic(scene)`` works on any MRML scene, inside Slicer (``slicer.mrmlScene``) or headless
 on the ``slicer-core`` wheel. Each workflow has an in-process method for the Python console and

@@ -13,7 +13,7 @@ import re
 
 from .errors import InputError
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
+DEVICE_HELP = "auto (CUDA when PyTorch sees a GPU, else the CPU; default), cpu, cuda or cuda:N (gpu means cuda)"
 _DEVICE = re.compile(r"^(auto|cpu|cuda|gpu)(?::(\d+))?$")
 
 
@@ -51,4 +51,4 @@ def resolve_device(device: object = "auto"):
     return chosen
 
 
-__all__ = ["DEVICE_CHOICES", "parse_device", "resolve_device"]
+__all__ = ["DEVICE_HELP", "parse_device", "resolve_device"]

@@ -76,6 +76,21 @@ def test_seg_nrrd_reader_and_slicer_bridge_use_the_one_rule():
         assert "organ.type[2].lower()" not in text, f"{name} matches segment names itself"
 
 
+# --- the Slicer module's organs are the table's -----------------------------------------------------
+def test_slicer_module_has_a_corrected_checkbox_per_organ_of_the_table_and_no_list_of_its_own():
+    import xml.etree.ElementTree as ET
+
+    from organseglib.organs import organ_table
+
+    source = (REPO / "OrganSeg" / "OrganSeg.py").read_text(encoding="utf-8")
+    ui = ET.parse(REPO / "Resources" / "UI" / "OrganSeg.ui").getroot()
+    bound = {w.findtext("property[@name='SlicerParameterName']/string") for w in ui.iter("widget")}
+    for organ in organ_table():
+        name = "corrected" + organ.key.capitalize()
+        assert f"    {name}: bool = False" in source and name in bound, name
+    assert "ORGAN_KEYS" not in source and '("lungs", "liver", "bone", "kidneys", "bladder")' not in source
+
+
 # --- CLI defaults are the config dataclasses' ------------------------------------------------------
 def _parse(*argv):
     return build_parser().parse_args(list(argv))

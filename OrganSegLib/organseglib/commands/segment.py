@@ -17,6 +17,7 @@ import numpy as np
 
 from ..atomic import check_not_input, double_suffix
 from ..cli import add_progress_argument
+from ..devices import DEVICE_HELP
 from ..io import LABEL_EXTENSIONS, read_ct, write_labels
 from ..errors import InputError, UnsupportedFormatError
 from ..organs import organ_by_key, organ_by_value
@@ -35,7 +36,7 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="label output: .nii.gz, .nrrd or .seg.nrrd")
     p.add_argument("--model", default=None,
                    help="model package folder or name (default: the bundled demo model, trained on phantoms only)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--overlap", type=float, default=DEFAULTS["overlap"],
                    help="tile overlap fraction (default %(default)s)")
     p.add_argument("--organs", default=",".join(DEFAULTS["organs"]),

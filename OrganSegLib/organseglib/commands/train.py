@@ -15,6 +15,7 @@ import types
 from pathlib import Path
 
 from .. import cli
+from ..devices import DEVICE_HELP
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed (default %(default)s)")
     p.add_argument("--spacing", type=float, default=3.0, help="training resolution in mm (default 3)")
     p.add_argument("--cache", help="folder for the 3 mm cache (default ~/.cache/organseg/training)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--no-amp", action="store_true", help="disable bfloat16 mixed precision on CUDA")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint and start afresh")
