@@ -325,7 +325,10 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.ui.progressBar.value = 100
         warnings = "".join(f"\nWarning: {w}" for w in job.warnings)
-        if self.jobButton is self.ui.retrainButton:
+        if self.jobButton is self.ui.retrainButton and job.output is None:  # stopped before its last iteration
+            self.endJob(f"{job.title}: ended before its last iteration; no model registered (checkpoint kept in "
+                        f"{self.logic.last_retrain.output}.training).{warnings}")
+        elif self.jobButton is self.ui.retrainButton:
             self.refreshModels()
             self.endJob(f"{job.title}: done; new model registered: {job.output}{warnings}")
         else:

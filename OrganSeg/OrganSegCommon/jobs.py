@@ -102,7 +102,6 @@ class Job:
         self.workdir = workdir
         self.output: Any = None
         self.error: Optional[str] = None
-        self.history: List[ProgressRecord] = []
         self._closed = False
 
     def start(self) -> "Job":
@@ -136,7 +135,6 @@ class Job:
         if self._closed:
             return []
         records = self.runner.poll()
-        self.history.extend(records)
         state = self.runner.state
         if state == DONE:
             try:

@@ -21,7 +21,7 @@ from organseglib.volume import Volume
 from . import mrml_bridge as bridge
 from .jobs import Job, autolabel_command, make_workdir, segment_command, train_command
 from .model_registry import ModelRegistry
-from .process_runner import CANCELLED
+from .process_runner import CANCELLED, DONE
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,11 @@ class RetrainRun:
     job: Job
 
     def continues(self, data_folder: str, init_model: Optional[str]) -> bool:
-        """True when this run was stopped (cancelled) before writing its model and a retraining of
-        the same training set and model should pick up its checkpoint."""
+        """True when this run ended without error but before writing its model (stopped with
+        ``job.cancel()``, or a shorter run) and a retraining of the same training set and model should
+        pick up its checkpoint."""
         return ((self.data_folder, self.init_model) == (_folder_key(data_folder), init_model)
-                and self.job.state == CANCELLED and not Path(self.output).exists())
+                and self.job.state in (CANCELLED, DONE) and not Path(self.output).exists())
 
 
 def _folder_key(folder: str) -> str:
@@ -246,8 +247,8 @@ class WorkflowLogic:
         """Fine-tune ``init_model`` on a training-set folder into a new model package named
         ``retrained-<date>-<time>`` in ``models_folder`` (``start_retrain``; registered when done).
 
-        When the last ``retrain`` of the same training set and model was stopped (``job.cancel()``)
-        before it wrote its model, this one continues it: the same output, so the trainer resumes
+        When the last ``retrain`` of the same training set and model ended without error before it
+        wrote its model (stopped with ``job.cancel()``), this one continues it: the same output, so the trainer resumes
         from the checkpoint it kept. ``last_retrain`` tells which run that is.
         """
         last = self.last_retrain

@@ -268,6 +268,27 @@ def test_retrain_shows_validation_dice_and_registers_the_model(widget_module, sc
     assert ui.modelComboBox.findData(str(Path(out).resolve())) >= 0  # offered for the next Segment
 
 
+def test_retraining_that_ends_early_registers_nothing(widget_module, scene, tiny_chest, fake_child, tmp_path,
+                                                     monkeypatch):
+    monkeypatch.setenv("FAKE_EARLY", "1")
+    widget, ui, errors = _setup(widget_module, scene, tiny_chest)
+    (tmp_path / "dataset").mkdir()
+    widget._parameterNode.datasetFolder = tmp_path / "dataset"
+    widget.updateButtons()
+    ui.retrainButton.click()
+    _poll_until_idle(widget)
+    out = widget.logic.last_retrain.output
+    assert errors == [] and ui.statusLabel.text == (f"Retrain: ended before its last iteration; no model registered "
+                                                    f"(checkpoint kept in {out}.training).")
+    assert [d for _, d in ui.modelComboBox.items] == ["/models/demo"]
+    monkeypatch.delenv("FAKE_EARLY")
+    ui.retrainButton.click()  # Retrain again: the same output, so the trainer resumes from the checkpoint
+    args = widget.job.runner.args
+    assert args[args.index("--out") + 1] == out
+    _poll_until_idle(widget)
+    assert ui.statusLabel.text == f"Retrain: done; new model registered: {out}"
+
+
 def test_stop_ends_retraining_without_registering(widget_module, scene, tiny_chest, fake_child, tmp_path, monkeypatch):
     monkeypatch.setenv("FAKE_SLEEP", "1")
     widget, ui, errors = _setup(widget_module, scene, tiny_chest)

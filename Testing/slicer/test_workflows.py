@@ -43,6 +43,10 @@ FAKE_ORGANSEG = textwrap.dedent('''
     if os.environ.get("FAKE_SLEEP"):
         emit(progress_record(args.command, 0.01, "sleeping"))
         time.sleep(120)
+    if args.command == "train" and os.environ.get("FAKE_EARLY"):  # as `train --stop-after 1`: no model yet
+        emit(progress_record("train", 1 / 3, "iteration 1/3, loss 1.0000"))
+        emit(done_record("train", None, checkpoint=args.out + ".training", iteration=1))
+        sys.exit(0)
     if args.command == "train":
         for it in (1, 2, 3):
             if it == 2:  # as the real trainer reports a validation: a structured field of its record
