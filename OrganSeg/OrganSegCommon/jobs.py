@@ -137,6 +137,8 @@ class Job:
         records = self.runner.poll()
         state = self.runner.state
         if state == DONE:
+            for warning in self.warnings:  # the console sees them too (the Widget shows them in its status)
+                log.warning("%s: %s", self.title, warning)
             try:
                 self.output = self._finish(self.runner.result or {})
             except Exception as exc:  # the result could not be read back: show why

@@ -337,3 +337,12 @@ def test_retrain_names_new_models_and_continues_a_stopped_run(logic, tmp_path, f
     job = logic.retrain(str(data), init_model="other", iterations=3, python=fake_python)
     assert logic.last_retrain.output not in (first, other)  # a finished run is never continued
     job.wait(timeout=120)
+
+
+def test_done_record_warnings_reach_the_job_and_the_log(logic, chest, fake_python, monkeypatch, caplog):
+    monkeypatch.setenv("FAKE_WARN", "lungs: only one lung found")
+    job = logic.start_autolabel(chest, ["lungs"], python=fake_python)
+    with caplog.at_level("WARNING", logger="OrganSegCommon.jobs"):
+        job.wait(timeout=120)
+    assert job.warnings == ("lungs: only one lung found",)
+    assert "Auto-label: lungs: only one lung found" in caplog.text
