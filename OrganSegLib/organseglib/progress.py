@@ -35,7 +35,7 @@ import json
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, TextIO
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, TextIO
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -289,8 +289,3 @@ def report(progress: Optional[Callable[..., None]], fraction: float, message: st
 
 def null_progress(fraction: float, message: str = "") -> None:
     """A progress callback that ignores everything."""
-
-
-def read_records(lines: Sequence[str]) -> List[dict]:
-    """Every record among ``lines`` (other lines, e.g. printed text, are skipped)."""
-    return [r for r in (parse_line(line) for line in lines) if r is not None]

@@ -10,7 +10,7 @@ import pytest
 from organseglib.cli import main
 from organseglib.io import read_labels
 from organseglib.model_package import DEMO_MODEL, bundled_models_folder, is_model_package
-from organseglib.progress import check_record, parse_record, read_records
+from organseglib.progress import check_record, parse_line, parse_record
 
 LUNGS, BONE = 3, 5
 
@@ -27,7 +27,7 @@ def test_demo_runs_every_stage_on_the_phantom(tmp_path, capsys):
     printed = capsys.readouterr().out
     # the progress protocol (test_progress_schema.py checks the other commands): every record valid,
     # read by the Slicer reader's parser, the done record last with the output folder
-    records = [parse_record(check_record(r)) for r in read_records(printed.splitlines())]
+    records = [parse_record(check_record(r)) for r in map(parse_line, printed.splitlines()) if r is not None]
     assert records[-1].kind == "done" and records[-1].output == str(out) and records[-1].warnings == ()
     assert [r.kind for r in records[:-1]] == ["progress"] * (len(records) - 1)
     truth = read_labels(out / "truth.nii.gz")
