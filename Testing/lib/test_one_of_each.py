@@ -136,3 +136,19 @@ def test_removed_names_stay_removed(name):
     shipped = [*(REPO / "OrganSegLib" / "organseglib").rglob("*.py"), *(REPO / "OrganSeg").rglob("*.py"),
                *(REPO / "CUDAAugment" / "cudaaugment").rglob("*.py")]
     assert [str(p) for p in shipped if name in p.read_text(encoding="utf-8")] == []
+
+
+def test_train_command_reads_config_options_only_through_the_config():
+    """An option whose default is TrainConfig's is None in ``args`` when not given: ``run`` must read
+    ``config.<field>`` (``args.seed`` once made the train/validation split random)."""
+    from organseglib.commands.train import CONFIG_FIELDS
+    from organseglib.errors import InputError
+    from organseglib.training.trainer import split_cases
+
+    tree = ast.parse((REPO / "OrganSegLib" / "organseglib" / "commands" / "train.py").read_text(encoding="utf-8"))
+    run = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "run")
+    used = {n.attr for n in ast.walk(run) if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+            and n.value.id == "args"}
+    assert used & set(CONFIG_FIELDS) == set()
+    with pytest.raises(InputError, match="seed must be a whole number"):
+        split_cases([1, 2], 0.5, None)

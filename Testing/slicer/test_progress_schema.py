@@ -1,7 +1,6 @@
 """The progress protocol end to end: each long command's real ``--progress json`` output, read by
 the Slicer job reader (``OrganSegCommon.process_runner``), every record valid under
-``organseglib.progress.check_record``. Needs no slicer-core (the reader has no MRML). ``organseg demo``'s
-records are checked in Testing/lib/test_demo.py, which runs the demo anyway."""
+``organseglib.progress.check_record``. Needs no slicer-core (the reader has no MRML)."""
 
 from __future__ import annotations
 
@@ -77,6 +76,15 @@ def test_error_record(tmp_path):
     assert state == "error"
     error = _check_stream(records, "segment", final=ERROR)
     assert "missing.nii.gz" in error.message and runner.error == error.message
+
+
+@pytest.mark.slow
+def test_demo_records(tmp_path):
+    state, records, runner = _run(["demo", "--size", "tiny", "--out", tmp_path / "demo", "--device", "cpu"], tmp_path)
+    assert state == "done", runner.error
+    done = _check_stream(records, "demo")
+    assert done.output == str(tmp_path / "demo") and (tmp_path / "demo" / "segment.seg.nrrd").exists()
+    assert any(r.message.startswith("segment: network: ") for r in records)  # sub-stage messages nest
 
 
 @pytest.mark.slow

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         config = train_config(args, init_card)
         progress(0.0, "loading data")
         cases = load_dataset(data, spacing_mm=args.spacing, cache_dir=args.cache)
-        train_cases, val_cases = split_cases(cases, args.val_fraction, args.seed)
+        train_cases, val_cases = split_cases(cases, args.val_fraction, config.seed)
         log.info("%d training and %d validation cases", len(train_cases), len(val_cases))
         work = out.parent / f"{out.name}.training"
         result = train(config, train_cases, val_cases, work, info=info, init_model=init_model,

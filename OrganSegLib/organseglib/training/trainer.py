@@ -277,6 +277,8 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
 
 def split_cases(cases: Sequence[TrainingCase], val_fraction: float, seed: int = 0) -> tuple[list, list]:
     """A seeded split into training and validation cases (at least one training case)."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):  # None would split at random
+        raise InputError(f"split seed must be a whole number; got {seed!r}")
     if not 0 <= val_fraction < 1:
         raise InputError(f"validation fraction must be in [0, 1); got {val_fraction!r}")
     order = np.random.default_rng(seed).permutation(len(cases))
