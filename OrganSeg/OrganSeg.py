@@ -69,6 +69,7 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
         case = logic.save_to_training_set(ctNode, seg, "/data/organs", corrected_organs=["lungs"])
         job = logic.retrain("/data/organs", init_model=path); job.wait()   # new model, registered
         job.cancel(); job = logic.retrain("/data/organs", init_model=path) # a stopped run continues
+        logic.export_dicom_seg(ctNode, seg, "/dicom/CT_series", "/out/organs.dcm")  # DICOM SEG for PACS
 
     The workflows themselves are ``OrganSegCommon.workflows.WorkflowLogic`` (``self.workflows``),
     which works on any MRML scene without Slicer's application.
@@ -111,6 +112,9 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
 
     def available_models(self):
         return self.workflows.available_models()
+
+    def export_dicom_seg(self, ct_node, segmentation_node, source_series_dir, path):
+        return self.workflows.export_dicom_seg(ct_node, segmentation_node, source_series_dir, path)
 
     def ensureDependencies(self, needTorch: bool = False) -> None:
         """Install missing Python packages (one confirmation); torch via the PyTorch extension."""

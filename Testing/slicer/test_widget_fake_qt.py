@@ -211,7 +211,7 @@ def test_logic_composes_the_workflows_instead_of_inheriting_them(widget_module, 
     assert "hasattr" not in (REPO / "OrganSeg" / "OrganSegCommon" / "workflows.py").read_text()
     assert issubclass(module.OrganSegTest, module.OrganSegSelfTest) and module.OrganSegTest.logicClass is module.OrganSegLogic
     for name in ("segment", "start_segment", "autolabel", "start_autolabel", "save_to_training_set", "retrain",
-                 "start_retrain", "available_models"):  # the console API: every workflow, through the Logic
+                 "start_retrain", "available_models", "export_dicom_seg"):  # the console API: every workflow, through the Logic
         assert callable(getattr(logic, name)) and callable(getattr(WorkflowLogic, name)), name
 
 
