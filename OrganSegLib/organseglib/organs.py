@@ -31,6 +31,11 @@ class Organ:
     anatomic_context: str
 
     @property
+    def color_uint8(self) -> tuple[int, int, int]:
+        """The colour as 0..255 integers (DICOM SEG's display colour)."""
+        return tuple(int(round(255 * c)) for c in self.color)  # type: ignore[return-value]
+
+    @property
     def terminology_entry(self) -> str:
         """Slicer terminology entry string (7 ``~``-separated fields, codes ``scheme^value^meaning``),
         the value of ``vtkSegment.SetTerminology`` / the ``TerminologyEntry`` tag."""

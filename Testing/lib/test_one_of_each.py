@@ -130,8 +130,7 @@ def test_train_help_shows_the_dataclass_defaults(capsys):
 
 
 # --- dead code stays out ---------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["with_overrides", "write_bytes_atomic", "color_uint8", "val_dice",
-                                  "validation_dice"])
+@pytest.mark.parametrize("name", ["with_overrides", "write_bytes_atomic", "val_dice", "validation_dice"])
 def test_removed_names_stay_removed(name):
     shipped = [*(REPO / "OrganSegLib" / "organseglib").rglob("*.py"), *(REPO / "OrganSeg").rglob("*.py"),
                *(REPO / "CUDAAugment" / "cudaaugment").rglob("*.py")]
