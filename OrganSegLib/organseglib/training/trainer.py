@@ -174,8 +174,8 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
         augmenter: batch sampler used once augmentation is on (default ``cudaaugment``).
         resume: continue from ``work_dir``'s checkpoint when there is one.
         progress: ``(fraction, message)`` callback (rank 0 only); one that takes fields (``Progress``,
-            its ``sub``, ``progress.scaled``) also
-            gets each validation as a ``validation={"iteration", "loss", "dice"}`` field.
+            its ``sub``, ``progress.scaled``) also gets each validation as a
+            ``validation={"iteration", "loss", "dice"}`` field.
         stop_after: stop (after checkpointing) at this iteration; for tests and time-boxed runs.
 
     Raises:
