@@ -19,7 +19,7 @@ from .atomic import atomic_path, double_suffix
 from .ct_checks import ct_problems, nonfinite_problem
 from .errors import GeometryError, InputError, LabelValueError, MissingFileError, NotCTError, UnsupportedFormatError
 from .file_checks import check_declared_size, check_nifti
-from .organs import Organ, check_label_values, organ_by_value, organ_table
+from .organs import Organ, check_label_values, organ_by_value, organ_for_segment, organ_table
 from .volume import Volume
 
 log = logging.getLogger(__name__)
@@ -215,16 +215,10 @@ def _labels_array(array: np.ndarray, source: str) -> np.ndarray:
 
 
 def _organ_for_segment(segment: dict) -> Optional[Organ]:
+    """``organs.organ_for_segment`` of a slicerio segment (its terminology dict and name)."""
     term = segment.get("terminology") or {}
     type_code = (term.get("type") or [None, None])[1] if term else None
-    for organ in organ_table():
-        if type_code is not None and type_code == organ.type[1]:
-            return organ
-    name = str(segment.get("name", "")).strip().lower()
-    for organ in organ_table():
-        if name in (organ.key, organ.name.lower(), organ.type[2].lower()):
-            return organ
-    return None
+    return organ_for_segment(segment.get("name"), type_code)
 
 
 def _read_seg_nrrd(path: Path) -> Volume:

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Iterable
+from typing import Iterable, Optional
 
 import numpy as np
 
@@ -32,6 +32,7 @@ class Organ:
 
     @property
     def color_uint8(self) -> tuple[int, int, int]:
+        """The colour as 0..255 integers (DICOM SEG's display colour)."""
         return tuple(int(round(255 * c)) for c in self.color)  # type: ignore[return-value]
 
     @property
@@ -94,6 +95,31 @@ def parse_organ_list(text: str | Iterable[str]) -> tuple[Organ, ...]:
     if not organs:
         raise InputError(f"no organ named in {text!r}; pick from {', '.join(o.key for o in organ_table())}")
     return tuple(organs)
+
+
+def terminology_type_code(entry: str) -> Optional[str]:
+    """The type code value of a Slicer terminology entry string (``context~category~type~...``, codes
+    ``scheme^value^meaning``), e.g. ``"10200004"`` for the liver; None when it has none."""
+    fields = entry.split("~") if entry else []
+    if len(fields) < 3:
+        return None
+    codes = fields[2].split("^")
+    return codes[1] if len(codes) > 1 and codes[1] else None
+
+
+def organ_for_segment(name: Optional[str], type_code: Optional[str] = None) -> Optional[Organ]:
+    """The organ a segment stands for: by its terminology type code first (SNOMED, as in the table),
+    then by its name (key, name or terminology meaning: ``"liver"``, ``"Liver"``, ``"Lung"``); None
+    when it matches no organ. The one rule for Slicer segments and ``.seg.nrrd`` files alike."""
+    if type_code:
+        for organ in organ_table():
+            if type_code == organ.type[1]:
+                return organ
+    wanted = str(name or "").strip().lower()
+    for organ in organ_table():
+        if wanted in (organ.key, organ.name.lower(), organ.type[2].lower()):
+            return organ
+    return None
 
 
 def check_label_values(array: np.ndarray, source: str = "labels") -> None:

@@ -79,7 +79,10 @@ def test_silent_failure_names_the_exit_status(tmp_path):
 def test_clean_exit_without_result_record_counts_as_done(tmp_path):
     runner = ProcessRunner(_child(tmp_path, "print('hello')\n")).start()
     assert runner.wait(timeout=60) == DONE
-    assert runner.result == {"status": "done"}
+    from organseglib.progress import check_record
+
+    assert check_record(runner.result)["status"] == "done"  # a valid done record, with nothing written
+    assert runner.result["output"] is None and runner.result["warnings"] == []
 
 
 def _grandchild_pid(runner: ProcessRunner, pid_file) -> int:

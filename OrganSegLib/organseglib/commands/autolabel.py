@@ -47,10 +47,20 @@ def run(args: argparse.Namespace) -> int:
         labels = labels.with_array(labels.array.copy())
         labels.array[keep] = ignore.array[keep]
     write_labels(labels, args.output, organs=parse_organ_list(args.organs))
-    warnings = [f"{organ}: {w}" for organ, found in report.items() for w in found.get("warnings", [])]
-    for organ, found in report.items():
-        print(f"{organ:6s} {found['ml']:9.1f} mL")
+    if args.progress != "json":  # in json mode stdout holds only progress records
+        for organ, found in report.items():
+            print(f"{organ:6s} {found['ml']:9.1f} mL")
+    report = json.loads(json.dumps(report, default=_jsonable))  # numpy values -> plain JSON
     if args.report:
-        write_text_atomic(args.report, json.dumps(report, indent=2, default=float))
-    progress.result(output=str(args.output), warnings=warnings, **{k: v["ml"] for k, v in report.items()})
+        write_text_atomic(args.report, json.dumps(report, indent=2))
+    warnings = [f"{organ}: {w}" for organ, found in report.items() for w in found.get("warnings", [])]
+    progress.result(output=str(args.output), warnings=warnings,
+                    volumes_ml={k: float(v["ml"]) for k, v in report.items()}, report=report)
     return print_warnings("autolabel", warnings)
+
+
+def _jsonable(value):
+    """numpy scalars and arrays (the labelers' reports hold some) as plain JSON values."""
+    import numpy as np
+
+    return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else float(value)

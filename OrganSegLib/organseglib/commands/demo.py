@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 
 from ..cli import add_progress_argument
+from ..devices import DEVICE_HELP
 from ..io import read_ct, read_labels, write_labels, write_volume
 from ..metrics import evaluate_labels, format_table, scores_to_json
 from ..organs import organ_table, parse_organ_list
@@ -38,7 +39,7 @@ def register(sub) -> None:
     p.add_argument("--size", default="small", choices=["tiny", "small", "clinical"],
                    help="phantom grid: tiny (6 mm), small (3 mm, default) or clinical (512x512x300)")
     p.add_argument("--model", default=None, help="model package for the network stages (default: bundled demo)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_progress_argument(p)
     p.set_defaults(func=run)
 
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             scores = evaluate_labels(labels, truth, parse_organ_list(organs[stage]))
             print(f"\n{stage} vs truth:\n{format_table(scores)}")
             write_text_atomic(out / f"{stage}_metrics.json", scores_to_json(scores))
-    progress.result(out=str(out))
+    progress.result(output=str(out))
     return 0
 
 
