@@ -253,7 +253,10 @@ def main() -> None:
         return
 
     from organseglib import morphology
-    from organseglib.morphology import make_ball, reference
+    from organseglib.morphology import make_ball
+
+    sys.path.insert(0, str(REPO / "Testing" / "lib"))
+    from morphology_reference import reference  # scipy.ndimage with the same border rules (test-only code)
 
     ct = load_phantom(size)  # render + cache before the timed child
     info = machine()

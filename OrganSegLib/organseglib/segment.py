@@ -32,7 +32,7 @@ import numpy as np
 from .ct_checks import nonfinite_problem
 from .errors import InputError, NotCTError
 from .organs import organ_by_key, organ_table, parse_organ_list
-from .progress import ProgressCallback, null_progress
+from .progress import ProgressCallback, null_progress, scaled
 from .volume import Volume
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
         ModelPackageError: the model cannot be loaded; InputError: bad configuration or device;
         NotCTError: NaN or infinite voxels in the CT.
     """
-    from .inference import resolve_device
+    from .devices import resolve_device
     from .orientation import reorient
     from .resample import resample_ct
 
@@ -225,7 +225,7 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
         # on a GPU the resampling's matrix products run there too (the CPU path is numpy)
         ct3, mapping = resample_ct(ct, card.spacing_mm, device=dev if dev.type == "cuda" else None)
         net_end = 0.75 if config.autolabel_organs else 0.95
-        sub = lambda f, m="": progress(0.1 + (net_end - 0.1) * f, f"network: {m}")  # noqa: E731
+        sub = scaled(progress, 0.1, net_end, "network")
         net_grid, back = reorient(ct3, card.orientation)
         labels3 = back(network_labels(net_grid, net, card, config, dev, sub))
         progress(net_end, "labels back to the native grid")
@@ -234,7 +234,7 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
         from .autolabel import autolabel
 
         start = 0.75 if config.network_organs else 0.0
-        sub = lambda f, m="": progress(start + (0.98 - start) * f, f"auto-labels: {m}")  # noqa: E731
+        sub = scaled(progress, start, 0.98, "auto-labels")
         auto = autolabel(ct, organs=config.autolabel_organs, progress=sub).array
         override = auto != 0
         out[override] = auto[override]
