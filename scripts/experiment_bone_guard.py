@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "ct"
 PHANTOMS = [("chest", 0, False), ("abdomen", 1, True), ("chest", 2, True), ("abdomen", 3, False), ("both", 4, False)]
 VARIANTS = [
-    ("paper (tau1 = 0, no guard)", BoneParams(soft_hu=0.0)),
+    ("paper (BoneParams.paper())", BoneParams.paper()),
     ("tau1 = 100, no guard", BoneParams(tau1_hu=100.0, soft_hu=0.0)),
     ("tau1 = 150, no guard", BoneParams(tau1_hu=150.0, soft_hu=0.0)),
     ("tau1 = 199 (just below tau2), no guard", BoneParams(tau1_hu=199.0, soft_hu=0.0)),
