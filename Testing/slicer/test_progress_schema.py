@@ -64,7 +64,10 @@ def test_segment_records(tiny_ct_file, tmp_path):
                                   tmp_path)
     assert state == "done", runner.error
     done = _check_stream(records, "segment")
-    assert done.output == str(tmp_path / "labels.nii.gz") and done.warnings == ()
+    assert done.output == str(tmp_path / "labels.nii.gz")
+    # the tiny chest phantom has no kidneys, liver dome aside: a "not found" warning for an organ it does
+    # not hold is right (the demo network's few stray kidney voxels may or may not survive the bone label)
+    assert all(w.split(":")[0] in ("kidneys", "bladder") and "not found" in w for w in done.warnings), done.warnings
     assert {"lungs", "bone"} <= set(done.fields["volumes_ml"])
     # the sub-stages' records come through the one scaling helper with their prefixes
     assert any(r.message.startswith("network: ") for r in records)
