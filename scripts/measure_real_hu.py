@@ -98,13 +98,11 @@ def measure_ircad(root: Path, samples: dict) -> dict:
         "vena_cava_veins": masks["venoussystem"], "bone": masks["bone"],
         "lung": masks["leftlung"] | masks["rightlung"],
     }
-    body = masks["skin"] > 0
+    body = masks["skin"]
     labelled = np.zeros_like(body)
-    for m in masks.values():
-        if m is not body:
+    for name, m in masks.items():
+        if name != "skin":
             labelled |= m
-    labelled &= ~body | True  # every organ mask lies inside the body
-    labelled = labelled & ~masks["skin"]
     out = {}
     for name, m in structures.items():
         v = ct[_erode(m)]
