@@ -19,8 +19,8 @@ AIR, FAT, MUSCLE, LUNG, LUNG_VESSEL, CORTEX, MARROW, LIVER, KIDNEY, BLADDER, AOR
     DISC, TABLE_CORE, TABLE_SHELL, GAS, TRACHEA, \
     BLOOD_LEFT, BLOOD_RIGHT, VENA_CAVA, PORTAL_VEIN, LIVER_PORTAL, LIVER_VEIN, PANCREAS, GALLBLADDER, \
     GI_WALL, GI_FLUID, ORAL_CONTRAST, FECES, KIDNEY_MEDULLA, RENAL_PELVIS, PERICARDIAL_FAT, PSOAS, \
-    BACK_MUSCLE, STOMACH_GAS = range(36)
-N_TISSUES = 36
+    BACK_MUSCLE, STOMACH_GAS, SPINAL_CANAL = range(37)
+N_TISSUES = 37
 
 # Organ label (CT-ORG values) of each tissue class; 0 = background. Vessels inside the liver are liver
 # (as in CT-ORG's liver masks); cortex, medulla and pelvis are kidney; every other new class (spleen,

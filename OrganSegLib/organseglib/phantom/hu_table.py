@@ -76,6 +76,7 @@ HU_TABLE = {
     T.STOMACH_GAS: (-990.0, -990.0, -990.0),
     T.TRACHEA: (-990.0, -990.0, -990.0),
     T.AIR: (-1000.0, -1000.0, -1000.0),
+    T.SPINAL_CANAL: (25.0, 25.0, 25.0),      # published [Text]: CSF and cord
     T.TABLE_CORE: (-550.0, -550.0, -550.0),  # carbon-fibre table foam core and shell (as the legacy phantom)
     T.TABLE_SHELL: (380.0, 380.0, 380.0),
 }
@@ -83,7 +84,8 @@ HU_TABLE = {
 # Between-patient spread (HU, standard deviation) of each tissue's median, around the table: a fixed part
 # (scanner calibration, hydration, fat content) plus 12 % of the enhancement (dose, timing, cardiac output).
 FIXED_SD = {T.LIVER: 8.0, T.SPLEEN: 6.0, T.KIDNEY: 6.0, T.KIDNEY_MEDULLA: 6.0, T.MARROW: 40.0,
-            T.CORTEX: 120.0, T.LUNG: 30.0, T.FAT: 8.0, T.MUSCLE: 8.0, T.GAS: 0.0, T.STOMACH_GAS: 0.0,
+            T.CORTEX: 120.0, T.LUNG: 30.0, T.FAT: 8.0, T.PERICARDIAL_FAT: 8.0, T.MUSCLE: 8.0, T.PSOAS: 8.0,
+            T.BACK_MUSCLE: 8.0, T.GAS: 0.0, T.STOMACH_GAS: 0.0,
             T.TRACHEA: 0.0, T.AIR: 0.0, T.TABLE_CORE: 0.0, T.TABLE_SHELL: 0.0, T.ORAL_CONTRAST: 60.0}
 DEFAULT_FIXED_SD = 5.0
 ENHANCEMENT_SD_FRACTION = 0.12

@@ -99,7 +99,7 @@ class PatientAnatomy:
         return PatientAnatomy(
             base=base, fat_mm=fat, lean_a=lean_a, lean_b=lean_b, wall_mm=u(8.0, 16.0), arms_up=bool(u() < 0.6),
             arm_fat_mm=float(np.clip(fat * 0.5, 3.0, 25.0)),
-            heart_c=(-25.0 + u(-8, 8), 30.0 + u(-5, 5), d + 45.0 + u(-6, 6)), heart_r=(52.0 * hs, 42.0 * hs, 50.0 * hs),
+            heart_c=(-25.0 + u(-8, 8), 30.0 + u(-5, 5), d + 52.0 + u(-6, 6)), heart_r=(62.0 * hs, 48.0 * hs, 56.0 * hs),
             spleen_c=(-0.6 * lean_a + u(-6, 6), spine_y + 45.0 + u(-8, 8), d - 60.0 + u(-10, 10)),
             spleen_r=(26.0 * ss, 45.0 * ss, 50.0 * ss),
             stomach_c=(-0.33 * lean_a + u(-8, 8), 25.0 + u(-8, 8), d - 65.0 + u(-10, 10)),

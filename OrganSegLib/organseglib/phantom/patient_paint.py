@@ -109,6 +109,12 @@ def paint_patient(p: PatientAnatomy, x: np.ndarray, y: np.ndarray, z: np.ndarray
         cv.ellipsoid(g[:3], g[3:], T.GALLBLADDER, over=(T.LIVER, T.FAT, T.LIVER_PORTAL))
     _paint_gut(cv, p)
     _paint_skeleton(a, tissue, X, Y, Z, tissue.shape, lla, llb)
+    # the neural arch as a ring of bone (pedicles, laminae) around the spinal canal, along the whole spine
+    ring = lambda rx, ry: lambda X_, Y_, Z_: (X_ / rx) ** 2 + ((Y_ - sy + 27.0) / ry) ** 2 <= 1.0  # noqa: E731
+    zs = (a.femur_z + 40.0, a.dome + 300.0)
+    cv.put((-15.0, sy - 39.0, zs[0]), (15.0, sy - 15.0, zs[1]), ring(15.0, 12.0), T.CORTEX,
+           over=(T.FAT, T.MUSCLE, T.BACK_MUSCLE, T.PSOAS, T.MARROW))
+    cv.put((-9.0, sy - 34.0, zs[0]), (9.0, sy - 20.0, zs[1]), ring(9.0, 7.0), T.SPINAL_CANAL)
     if not p.arms_up:
         _paint_arms(cv, p, la)
     return tissue
