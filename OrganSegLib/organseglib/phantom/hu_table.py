@@ -13,7 +13,7 @@ Measured (median, IQR):
   unlabelled soft tissue mode 27 (muscle).
 * ``ircad1_07`` (portal venous, 0.78×0.78×1.6 mm; IRCAD hand-drawn masks): liver 121 (113..130),
   spleen 117 (110..126), kidney 174 (157..189), artery 170 (158..182), portalvein 159 (146..171),
-  venoussystem 127 (102..155), bone 285 (187..473), lung −890, fat −90 (−104..−72), muscle mode 49.
+  venoussystem 127 (102..155), bone 285 (187..473), lung −890, fat −90 (−104..−73), muscle mode 51.
 * ``chest_cropped_totalseg`` (arterial, 1.5 mm; no labels): blood pool of aorta and left heart
   (threshold 200–800 HU, eroded, largest component) 492 (457..527), fat −87, lung −799, soft-tissue
   mode 57.
@@ -44,9 +44,9 @@ PHASES = ("none", "arterial", "portal")
 HU_TABLE = {
     T.FAT: (-96.0, -87.0, -90.0),            # measured: abdomen_totalseg / chest_cropped / ircad1_07 body fat −190..−30
     T.PERICARDIAL_FAT: (-96.0, -87.0, -90.0),  # as fat
-    T.MUSCLE: (27.0, 57.0, 49.0),            # measured: soft-tissue mode of each scan (not a muscle mask)
-    T.PSOAS: (27.0, 57.0, 49.0),
-    T.BACK_MUSCLE: (27.0, 57.0, 49.0),
+    T.MUSCLE: (27.0, 57.0, 51.0),            # measured: soft-tissue mode of each scan (not a muscle mask)
+    T.PSOAS: (27.0, 57.0, 51.0),
+    T.BACK_MUSCLE: (27.0, 57.0, 51.0),
     T.LUNG: (-809.0, -799.0, -890.0),        # measured: abdomen_totalseg lungs / chest_cropped < −500 / ircad1_07 lung masks
     T.LUNG_VESSEL: (40.0, 250.0, 150.0),     # published [Bae]: blood; arterial value for mixed arteries/veins
     T.CORTEX: (800.0, 800.0, 800.0),         # published [Text]: cortical bone (phase independent)
