@@ -28,7 +28,7 @@ Published values (not measurable here: no mask or no scan of that phase):
 * [Lu] D.S. Lu et al., "Two-phase helical CT for pancreatic tumors", Radiology 199:697–701, 1996:
   pancreas ≈ 40–50 HU unenhanced, ≈ 110–130 HU pancreatic (late arterial) phase, ≈ 90–100 HU portal.
 * [Text] Radiology textbook ranges (e.g. Webb, Brant & Major, *Fundamentals of Body CT*, 4th ed.):
-  bile 0–20 HU, urine 0–20 HU, cortical bone 700–1200 HU, myocardium like muscle unenhanced and
+  bile 0–20 HU, urine 0–20 HU, cortical bone 1000+ HU, myocardium like muscle unenhanced and
   ≈ 100–120 HU enhanced, bowel wall mucosal enhancement, positive oral contrast 150–400 HU,
   spleen 40–50 HU unenhanced and heterogeneous (arciform) in the arterial phase, intervertebral disc
   70–100 HU.
@@ -49,7 +49,10 @@ HU_TABLE = {
     T.BACK_MUSCLE: (27.0, 57.0, 51.0),
     T.LUNG: (-809.0, -799.0, -890.0),        # measured: abdomen_totalseg lungs / chest_cropped < −500 / ircad1_07 lung masks
     T.LUNG_VESSEL: (40.0, 250.0, 150.0),     # published [Bae]: blood; arterial value for mixed arteries/veins
-    T.CORTEX: (800.0, 800.0, 800.0),         # published [Text]: cortical bone (phase independent)
+    # Cortical bone is 1000+ HU [Text] but under 1 mm thick in vertebrae and ribs, where the phantom's shells
+    # are 1.5-2.5 mm: 650 HU is their partial-volume equivalent (with 800 and solid processes, bone at 3 mm
+    # had a second mode at 700-800 HU that abdomen_totalseg's bone, 135 (77..234), does not have).
+    T.CORTEX: (650.0, 650.0, 650.0),
     T.MARROW: (150.0, 150.0, 150.0),         # measured: trabecular bone 77..234 in abdomen_totalseg bone (q1..q3); phase independent
     T.DISC: (85.0, 90.0, 90.0),              # published [Text]
     T.LIVER: (47.0, 65.0, 121.0),            # measured: abdomen_totalseg label 1 / published [Bae] / ircad1_07 liver

@@ -8,6 +8,7 @@ to (``over``): organs take the visceral fat, vessels run through the liver, bone
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 from . import anatomy as T
 from .anatomy import _body_profile, _paint_skeleton, diaphragm
@@ -115,9 +116,23 @@ def paint_patient(p: PatientAnatomy, x: np.ndarray, y: np.ndarray, z: np.ndarray
     cv.put((-15.0, sy - 39.0, zs[0]), (15.0, sy - 15.0, zs[1]), ring(15.0, 12.0), T.CORTEX,
            over=(T.FAT, T.MUSCLE, T.BACK_MUSCLE, T.PSOAS, T.MARROW))
     cv.put((-9.0, sy - 34.0, zs[0]), (9.0, sy - 20.0, zs[1]), ring(9.0, 7.0), T.SPINAL_CANAL)
+    _hollow_cortex(tissue, float(abs(x[1] - x[0])) if x.size > 1 else 1.0, float(abs(y[1] - y[0])) if y.size > 1 else 1.0)
     if not p.arms_up:
         _paint_arms(cv, p, la)
     return tissue
+
+
+def _hollow_cortex(tissue: np.ndarray, dx: float, dy: float, cortex_mm: float = 1.5) -> None:
+    """Cortex more than ``cortex_mm`` inside the bone (in-plane) becomes marrow: the legacy skeleton's
+    processes and bars are solid cortex, real ones a thin shell around trabecular bone."""
+    rx, ry = max(int(round(cortex_mm / dx)), 1), max(int(round(cortex_mm / dy)), 1)
+    gy, gx = np.mgrid[-ry:ry + 1, -rx:rx + 1]
+    disk = (gx * dx) ** 2 + (gy * dy) ** 2 <= max(cortex_mm, dx, dy) ** 2 + 1e-6
+    bone = np.isin(tissue, (T.CORTEX, T.MARROW))
+    if not bone.any():
+        return
+    inner = ndimage.binary_erosion(bone, disk[None], border_value=1)
+    tissue[inner & (tissue == T.CORTEX)] = T.MARROW
 
 
 def _paint_chest(cv: Canvas, p: PatientAnatomy, X, Y, Z, dia) -> None:
