@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -202,7 +202,6 @@ def _make_patient_phantom(seed, region, size, shape, spacing, cropped, contrast,
             z0, z1 = scan.z_range
             changes.update(fov_mm=260.0, z_range=(z0 + 0.25 * (z1 - z0), z1 - 0.2 * (z1 - z0)))
         if changes:
-            from dataclasses import replace
             scan = replace(scan, **changes)
     preset_shape, preset_spacing = SIZES[size]
     if spacing is None:
