@@ -19,7 +19,7 @@ from slicer.util import VTKObservationMixin
 
 from OrganSegCommon import resource_path
 from OrganSegCommon.dependencies import ensure_python_packages, ensure_torch
-from OrganSegCommon.jobs import describe_record
+from OrganSegCommon.jobs import describe_record, done_message
 from OrganSegCommon.model_registry import default_registry_path
 from OrganSegCommon.selftest import OrganSegTest  # noqa: F401  (found by Slicer's test runner)
 from OrganSegCommon.workflows import WorkflowLogic
@@ -313,7 +313,7 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         else:
             if job.output is not None and self._parameterNode is not None:
                 self._parameterNode.segmentation = job.output
-            self.endJob(f"{job.title}: done.")
+            self.endJob(done_message(job.title, job.runner.result))
 
     def endJob(self, message: str) -> None:
         self.timer.stop()

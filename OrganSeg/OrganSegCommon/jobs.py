@@ -92,6 +92,16 @@ def describe_record(record: ProgressRecord) -> str:
     return f"{message} ({text})" if message and text else (message or text or record.stage)
 
 
+def done_message(title: str, result: Optional[dict]) -> str:
+    """The status line when a job ends: ``"Segment organs: done."``, or with the child's ``warnings``
+    (plausibility, empty result) so a failure is never shown as a silent success:
+    ``"Segment organs: done — kidneys: one 29 mL component — implausible, check"``."""
+    warnings = [str(w) for w in ((result or {}).get("warnings") or [])]
+    if not warnings:
+        return f"{title}: done."
+    return f"{title}: done — " + "; ".join(warnings)
+
+
 def _validation_dice(fields: dict) -> Optional[str]:
     """``validation Dice 0.812`` from a number (``val_dice``) or from the trainer's validation record
     ``{"validation": {"dice": {organ: value}}}`` (mean over organs, then each organ)."""

@@ -301,3 +301,13 @@ def test_validation_progress_fields_are_described_for_the_retrain_panel():
     record = ProgressRecord(stage="train", progress=0.5, message=fields["message"], fields=fields)
     assert describe_record(record) == ("iteration 500/1000, loss 0.1234 "
                                        "(validation Dice 0.706 (lungs 0.912, bone 0.500))")
+
+
+def test_done_message_shows_the_plausibility_warnings():
+    from OrganSegCommon.jobs import done_message
+
+    assert done_message("Segment organs", {"status": "done"}) == "Segment organs: done."
+    assert done_message("Segment organs", None) == "Segment organs: done."
+    result = {"status": "done", "warnings": ["kidneys: one 29 mL component — implausible, check"]}
+    assert done_message("Segment organs", result) == \
+        "Segment organs: done — kidneys: one 29 mL component — implausible, check"

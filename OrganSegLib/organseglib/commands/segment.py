@@ -9,16 +9,18 @@ Slicer ``.seg.nrrd`` (names, colours, terminology), atomically; never overwrites
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 
 import numpy as np
 
-from ..atomic import check_not_input, double_suffix
+from ..atomic import check_not_input, double_suffix, write_text_atomic
 from ..cli import add_progress_argument
 from ..io import LABEL_EXTENSIONS, read_ct, write_labels
 from ..errors import InputError, UnsupportedFormatError
 from ..organs import organ_by_key, organ_by_value
+from ..plausibility import check_plausibility
 from ..progress import Progress
 from ..segment import ALL_ORGANS, AUTOLABEL_DEFAULT, SegmentConfig, segment_ct
 
@@ -44,6 +46,8 @@ def register(sub) -> None:
                    help="network input size overriding the model card's (multiples of 8), e.g. 160,120,128")
     p.add_argument("--weighting", choices=["uniform", "gaussian"], default="uniform",
                    help="how overlapping tiles are averaged (default uniform, as the paper)")
+    p.add_argument("--report", default=None,
+                   help="also write volumes and the plausibility check (organseglib.plausibility) as JSON here")
     add_progress_argument(p)
     p.set_defaults(func=run)
 
@@ -52,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
     if double_suffix(args.output) not in LABEL_EXTENSIONS:
         raise UnsupportedFormatError(f"cannot write {args.output!r}: use one of {', '.join(LABEL_EXTENSIONS)}")
     check_not_input(args.output, [args.ct, args.model])
+    if args.report:
+        check_not_input(args.report, [args.ct, args.model, args.output])
     config = SegmentConfig(
         organs=args.organs, autolabel_organs=() if args.network_only else args.autolabel_organs,
         clean=not args.no_clean, overlap=args.overlap, weighting=args.weighting, tile_shape=_tile(args.tile))
@@ -66,10 +72,19 @@ def run(args: argparse.Namespace) -> int:
     voxel_ml = float(np.prod(ct.spacing)) / 1000.0
     values, counts = np.unique(labels.array, return_counts=True)
     volumes = {organ_by_value(v).key: round(float(c) * voxel_ml, 1) for v, c in zip(values, counts) if v}
-    progress.result(output=str(args.output), seconds=round(seconds, 2), volumes_ml=volumes)
+    check = check_plausibility(labels, tuple(config.organs))  # never a silent success (issue 11, item 6)
+    for line in check.warnings:
+        log.warning("%s", line)
+    if args.report:
+        write_text_atomic(args.report, json.dumps({"output": str(args.output), "seconds": round(seconds, 2),
+                                                   "volumes_ml": volumes, **check.to_json()}, indent=2) + "\n")
+    progress.result(output=str(args.output), seconds=round(seconds, 2), volumes_ml=volumes,
+                    warnings=list(check.warnings), plausibility=check.to_json())
     if args.progress != "json":
         print(f"wrote {args.output} in {seconds:.1f} s; volumes (mL): "
               + (", ".join(f"{k} {v:g}" for k, v in volumes.items()) or "no organ found"))
+        for line in check.warnings:
+            print(f"warning: {line}")
     return 0
 
 
