@@ -75,6 +75,7 @@ class OrganFinding:
     components_ml: List[float] = field(default_factory=list)
     sides: List[str] = field(default_factory=list)  # per component: "right", "left", "midline"
     truncated: bool = False
+    component_truncated: List[bool] = field(default_factory=list)
     expected: Optional[bool] = None  # should the field of view contain it (None: cannot tell)
     warnings: List[str] = field(default_factory=list)
 
@@ -130,18 +131,22 @@ def _right_of(x_ras: float, midline: float, margin: float) -> str:
     return "midline"
 
 
-def _components(mask: np.ndarray, min_voxels: int) -> List[Tuple[int, np.ndarray]]:
-    """(voxels, centroid index) of each component of at least ``min_voxels``, largest first."""
+def _components(mask: np.ndarray, min_voxels: int, offset: np.ndarray,
+                shape: Tuple[int, ...]) -> List[Tuple[int, np.ndarray, bool]]:
+    """(voxels, centroid index in the full array, touches the full array's border) of each component
+    of ``mask`` (a crop starting at ``offset``) with at least ``min_voxels``, largest first."""
     import cc3d
 
     lab = cc3d.connected_components(mask.astype(np.uint8), connectivity=26)
     counts = np.bincount(lab.ravel())
     out = []
+    last = np.array(shape) - 1
     for comp in np.nonzero(counts >= max(1, min_voxels))[0]:
         if comp == 0:
             continue
-        idx = np.argwhere(lab == comp)
-        out.append((int(counts[comp]), idx.mean(0)))
+        idx = np.argwhere(lab == comp) + offset
+        touches = bool((idx.min(0) == 0).any() or (idx.max(0) == last).any())
+        out.append((int(counts[comp]), idx.mean(0), touches))
     return sorted(out, key=lambda t: -t[0])
 
 
@@ -181,14 +186,15 @@ def check_plausibility(labels: Volume, organs: Optional[Tuple[str, ...]] = None,
                 finding.truncated = any(b.start == 0 or b.stop == n for b, n in zip(box, arr.shape))
             continue
         box = mask_bounding_box(arr == value)
-        finding.truncated = any(b.start == 0 or b.stop == n for b, n in zip(box, arr.shape))
         z = _ras(labels, np.array([[b.start for b in box], [b.stop - 1 for b in box]]))[:, 2]
         extents[key] = (float(z.min()), float(z.max()))
-        comps = _components(arr[box] == value, int(np.ceil(config.min_component_ml / voxel_ml)))
         offset = np.array([b.start for b in box])
-        finding.components_ml = [n * voxel_ml for n, _ in comps]
-        finding.sides = [_right_of(float(_ras(labels, c + offset)[0]), midline, config.midline_margin_mm)
-                         for _, c in comps]
+        comps = _components(arr[box] == value, int(np.ceil(config.min_component_ml / voxel_ml)), offset, arr.shape)
+        finding.components_ml = [n * voxel_ml for n, _, _ in comps]
+        finding.component_truncated = [t for _, _, t in comps]
+        finding.truncated = any(finding.component_truncated)  # specks at the border do not count
+        finding.sides = [_right_of(float(_ras(labels, c)[0]), midline, config.midline_margin_mm)
+                         for _, c, _ in comps]
     _judge_presence(findings, extents, (lo_mm, hi_mm), config)
     for finding in findings.values():
         _judge_organ(finding, config)
@@ -229,7 +235,7 @@ def _judge_organ(f: OrganFinding, config: PlausibilityConfig) -> None:
         return
     n = len(f.components_ml)
     if f.organ == "kidneys":
-        small = [v for v in f.components_ml if v < low_ok and not f.truncated]
+        small = [v for v, cut in zip(f.components_ml, f.component_truncated) if v < low_ok and not cut]
         big = [v for v in f.components_ml if v > high_ok]
         if n == 1:
             f.warnings.append(f"kidneys: one {f.components_ml[0]:.0f} mL component"
