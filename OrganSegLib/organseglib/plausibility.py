@@ -22,7 +22,10 @@ Truncation: an organ touching the first or last slice along any axis is *cut by 
 then only the upper bounds are checked (a cut organ may be small). Missing organs are judged from the
 others' positions along the superior–inferior axis (``FieldOfViewRules``): e.g. the kidneys must be
 present when the whole liver is in view (they lie beside its lower half), the lung bases when the
-view reaches 30 mm above the liver dome, the liver when it reaches 50 mm below the lung bases.
+view reaches 30 mm above the liver dome, the liver when it reaches 50 mm below the lung bases,
+the bladder when it reaches 180 mm below the kidneys' lower poles (on abdomen_totalseg's reference the
+bladder lies 105–187 mm below them). Landmarks come from the segmentation itself, so an organ placed
+wrongly (e.g. "kidneys" in the sacrum) can hide another's absence: these rules only ever add warnings.
 Sides: RAS +x points to the patient's right (checked on ircad1_07: right kidney x −129 mm, left −275 mm);
 the midline is the centre of the bone label's bounding box (spine, pelvis), else of the grid. The liver
 must lie right, the kidneys one on each side, the bladder near the midline.
@@ -58,7 +61,7 @@ class PlausibilityConfig:
     kidneys_below_liver: bool = True
     lungs_above_liver_mm: float = 30.0
     liver_below_lungs_mm: float = 50.0
-    bladder_below_kidneys_mm: float = 250.0
+    bladder_below_kidneys_mm: float = 180.0
 
     def __post_init__(self) -> None:
         for name in ("min_component_ml", "tolerance", "midline_margin_mm", "lungs_above_liver_mm",

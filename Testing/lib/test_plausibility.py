@@ -129,3 +129,18 @@ def test_real_ircad_reference_masks_pass():
     report = check_plausibility(import_masks(shared_file("ircad1_07/masks"), ct).labels)
     assert report.warnings == []
     assert report.organs["liver"].sides == ["right"] and report.organs["lungs"].truncated
+
+
+def test_missing_bladder_flagged_when_the_pelvis_is_in_view():
+    v = _normal()
+    a = v.array
+    a[a == 4] = 0
+    _box(a, 4, (60, 70), (10, 20), (60, 80))  # kidneys' lower poles at k = 60 (z = 240 mm)
+    _box(a, 4, (60, 70), (10, 20), (20, 40))
+    a[a == 1] = 0
+    _box(a, 1, (62, 80), (20, 50), (60, 90))
+    # the view reaches z = 0: 240 mm below the kidneys (> 180 mm), so the bladder should be there
+    report = check_plausibility(v, ("liver", "kidneys", "bladder", "bone"))
+    assert any(w.startswith("bladder: not found") and "empty bladder is possible" in w for w in report.warnings)
+    _box(a, 2, (5, 15), (30, 40), (45, 55))  # 10·10·10 = 64 mL, on the midline
+    assert check_plausibility(v, ("kidneys", "bladder", "bone")).organs["bladder"].warnings == []
