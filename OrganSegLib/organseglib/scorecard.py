@@ -196,7 +196,7 @@ def _clean(x):
 
 
 def scorecard_to_json(rows: Sequence[CaseScore]) -> str:
-    data = {"cases": [{"case": r.case_id, "organ": r.organ, **{k: _clean(v) for k, v in asdict(r.scores).items()}}
+    data = {"cases": [{**{k: _clean(v) for k, v in asdict(r.scores).items()}, "case": r.case_id, "organ": r.organ}
                       for r in rows],
             "summary": {k: {kk: _clean(vv) for kk, vv in v.items()} for k, v in summary(rows).items()}}
     return json.dumps(data, indent=2) + "\n"
@@ -208,5 +208,5 @@ def scorecard_to_csv(rows: Sequence[CaseScore]) -> str:
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     for r in rows:
-        writer.writerow({"case": r.case_id, "organ": r.organ, **asdict(r.scores)})
+        writer.writerow({**asdict(r.scores), "case": r.case_id, "organ": r.organ})  # organ: the key
     return buf.getvalue()

@@ -177,3 +177,19 @@ def test_import_labels_command(tmp_path, capsys):
     labels = read_labels(tmp_path / "set" / "labels-0.nii.gz")
     assert labels.array[1, 5, 5] == 5
     assert main(["import-labels", "--ct", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "set")]) == 2
+
+
+@pytest.mark.slow
+def test_unlabelled_ct_becomes_a_lungs_and_bone_case(tmp_path, tiny_chest):
+    from organseglib.label_import import autolabel_case
+
+    write_volume(tiny_chest.ct, tmp_path / "ct.nii.gz")
+    entry, report = autolabel_case(tmp_path / "ct.nii.gz", tmp_path / "set")
+    assert entry.annotated_organs == ("lungs", "bone") and set(report) == {"lungs", "bone"}
+    labels = read_labels(tmp_path / "set" / entry.labels)
+    assert set(np.unique(labels.array).tolist()) <= {0, 3, 5}
+    truth = tiny_chest.labels.array == 3
+    got = labels.array == 3
+    assert 2 * (truth & got).sum() / (truth.sum() + got.sum()) > 0.9  # the lung auto-labeler on a phantom
+    assert annotated_mask([load_case(find_cases(tmp_path / "set")[0], 6.0, tmp_path / "c")]).tolist() == \
+        [[True, False, False, True, False, True]]

@@ -65,3 +65,26 @@ def test_evaluate_set_command(scored_set, capsys):
     assert data["summary"]["liver"]["n"] == 2 and len(data["cases"]) == 3
     assert (scored_set / "card.csv").read_text().startswith("case,organ,")
     assert main(["evaluate", "--set", str(scored_set / "set")]) == 2  # neither --pred-dir nor --model
+
+
+def test_evaluate_set_with_a_model_segments_each_case(tmp_path, tiny_abdomen, capsys):
+    import torch
+
+    from organseglib.model_package import ModelCard, save_model_package
+    from organseglib.network import build_network
+
+    write_volume(tiny_abdomen.ct, tmp_path / "ct.nii.gz")
+    add_case_files(tmp_path / "ct.nii.gz", tiny_abdomen.labels, tmp_path / "set", "phantom: tiny", ["liver", "kidneys"])
+    torch.manual_seed(0)
+    card = ModelCard(name="tiny-random", width=0.0625, tile_shape=(64, 64, 64), spacing_mm=6.0)
+    model = save_model_package(tmp_path / "m", build_network(width=0.0625), card)
+    assert main(["evaluate", "--set", str(tmp_path / "set"), "--model", str(model), "--device", "cpu",
+                 "--network-only", "--save-pred", str(tmp_path / "pred"), "--json", str(tmp_path / "s.json")]) == 0
+    data = json.loads((tmp_path / "s.json").read_text())
+    assert [(c["case"], c["organ"]) for c in data["cases"]] == [("phantom", "liver"), ("phantom", "kidneys")]
+    assert (tmp_path / "pred" / "labels-0.nii.gz").exists()
+    # the saved predictions score the same through --pred-dir
+    assert main(["evaluate", "--set", str(tmp_path / "set"), "--pred-dir", str(tmp_path / "pred"),
+                 "--json", str(tmp_path / "t.json")]) == 0
+    again = json.loads((tmp_path / "t.json").read_text())
+    assert [c["dice"] for c in again["cases"]] == [c["dice"] for c in data["cases"]]
