@@ -193,3 +193,26 @@ def test_unlabelled_ct_becomes_a_lungs_and_bone_case(tmp_path, tiny_chest):
     assert 2 * (truth & got).sum() / (truth.sum() + got.sum()) > 0.9  # the lung auto-labeler on a phantom
     assert annotated_mask([load_case(find_cases(tmp_path / "set")[0], 6.0, tmp_path / "c")]).tolist() == \
         [[True, False, False, True, False, True]]
+
+
+def test_validation_loss_ignores_unannotated_organs():
+    from organseglib.losses import segmentation_loss
+    from organseglib.network import build_network, window_hu
+    from organseglib.training.dataset import TrainingCase
+    from organseglib.training.validation import validate
+
+    torch.manual_seed(0)
+    net = build_network(width=0.0625).eval()
+    labels = np.zeros((8, 16, 16), np.uint8)
+    labels[2:6, 4:12, 4:12] = 1
+    image = np.where(labels > 0, 60.0, -1000.0).astype(np.float32)
+    partial = TrainingCase("p", image, labels, 3.0, ("liver",))
+    full = TrainingCase("f", image, labels, 3.0)
+    with torch.no_grad():
+        logits = net(torch.from_numpy(window_hu(image)[None, None]))
+    y = torch.from_numpy(labels[None].astype(np.int64))
+    ann = torch.tensor([[True, True, False, False, False, False]])
+    got = validate(net, [partial], "iou", (8, 16, 16), torch.device("cpu"))["loss"]
+    assert got == pytest.approx(float(segmentation_loss("iou", logits, y, ann)), rel=1e-5)
+    assert validate(net, [full], "iou", (8, 16, 16), torch.device("cpu"))["loss"] == pytest.approx(
+        float(segmentation_loss("iou", logits, y)), rel=1e-5)
