@@ -216,3 +216,17 @@ def test_validation_loss_ignores_unannotated_organs():
     assert got == pytest.approx(float(segmentation_loss("iou", logits, y, ann)), rel=1e-5)
     assert validate(net, [full], "iou", (8, 16, 16), torch.device("cpu"))["loss"] == pytest.approx(
         float(segmentation_loss("iou", logits, y)), rel=1e-5)
+
+
+def test_dicom_series_folder_as_a_mask(tmp_path):
+    """IRCAD ships MASKS_DICOM/<organ>/ series: a sub-folder is read as one DICOM mask."""
+    import shutil
+
+    from organseglib.io import read_volume
+
+    series = shared_file("dicom/ct3slice")
+    shutil.copytree(series, tmp_path / "masks" / "liver")
+    ct = read_volume(series)
+    got = import_masks(tmp_path / "masks", ct)
+    assert got.annotated == ("liver",)
+    assert (got.labels.array == 1).sum() == (np.asarray(ct.array) != 0).sum() > 0
