@@ -47,7 +47,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 import numpy as np
 
 from .errors import GeometryError, InputError, MissingFileError
-from .organs import organ_by_key
+from .organs import organ_by_key, organ_by_value
 from .volume import Volume
 
 log = logging.getLogger(__name__)
@@ -56,8 +56,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 ORGAN_KEYS = ("liver", "bladder", "lungs", "kidneys", "bone")
 OVERLAP_PRIORITY = ("kidneys", "bladder", "liver", "lungs", "bone")
 BONE_GROUPS = ("vertebrae", "ribs", "pelvis", "femur", "humerus", "scapula", "clavicula", "sternum", "skull")
-# TotalSegmentator's `total` task writes all of these (v2 also skull): default requirement.
-DEFAULT_BONE_GROUPS = ("vertebrae", "ribs", "pelvis", "femur", "humerus", "scapula", "clavicula", "sternum")
+# TotalSegmentator's `total` task writes all of these in v1 and v2 (v2 adds sternum and skull, which are
+# counted as bone when present but not required): the default requirement.
+DEFAULT_BONE_GROUPS = ("vertebrae", "ribs", "pelvis", "femur", "humerus", "scapula", "clavicula")
 BACKGROUND = "background"
 MASK_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 _LOBES = {"left": {"upper_left", "lower_left"}, "right": {"upper_right", "middle_right", "lower_right"}}
@@ -253,9 +254,9 @@ def import_masks(folder: PathLike, ct: Volume, config: ImportConfig = ImportConf
             continue
         value = organ_by_key(key).value
         clash = union[key] & claimed
-        for loser_owner in np.unique(owner[clash]):
-            winner = next(o for o in OVERLAP_PRIORITY if organ_by_key(o).value == loser_owner)
-            overlaps[f"{winner}<{key}"] = int((clash & (owner == loser_owner)).sum())
+        for winner_value in np.unique(owner[clash]):  # voxels an earlier organ already holds
+            winner = organ_by_value(int(winner_value)).key
+            overlaps[f"{winner}<{key}"] = int((clash & (owner == winner_value)).sum())
         free = union[key] & ~claimed
         out[free] = value
         owner[free] = value

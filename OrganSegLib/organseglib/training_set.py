@@ -279,7 +279,8 @@ def add_case_files(ct_path: PathLike, labels: Volume, folder: PathLike, source: 
     ct = read_ct(ct_path, check=False)
     ct.require_same_grid(labels, what="imported labels")
     check_label_values(labels.array, "imported labels")
-    organs = tuple(o.key for o in parse_organ_list(list(annotated_organs))) if list(annotated_organs) else ()
+    annotated = [str(o) for o in annotated_organs]
+    organs = tuple(o.key for o in parse_organ_list(annotated)) if annotated else ()
     folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     with _folder_lock(folder):

@@ -64,6 +64,10 @@ def test_annotated_rules():
     # only vertebrae: bone must not be claimed annotated everywhere
     assert annotated_organs({"bone": {"vertebrae"}}) == ()
     assert annotated_organs({"bone": {"vertebrae"}}, ImportConfig(required_bone_groups=("vertebrae",))) == ("bone",)
+    # a TotalSegmentator v1 `total` folder (no sternum, no skull) annotates bone by default
+    v1 = {"vertebrae", "ribs", "pelvis", "femur", "humerus", "scapula", "clavicula"}
+    assert annotated_organs({"bone": v1}) == ("bone",)
+    assert annotated_organs({"bone": v1 - {"ribs"}}) == ()
     with pytest.raises(InputError, match="bone group"):
         ImportConfig(required_bone_groups=("vertebra",))
 
