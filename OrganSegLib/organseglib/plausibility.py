@@ -108,16 +108,6 @@ class PlausibilityReport:
         return "; ".join(self.warnings)
 
 
-def _axes(labels: Volume) -> Tuple[int, int, np.ndarray]:
-    """Array axes closest to RAS x (right–left) and z (inferior–superior), and the IJK→RAS 3×3 of
-    array axes (k, j, i) in columns."""
-    m = np.asarray(labels.ijk_to_ras)[:3, :3]
-    kji = m[:, ::-1]  # columns for array axes (k, j, i)
-    lr = int(np.argmax(np.abs(kji[0])))
-    si = int(np.argmax(np.abs(kji[2])))
-    return lr, si, kji
-
-
 def _ras(labels: Volume, index: np.ndarray) -> np.ndarray:
     """RAS mm of array indices ``(..., 3)`` in (k, j, i) order."""
     a = np.asarray(labels.ijk_to_ras)
@@ -137,19 +127,22 @@ def _right_of(x_ras: float, midline: float, margin: float) -> str:
 def _components(mask: np.ndarray, min_voxels: int, offset: np.ndarray,
                 shape: Tuple[int, ...]) -> List[Tuple[int, np.ndarray, bool]]:
     """(voxels, centroid index in the full array, touches the full array's border) of each component
-    of ``mask`` (a crop starting at ``offset``) with at least ``min_voxels``, largest first."""
+    of ``mask`` (a crop starting at ``offset``) with at least ``min_voxels``, largest first (one pass
+    of cc3d and its statistics, so the cost does not grow with the number of components)."""
     import cc3d
 
-    lab = cc3d.connected_components(mask.astype(np.uint8), connectivity=26)
-    counts = np.bincount(lab.ravel())
+    lab = cc3d.connected_components(mask.view(np.uint8), connectivity=26)
+    stats = cc3d.statistics(lab)
     out = []
     last = np.array(shape) - 1
-    for comp in np.nonzero(counts >= max(1, min_voxels))[0]:
-        if comp == 0:
+    for comp, count in enumerate(stats["voxel_counts"]):
+        if comp == 0 or count < max(1, min_voxels):
             continue
-        idx = np.argwhere(lab == comp) + offset
-        touches = bool((idx.min(0) == 0).any() or (idx.max(0) == last).any())
-        out.append((int(counts[comp]), idx.mean(0), touches))
+        box = stats["bounding_boxes"][comp]
+        lo = np.array([b.start for b in box]) + offset
+        hi = np.array([b.stop - 1 for b in box]) + offset
+        touches = bool((lo == 0).any() or (hi == last).any())
+        out.append((int(count), np.asarray(stats["centroids"][comp], float) + offset, touches))
     return sorted(out, key=lambda t: -t[0])
 
 
@@ -161,38 +154,40 @@ def check_plausibility(labels: Volume, organs: Optional[Tuple[str, ...]] = None,
         labels: the segmentation on its native grid.
         organs: the organ keys that were segmented (others are not judged); default all five.
     """
-    from .tiling import mask_bounding_box
+    from scipy import ndimage
 
     arr = np.asarray(labels.array)
     keys = tuple(organs) if organs is not None else ("liver", "bladder", "lungs", "kidneys", "bone")
     voxel_ml = float(np.prod(labels.spacing)) / 1000.0
-    lr, si, kji = _axes(labels)
-    s_sign = np.sign(kji[2, si]) or 1.0  # +1 when the array axis runs towards superior
     lo_mm, hi_mm = sorted(_ras(labels, np.array([[0, 0, 0], [n - 1 for n in arr.shape]]))[:, 2])
-    present = np.bincount(arr.ravel(), minlength=6)
+    # every organ's bounding box in one pass (no full-size temporaries: memory stays as segment's);
+    # boxes[v - 1] for label value v, None when absent
+    boxes = ndimage.find_objects(arr)
+    box_of = lambda v: boxes[v - 1] if v - 1 < len(boxes) else None  # noqa: E731
     # midline: the centre of bone when there is bone (the spine and pelvis sit on it), else of the grid
-    bone = organ_by_key("bone").value
+    bone_box = box_of(organ_by_key("bone").value)
     centre_idx = (np.array(arr.shape) - 1) / 2.0
-    if present[bone] > 0:
-        box = mask_bounding_box(arr == bone)
-        centre_idx = np.array([(b.start + b.stop - 1) / 2.0 for b in box])
+    if bone_box is not None:
+        centre_idx = np.array([(b.start + b.stop - 1) / 2.0 for b in bone_box])
     midline = float(_ras(labels, centre_idx)[0])
     findings: Dict[str, OrganFinding] = {}
     extents: Dict[str, Tuple[float, float]] = {}
     for key in keys:
         value = organ_by_key(key).value
-        finding = OrganFinding(key, float(present[value]) * voxel_ml)
+        finding = OrganFinding(key, 0.0)
         findings[key] = finding
-        if present[value] == 0 or key == "bone":
-            if present[value]:
-                box = mask_bounding_box(arr == value)
-                finding.truncated = any(b.start == 0 or b.stop == n for b, n in zip(box, arr.shape))
+        box = box_of(value)
+        if box is None:
             continue
-        box = mask_bounding_box(arr == value)
+        mask = arr[box] == value
+        finding.ml = float(np.count_nonzero(mask)) * voxel_ml
+        if key == "bone":  # many separate bones: volume and truncation only
+            finding.truncated = any(b.start == 0 or b.stop == n for b, n in zip(box, arr.shape))
+            continue
         z = _ras(labels, np.array([[b.start for b in box], [b.stop - 1 for b in box]]))[:, 2]
         extents[key] = (float(z.min()), float(z.max()))
         offset = np.array([b.start for b in box])
-        comps = _components(arr[box] == value, int(np.ceil(config.min_component_ml / voxel_ml)), offset, arr.shape)
+        comps = _components(mask, int(np.ceil(config.min_component_ml / voxel_ml)), offset, arr.shape)
         finding.components_ml = [n * voxel_ml for n, _, _ in comps]
         finding.component_truncated = [t for _, _, t in comps]
         finding.truncated = any(finding.component_truncated)  # specks at the border do not count
