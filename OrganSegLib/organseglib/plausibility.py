@@ -39,7 +39,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .errors import InputError
-from .organs import organ_by_key, organ_by_value
+from .organs import organ_by_key
 from .volume import Volume
 
 # (low, high) mL, adult; sources in the module docstring. Kidneys: per kidney.

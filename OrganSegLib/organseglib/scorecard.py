@@ -108,14 +108,13 @@ def score_set(cases: Sequence[SetCase], predict: Callable[[SetCase], Volume],
               progress: Optional[Callable[[float, str], None]] = None) -> List[CaseScore]:
     """Score every case with ``predict(case) -> labels Volume`` (on the case's CT grid)."""
     from .io import read_labels
+    from .training.dataset import fold_ct_org_labels
 
     rows: List[CaseScore] = []
     for n, case in enumerate(cases):
         if progress is not None:
             progress(n / max(1, len(cases)), f"case {case.case_id}")
         ref = read_labels(case.labels)
-        from .training.dataset import fold_ct_org_labels
-
         ref = ref.with_array(fold_ct_org_labels(ref.array, str(case.labels)))
         rows.extend(score_case(predict(case), ref, case.case_id, case.annotated))
     return rows
