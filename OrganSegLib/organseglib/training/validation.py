@@ -21,6 +21,7 @@ from ..metrics import dice
 from ..network import DEFAULT_WINDOW_HU, window_hu
 from ..organs import organ_table
 from ..tiling import pad_to
+from .batches import annotated_mask
 from .dataset import AIR_HU, TrainingCase, tile_starts
 
 
@@ -42,7 +43,8 @@ def predict_tiles(model: torch.nn.Module, case: TrainingCase, crop_shape: Sequen
             logits = model(x)
         if loss_name is not None:
             y = torch.from_numpy(labels[sl][None].astype(np.int64)).to(device)
-            losses.append(float(segmentation_loss(loss_name, logits.float(), y)))
+            ann = annotated_mask([case], logits.shape[1], device)  # partial labels: unknown organs ignored
+            losses.append(float(segmentation_loss(loss_name, logits.float(), y, ann)))
         pred[sl] = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
     return pred[tuple(slice(0, n) for n in case.labels.shape)], losses
 
