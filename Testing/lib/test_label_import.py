@@ -189,7 +189,7 @@ def test_unlabelled_ct_becomes_a_lungs_and_bone_case(tmp_path, tiny_chest):
 
     write_volume(tiny_chest.ct, tmp_path / "ct.nii.gz")
     entry, report = autolabel_case(tmp_path / "ct.nii.gz", tmp_path / "set")
-    assert entry.annotated_organs == ("lungs", "bone") and set(report) == {"lungs", "bone"}
+    assert entry.annotated_organs == ("lungs", "bone") and set(report) == {"lungs", "bone", "warnings"}
     labels = read_labels(tmp_path / "set" / entry.labels)
     assert set(np.unique(labels.array).tolist()) <= {0, 3, 5}
     truth = tiny_chest.labels.array == 3
