@@ -114,7 +114,7 @@ def clean_organs(labels: np.ndarray, spacing_mm: tuple, organs: tuple[str, ...],
     of at least ``min_kidney_ml``, lungs up to two (left and right); bone is left as it is (many
     separate bones). Removed voxels become background. Returns a new array."""
     from .morphology import largest_components
-    from .tiling import mask_bounding_box
+    from .boxes import mask_bounding_box
 
     out = labels.copy()
     voxel_ml = float(np.prod(spacing_mm)) / 1000.0
@@ -134,8 +134,8 @@ def clean_organs(labels: np.ndarray, spacing_mm: tuple, organs: tuple[str, ...],
 
 
 def _body_box(ct3: Volume, margin_mm: float):
-    from .autolabel.body import BodyParams, body_masks
-    from .tiling import mask_bounding_box
+    from .body import BodyParams, body_masks
+    from .boxes import mask_bounding_box
 
     # a 6 mm working grid is plenty for a bounding box and keeps the per-slice hulls cheap
     coarse = max(6.0, 2.0 * max(ct3.array_spacing))

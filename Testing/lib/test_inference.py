@@ -10,7 +10,8 @@ from organseglib.errors import InputError
 from organseglib.inference import (NonFiniteOutputError, TorchPredictor, iter_slabs, predict_channels,
                                    resolve_device, stitch_slabs, stitch_whole)
 from organseglib.network import build_network
-from organseglib.tiling import fitted_tile, mask_bounding_box, pad_to, tile_grid, tile_starts, tile_weights
+from organseglib.boxes import mask_bounding_box
+from organseglib.tiling import fitted_tile, pad_to, tile_grid, tile_starts, tile_weights
 
 
 # --- tile placement ---------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..organs import organ_by_key, parse_organ_list
 from ..progress import ProgressCallback, null_progress
 from ..volume import Volume
-from .body import BodyMasks, BodyParams, body_masks
+from ..body import BodyMasks, BodyParams, body_masks
 from .bone import BoneParams, BoneReport, label_bone
 from .lungs import LungParams, LungReport, label_lungs
 

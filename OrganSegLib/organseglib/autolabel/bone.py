@@ -34,7 +34,7 @@ import numpy as np
 from .. import morphology
 from ..errors import InputError
 from ..progress import ProgressCallback, null_progress
-from .body import _strides, _upsample
+from ..body import _strides, _upsample
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import fill_voids
 import numpy as np
 
 from ..errors import InputError
-from ..tiling import mask_bounding_box
+from ..boxes import mask_bounding_box
 
 CONNECTIVITY_3D = 26
 CONNECTIVITY_2D = 8
