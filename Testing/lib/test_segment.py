@@ -154,14 +154,17 @@ def test_config_network_organs():
 
 
 class Spy(ThresholdNet):
-    """ThresholdNet that records the shape and value range of every tile it is given."""
+    """ThresholdNet that records the shape and value range of every tile it is given, and how many
+    tiles each forward call held."""
 
     def __init__(self, rules):
         super().__init__(rules)
         self.seen = []
+        self.batches = []
 
     def forward(self, x):
-        self.seen.append((tuple(x.shape[2:]), float(x.min()), float(x.max())))
+        self.batches.append(int(x.shape[0]))
+        self.seen.extend((tuple(t.shape[1:]), float(t.min()), float(t.max())) for t in x)
         return super().forward(x)
 
 
@@ -183,6 +186,7 @@ def test_network_sees_windowed_tiles_of_the_3mm_grid_with_25_percent_overlap_by_
     spy = Spy([(1, 0, 500)])
     segment_ct(ct, (spy, card), config, device="cpu")
     assert len(spy.seen) == 12 and {s[0] for s in spy.seen} == {(16, 16, 16)}
+    assert spy.batches == [4, 4, 4]  # SegmentConfig.tile_batch tiles per forward call
     assert min(s[1] for s in spy.seen) >= 0.0 and max(s[2] for s in spy.seen) <= 1.0   # HU windowed (eq. 3)
     spy.seen.clear()
     segment_ct(ct, (spy, card), replace(config, overlap=0.0), device="cpu")

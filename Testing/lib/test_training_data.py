@@ -99,12 +99,6 @@ def test_random_crop_is_a_window_of_the_scan_or_padded_with_air():
     assert (img == ds.AIR_HU).sum() == 8 ** 3 - image.size and lab.sum() == labels.sum()
 
 
-def test_tile_starts_cover_with_the_last_tile_flush():
-    assert ds.tile_starts(10, 4) == [0, 4, 6]
-    assert ds.tile_starts(8, 4) == [0, 4]
-    assert ds.tile_starts(3, 4) == [0]
-
-
 def test_batches_are_windowed_and_reproducible_from_the_generator_state():
     cases = ds.phantom_cases([0], spacing_mm=6.0)
     dev = torch.device("cpu")
