@@ -18,6 +18,7 @@ from ..atomic import check_not_input, double_suffix
 from ..cli import add_progress_argument
 from ..io import LABEL_EXTENSIONS, read_ct, write_labels
 from ..errors import InputError, UnsupportedFormatError
+from ..morphology import count_values
 from ..organs import organ_by_key, organ_by_value
 from ..progress import Progress
 from ..segment import ALL_ORGANS, AUTOLABEL_DEFAULT, SegmentConfig, segment_ct
@@ -64,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     write_labels(labels, args.output, organs=[organ_by_value(v) for v in _values(config)])
     seconds = time.perf_counter() - start
     voxel_ml = float(np.prod(ct.spacing)) / 1000.0
-    values, counts = np.unique(labels.array, return_counts=True)
-    volumes = {organ_by_value(v).key: round(float(c) * voxel_ml, 1) for v, c in zip(values, counts) if v}
+    counts = count_values(labels.array)  # fastremap: one pass over the native labels
+    volumes = {organ_by_value(v).key: round(float(c) * voxel_ml, 1) for v, c in sorted(counts.items()) if v}
     progress.result(output=str(args.output), seconds=round(seconds, 2), volumes_ml=volumes)
     if args.progress != "json":
         print(f"wrote {args.output} in {seconds:.1f} s; volumes (mL): "
