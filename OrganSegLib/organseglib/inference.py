@@ -1,6 +1,6 @@
 """Sliding-window inference on the network grid (paper section V-A).
 
-The scan (already at 3 mm, cropped to the body) is covered by partially overlapping tiles
+The scan (already in the network's space: ``organseglib.network_space``) is covered by partially overlapping tiles
 (``organseglib.tiling``); the class probabilities of overlapping tiles are averaged and the argmax
 gives the label of each voxel.
 

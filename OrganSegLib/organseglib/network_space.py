@@ -13,8 +13,11 @@ Entering (``enter_network_space``), in this order:
 2. **reorient** to the network's axis order (the model card's ``orientation``, ``NETWORK_ORIENTATION``
    for networks trained here): exact axis permutations and flips (``organseglib.orientation``), so a
    RAS-ordered NIfTI and an LPS-ordered DICOM series of one patient give the network one array;
-3. **crop** to the body's bounding box plus a margin (optional: ``body``, a mask on the CT's grid, e.g.
-   ``organseglib.body.body_masks(...).body``; the table and the air around the patient go).
+3. **crop** to the body's bounding box plus a margin (optional; the table and the air around the
+   patient go). ``body`` is either a mask on the CT's grid (e.g. ``organseglib.body.body_masks(...).body``
+   when the caller computed it anyway, as the hybrid segmentation does for the auto-labelers) or a
+   function finding it on the network grid (``find_body_on_network_grid``: cheap at 3 mm, for runs
+   that need no native body mask).
 
 The returned ``NetworkSpace`` records the three steps and brings labels back out
 (``labels_to_native``: uncrop with background, undo the reorientation, nearest neighbour onto the
@@ -34,7 +37,7 @@ native voxels, voxel centres aligned) and takes labels in (``labels_to_network``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -50,6 +53,8 @@ if TYPE_CHECKING:  # resample (scipy) is imported when a CT enters: reading a mo
 NETWORK_SPACING_MM = 3.0  # paper, section V-A: every CT is resampled to 3 mm isotropic voxels
 NETWORK_ORIENTATION = DEFAULT_AXIS_CODE  # axis order of the arrays the networks trained here see
 BODY_MARGIN_MM = 6.0  # margin kept around the body's bounding box (project's choice: two 3 mm voxels)
+
+BodyFinder = Callable[[Volume], np.ndarray]  # CT on the (uncropped) network grid -> body mask there
 
 
 @dataclass(frozen=True)
@@ -114,12 +119,26 @@ def body_box(body: Volume, mapping: GridMapping, orientation: str, margin_mm: fl
     ``margin_mm``; None when the mask is empty."""
     on_network = mapping.labels_to_network(body.with_array(np.asarray(body.array, dtype=np.uint8)))
     oriented, _ = reorient(on_network, orientation)
-    margin = tuple(int(np.ceil(float(margin_mm) / s)) for s in oriented.array_spacing)
-    return mask_bounding_box(oriented.array != 0, margin)
+    return _box_with_margin(oriented.array != 0, oriented.array_spacing, margin_mm)
+
+
+def _box_with_margin(mask: np.ndarray, spacing: Sequence[float], margin_mm: float) -> Optional[Box]:
+    margin = tuple(int(np.ceil(float(margin_mm) / s)) for s in spacing)
+    return mask_bounding_box(mask, margin)
+
+
+def find_body_on_network_grid(ct: Volume) -> np.ndarray:
+    """The body mask of a CT on the network grid (``organseglib.body``), on a working grid of twice
+    the spacing (at least 6 mm, at most 10 mm): plenty for a bounding box, and cheap."""
+    from .body import BodyParams, body_masks
+
+    coarse = min(max(6.0, 2.0 * max(ct.array_spacing)), 10.0)
+    return body_masks(np.asarray(ct.array, dtype=np.float32), ct.array_spacing, BodyParams(coarse_mm=coarse)).body
 
 
 def enter_network_space(ct: Volume, spacing_mm: Union[float, Sequence[float]] = NETWORK_SPACING_MM,
-                        orientation: str = NETWORK_ORIENTATION, body: Optional[Union[Volume, np.ndarray]] = None,
+                        orientation: str = NETWORK_ORIENTATION,
+                        body: Optional[Union[Volume, np.ndarray, BodyFinder]] = None,
                         margin_mm: float = BODY_MARGIN_MM, fill_hu: float = AIR_HU,
                         device: Optional[Any] = None) -> tuple[np.ndarray, NetworkSpace]:
     """Take a CT into the network's space: resample, reorient, crop (see the module doc).
@@ -128,7 +147,8 @@ def enter_network_space(ct: Volume, spacing_mm: Union[float, Sequence[float]] = 
         ct: CT in HU on its native grid.
         spacing_mm: the network's spacing (one number, or i, j, k), e.g. ``card.spacing_mm``.
         orientation: the network's axis order, e.g. ``card.orientation``.
-        body: where the patient is (non-zero), on the CT's grid, to crop to; None: no crop.
+        body: where the patient is, to crop to: a mask (non-zero) on the CT's grid, or a function
+            finding it on the network grid (e.g. ``find_body_on_network_grid``); None: no crop.
         margin_mm: margin around the body's box, mm.
         fill_hu: value of network voxels outside the CT's field of view (air).
         device: a torch device for the resampling's matrix products; None: numpy.
@@ -144,12 +164,17 @@ def enter_network_space(ct: Volume, spacing_mm: Union[float, Sequence[float]] = 
     code = check_axis_code(orientation)
     if not float(margin_mm) >= 0:
         raise InputError(f"margin_mm must be ≥ 0 mm; got {margin_mm!r}")
-    if body is not None:
+    if body is not None and not callable(body):
         body = body if isinstance(body, Volume) else ct.with_array(np.asarray(body))
         ct.require_same_grid(body, what="body mask")
     resampled, mapping = resample_ct(ct, spacing_mm, fill_hu=fill_hu, device=device)
     oriented, back = reorient(resampled, code)
-    box = body_box(body, mapping, code, margin_mm) if body is not None else None
+    if body is None:
+        box = None
+    elif callable(body):
+        box = _box_with_margin(np.asarray(body(oriented)) != 0, oriented.array_spacing, margin_mm)
+    else:
+        box = body_box(body, mapping, code, margin_mm)
     if box is None:  # not cropping, or no body found: the whole grid
         box = tuple(slice(0, n) for n in oriented.shape)  # type: ignore[assignment]
     space = NetworkSpace(mapping, back, code, oriented.grid, box, oriented.grid.cropped(box))
@@ -162,5 +187,5 @@ def enter_for_card(ct: Volume, card, **kwargs) -> tuple[np.ndarray, NetworkSpace
     return enter_network_space(ct, card.spacing_mm, card.orientation, **kwargs)
 
 
-__all__ = ["BODY_MARGIN_MM", "NETWORK_ORIENTATION", "NETWORK_SPACING_MM", "NetworkSpace", "body_box",
-           "enter_for_card", "enter_network_space"]
+__all__ = ["BODY_MARGIN_MM", "BodyFinder", "NETWORK_ORIENTATION", "NETWORK_SPACING_MM", "NetworkSpace", "body_box",
+           "enter_for_card", "enter_network_space", "find_body_on_network_grid"]

@@ -2,9 +2,9 @@
 
 Pipeline (``segment_ct``):
 
-1. put the CT into the project's axis order (``orientation.DEFAULT_AXIS_CODE``, LPS; exact) once and
-   compute the patient's body mask there once (``organseglib.body``): the auto-labelers and the crop
-   both use it;
+1. put the CT into the project's axis order (``orientation.DEFAULT_AXIS_CODE``, LPS; exact) once and,
+   when auto-labelers run, compute the patient's body mask there once (``organseglib.body``): the
+   labelers and the crop both use it (network only: the crop finds the body on the 3 mm grid);
 2. enter the network's space (``organseglib.network_space``: resample to the card's spacing, 3 mm,
    reorient to the card's axis order, crop to the body's box);
 3. sliding-window inference with overlapping tiles, probabilities averaged, argmax
@@ -196,7 +196,7 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
     """
     from .body import body_masks
     from .inference import resolve_device
-    from .network_space import enter_for_card
+    from .network_space import enter_for_card, find_body_on_network_grid
     from .orientation import DEFAULT_AXIS_CODE, reorient
 
     config = config or SegmentConfig()
@@ -208,11 +208,13 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
     # One axis order for the body mask, the auto-labelers and (for the cards trained here) the
     # network: the CT is reoriented once, exactly, and the labels put back once at the end.
     work, back = reorient(ct, DEFAULT_AXIS_CODE)
-    crop = bool(config.network_organs) and config.crop_to_body
     body = None
-    if config.autolabel_organs or crop:
+    if config.autolabel_organs:  # the labelers need the native body mask; the crop reuses it
         progress(0.0, "body mask")
         body = body_masks(np.asarray(work.array, dtype=np.float32), work.array_spacing)  # once per run
+    crop = None
+    if config.network_organs and config.crop_to_body:  # network only: found on the 3 mm grid, cheaper
+        crop = work.with_array(body.body) if body is not None else find_body_on_network_grid
     out = np.zeros(work.shape, dtype=np.uint8)
     if config.network_organs:
         dev = resolve_device(device)
@@ -220,8 +222,8 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
         net, card = _load(model)
         progress(0.02, f"resampling to {card.spacing_mm:g} mm")
         # on a GPU the resampling's matrix products run there too (the CPU path is numpy)
-        image, space = enter_for_card(work, card, body=work.with_array(body.body) if crop else None,
-                                      margin_mm=config.body_margin_mm, device=dev if dev.type == "cuda" else None)
+        image, space = enter_for_card(work, card, body=crop, margin_mm=config.body_margin_mm,
+                                      device=dev if dev.type == "cuda" else None)
         net_end = 0.75 if config.autolabel_organs else 0.95
         sub = lambda f, m="": progress(0.1 + (net_end - 0.1) * f, f"network: {m}")  # noqa: E731
         labels = network_labels(image, net, card, config, dev, sub)

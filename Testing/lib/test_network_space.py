@@ -120,3 +120,28 @@ def test_grid_crop_and_volume_grid_agree():
         g.cropped((slice(0, 9), slice(0, 5), slice(0, 6)))
     with pytest.raises(GeometryError, match="positive"):
         Grid((0, 1, 1), np.eye(4))
+
+
+def test_a_body_finder_runs_on_the_network_grid_and_gives_the_same_box_as_the_native_mask():
+    from organseglib.network_space import find_body_on_network_grid
+
+    shape = (45, 36, 45)
+    ct = np.full(shape, -1000.0, np.float32)
+    ct[:, 6:30, 9:36] = 40.0
+    vol = Volume.from_geometry(ct, (1.0, 1.0, 1.0), direction=RAS)
+    seen = []
+
+    def finder(network_ct):
+        seen.append(network_ct.grid)
+        return network_ct.array > -500
+
+    _, by_finder = enter_network_space(vol, body=finder)
+    _, by_mask = enter_network_space(vol, body=ct > -500)
+    assert len(seen) == 1 and seen[0].same_grid(by_finder.uncropped)  # the whole reoriented 3 mm grid
+    assert by_finder.box == by_mask.box
+    _, exact = enter_network_space(vol, body=ct > -500, margin_mm=0.0)
+    _, found = enter_network_space(vol, body=find_body_on_network_grid, margin_mm=0.0)
+    assert [(s.start, s.stop) for s in exact.box[1:]] == [(2, 10), (3, 12)]  # 24 × 27 mm of body at 3 mm
+    # the finder works on a 6 mm grid: the box edges within one network voxel of the exact ones
+    for a, b in zip(found.box, exact.box):
+        assert abs(a.start - b.start) <= 1 and abs(a.stop - b.stop) <= 1
