@@ -69,6 +69,7 @@ class OrganSegLogic(ScriptedLoadableModuleLogic, WorkflowLogic):
         logic.autolabel(ctNode, ["lungs"], seg)            # only the Lungs segment changes
         case = logic.save_to_training_set(ctNode, seg, "/data/organs", corrected_organs=["lungs"])
         job = logic.start_retrain("/data/organs", "/data/models/m2"); job.wait()
+        logic.export_dicom_seg(ctNode, seg, "/dicom/CT_series", "/out/organs.dcm")  # DICOM SEG for PACS
     """
 
     def __init__(self, scene=None) -> None:

@@ -10,6 +10,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # shared_data.py, importable from every folder
 
 
+@pytest.fixture(autouse=True)
+def _private_organseg_home(tmp_path_factory, monkeypatch):
+    """Every test (and the child processes it starts) gets an empty ``$ORGANSEG_HOME``: the user's
+    model registry is never read nor written by the suite."""
+    monkeypatch.setenv("ORGANSEG_HOME", str(tmp_path_factory.mktemp("organseg-home")))
+
+
 @pytest.fixture(scope="session")
 def tiny_abdomen():
     from organseglib.phantom import make_phantom

@@ -19,8 +19,12 @@ from typing import Callable, List, Optional, Sequence
 
 log = logging.getLogger(__name__)
 
-# Packages Slicer ships and we must never upgrade or replace (or that come from elsewhere).
+# Packages Slicer ships and we must never upgrade or replace (or that come from elsewhere); they are
+# left out of Resources/requirements.txt (generated from the pyproject files by scripts/sync_requirements.py).
 NEVER_REPLACE = ("numpy", "SimpleITK", "vtk", "torch")
+# Slicer ships these too (its DICOM module uses them); they stay in requirements.txt for a Python
+# without them, but when installed they are pinned so that installing another package never replaces them.
+PIN_WHEN_INSTALLED = ("numpy", "SimpleITK", "pydicom", "pillow")
 TORCH_REQUIREMENT = ">=2.1"
 _NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
@@ -46,14 +50,31 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def requirement_applies(requirement: str) -> bool:
+    """Whether a requirement's environment marker (``pkg>=1; python_version >= '3.10'``) holds for
+    this Python; a requirement without one always applies."""
+    if ";" not in requirement:
+        return True
+    try:
+        from packaging.markers import InvalidMarker, Marker
+    except ImportError:  # no way to evaluate it here: let pip decide
+        return True
+    try:
+        return bool(Marker(requirement.split(";", 1)[1].strip()).evaluate())
+    except InvalidMarker:
+        raise ValueError(f"requirement {requirement!r} has an invalid environment marker") from None
+
+
 def missing_requirements(requirements: Sequence[str],
                          version_of: Callable[[str], Optional[str]] = None) -> List[str]:
-    """Requirements whose distribution is not installed (version ranges are not re-checked: an
-    installed package is kept, so Slicer's own copies are never replaced)."""
+    """Requirements for this Python whose distribution is not installed, without their markers
+    (version ranges are not re-checked: an installed package is kept, so Slicer's own copies are
+    never replaced)."""
     version_of = version_of or installed_version
     never = {_normal(n) for n in NEVER_REPLACE}
-    return [r for r in requirements
-            if _normal(requirement_name(r)) not in never and version_of(requirement_name(r)) is None]
+    return [r.split(";", 1)[0].strip() for r in requirements
+            if requirement_applies(r) and _normal(requirement_name(r)) not in never
+            and version_of(requirement_name(r)) is None]
 
 
 def installed_version(name: str) -> Optional[str]:
@@ -78,9 +99,9 @@ def packaging_module(slicer_module):
 
 
 def constraints_file(version_of: Callable[[str], Optional[str]] = None) -> str:
-    """A pip constraints file pinning the installed numpy and SimpleITK."""
+    """A pip constraints file pinning the installed numpy, SimpleITK, pydicom and pillow."""
     version_of = version_of or installed_version
-    pins = [f"{name}=={version_of(name)}" for name in ("numpy", "SimpleITK") if version_of(name)]
+    pins = [f"{name}=={version_of(name)}" for name in PIN_WHEN_INSTALLED if version_of(name)]
     handle = tempfile.NamedTemporaryFile("w", suffix="-organseg-constraints.txt", delete=False)
     with handle:
         handle.write("\n".join(pins) + "\n")

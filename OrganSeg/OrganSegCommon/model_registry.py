@@ -1,43 +1,38 @@
 """Which model packages the Segment panel offers: installed ones plus those retraining registered.
 
-Installed packages come from ``organseglib.model_package.find_model_packages()`` (the bundled demo
-model and any in the model folders it searches). Retrained packages are recorded in a small JSON
-file (default ``~/.organseg/models.json``, or ``$ORGANSEG_HOME/models.json``) written atomically.
+The registry itself is the library's (``organseglib.model_registry``: ``$ORGANSEG_HOME/models.json``,
+default ``~/.organseg/models.json``), so a model retrained here is also found by
+``organseg segment --model NAME``. Installed packages come from
+``organseglib.model_package.find_model_packages()`` (the bundled demo model, the folders of
+``$ORGANSEG_MODELS``); registered ones are labelled "retrained".
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
-from organseglib.atomic import write_text_atomic
+from organseglib.model_registry import ModelRegistry as LibraryModelRegistry
+from organseglib.model_registry import default_registry_path  # noqa: F401  (the GUI shows where it is)
 
 log = logging.getLogger(__name__)
 
 
-def default_registry_path() -> Path:
-    home = os.environ.get("ORGANSEG_HOME")
-    return (Path(home) if home else Path.home() / ".organseg") / "models.json"
-
-
 def _installed_packages() -> List[Tuple[str, str]]:
+    """``(label, path)`` of the packages found outside the registry."""
     try:
         from organseglib.model_package import find_model_packages
+        from organseglib.model_registry import ModelRegistry as _Registry
     except ImportError:  # the model-package module is not installed in this build
         return []
-    found = []
     try:
-        packages = find_model_packages()
+        registered = {str(Path(p).resolve()) for p in _Registry().registered()}
+        packages = [p for p in find_model_packages() if str(Path(p).resolve()) not in registered]
     except Exception as exc:  # a broken package folder must not break the GUI
         log.warning("could not list model packages: %s", exc)
         return []
-    for item in packages:
-        path = str(getattr(item, "path", item))
-        found.append((package_label(path), path))
-    return found
+    return [(package_label(str(p)), str(p)) for p in packages]
 
 
 def package_label(path: str, suffix: str = "") -> str:
@@ -52,29 +47,8 @@ def package_label(path: str, suffix: str = "") -> str:
     return f"{card.name} {card.version}{suffix} ({data})"
 
 
-class ModelRegistry:
-    """The list of registered (retrained) model package paths."""
-
-    def __init__(self, path: Optional[os.PathLike] = None) -> None:
-        self.path = Path(path) if path is not None else default_registry_path()
-
-    def registered(self) -> List[str]:
-        """Registered paths that still exist, in registration order."""
-        if not self.path.exists():
-            return []
-        try:
-            items = json.loads(self.path.read_text(encoding="utf-8")).get("models", [])
-        except (ValueError, AttributeError):
-            log.warning("%s is not a model registry; ignoring it", self.path)
-            return []
-        return [str(p) for p in items if Path(str(p)).exists()]
-
-    def register(self, model_path: os.PathLike) -> None:
-        """Add a model package path (idempotent)."""
-        path = str(Path(model_path).expanduser().resolve())
-        items = [p for p in self.registered() if p != path] + [path]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.path, json.dumps({"models": items}, indent=2) + "\n")
+class ModelRegistry(LibraryModelRegistry):
+    """The library's registry plus the Segment panel's list of models."""
 
     def available(self) -> List[Tuple[str, str]]:
         """``(label, path)`` of installed packages, then registered ones not already listed."""

@@ -63,8 +63,8 @@ def volume_from_node(node) -> Volume:
         raise GeometryError(f"volume node {node.GetName()!r} is not a 3D scalar volume (array shape {array.shape}); "
                             "convert vector/colour volumes to scalar first")
     if node.GetParentTransformNode() is not None:
-        log.warning("volume %r is under a transform; OrganSeg uses its untransformed grid (harden the "
-                    "transform first to segment in the transformed space)", node.GetName())
+        log.info("volume %r is under transform %r: OrganSeg works on its local grid and puts results under "
+                 "the same transform", node.GetName(), node.GetParentTransformNode().GetName())
     return Volume(array, ijk_to_ras_of(node))
 
 
@@ -151,9 +151,50 @@ def ensure_organ_segment(segmentation_node, organ: Organ) -> str:
 
 def set_reference_geometry(segmentation_node, reference_volume_node) -> None:
     """Segmentation labelmaps on the CT's grid, and the reference role DICOM SEG export and the
-    ``slicer.util`` segment helpers use."""
+    ``slicer.util`` segment helpers use; an empty segmentation also goes under the CT's parent
+    transform (``follow_parent_transform``)."""
     segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
     segmentation_node.SetNodeReferenceID(REFERENCE_ROLE, reference_volume_node.GetID())
+    if segmentation_node.GetSegmentation().GetNumberOfSegments() == 0:
+        follow_parent_transform(segmentation_node, reference_volume_node)
+
+
+# --- parent transforms ------------------------------------------------------------------------------
+def follow_parent_transform(node, reference_node) -> None:
+    """Put ``node`` under ``reference_node``'s parent transform (or under none when it has none).
+
+    OrganSeg computes labels on the CT's local (untransformed) grid; a segmentation in the same
+    local frame under the same transform then sits on the CT in world coordinates, whatever the
+    transform (shift, rotation, even non-linear), with no resampling.
+    """
+    wanted = reference_node.GetTransformNodeID()
+    if node.GetTransformNodeID() != wanted:
+        node.SetAndObserveTransformNodeID(wanted)
+
+
+def matrix_between_parents(source_node, target_node) -> np.ndarray:
+    """4x4 from ``source_node``'s local RAS frame to ``target_node``'s (identity under the same
+    parent transform).
+
+    Raises:
+        GeometryError: a transform between them is not linear (harden it first).
+    """
+    if source_node.GetTransformNodeID() == target_node.GetTransformNodeID():
+        return np.eye(4)
+    return np.linalg.inv(_local_to_world(target_node, source_node)) @ _local_to_world(source_node, target_node)
+
+
+def _local_to_world(node, other) -> np.ndarray:
+    parent = node.GetParentTransformNode()
+    if parent is None:
+        return np.eye(4)
+    if not parent.IsTransformToWorldLinear():
+        raise GeometryError(
+            f"transform {parent.GetName()!r} of {node.GetName()!r} is not linear and {other.GetName()!r} is not "
+            f"under it; harden it, or put {other.GetName()!r} under the same transform")
+    matrix = vtk.vtkMatrix4x4()
+    parent.GetMatrixTransformToWorld(matrix)
+    return vtk_matrix_to_numpy(matrix)
 
 
 def _organs(organs: Optional[Iterable]) -> tuple:
@@ -206,7 +247,13 @@ def labels_to_segmentation(labels: Volume, segmentation_node, reference_volume_n
     remapped = np.zeros(labels.shape, dtype=np.uint8)
     for index, organ in enumerate(organs, start=1):
         remapped[labels.array == organ.value] = index
-    temp = node_from_volume(labels.with_array(remapped), scene, "OrganSegImportTemp", labelmap=True)
+    # The labels are on the CT's local grid. The temporary labelmap goes under the segmentation's
+    # own transform with its grid moved into that frame, so the import itself never has to apply a
+    # transform (slicer-core 5.11 applies one twice when the two differ).
+    ct_to_segmentation = matrix_between_parents(reference_volume_node, segmentation_node)
+    temp = node_from_volume(Volume(remapped, ct_to_segmentation @ labels.ijk_to_ras), scene,
+                            "OrganSegImportTemp", labelmap=True)
+    follow_parent_transform(temp, segmentation_node)
     try:
         id_array = vtk.vtkStringArray()
         for segment_id in ids:

@@ -179,6 +179,24 @@ class WorkflowLogic:
         name = storage.GetFileName() if storage is not None else None
         return str(name) if name else f"Slicer node {ct_node.GetName()!r}"
 
+    # --- DICOM SEG -------------------------------------------------------------------------------
+    def export_dicom_seg(self, ct_node, segmentation_node, source_series_dir: str, path: str) -> str:
+        """Write the organ segments as a DICOM SEG referencing the CT's own DICOM series (for PACS)::
+
+            logic.export_dicom_seg(ctNode, segNode, "/dicom/patient1/CT", "/out/organs.dcm")
+
+        ``source_series_dir`` is the series folder the CT node was loaded from; the segments are
+        exported on the CT's grid, which must be that series' grid (else GeometryError).
+        """
+        from organseglib.dicom_seg import write_dicom_seg
+        from organseglib.organs import organ_by_key
+
+        labels, ignored = bridge.segmentation_to_labels(segmentation_node, ct_node, scene=self.scene)
+        if ignored:
+            log.warning("segments %s match no organ and are not in the DICOM SEG", ", ".join(ignored))
+        organs = [organ_by_key(key) for key in bridge.segment_ids_by_organ(segmentation_node)]
+        return str(write_dicom_seg(labels, source_series_dir, path, organs=organs))
+
     # --- 4. retrain -------------------------------------------------------------------------------
     def start_retrain(self, data_folder: str, out_model: str, init_model: Optional[str] = None,
                       device: str = "auto", iterations: Optional[int] = None,

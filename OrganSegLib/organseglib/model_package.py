@@ -356,9 +356,14 @@ def bundled_models_folder() -> Path:
 
 
 def model_search_paths() -> list[Path]:
-    """Folders searched for packages: ``$ORGANSEG_MODELS`` entries first, then the bundled models."""
+    """Where packages are searched: ``$ORGANSEG_MODELS`` entries first, then the packages of the
+    user's registry (``organseglib.model_registry``, where Slicer's Retrain registers), newest first,
+    then the bundled models."""
+    from .model_registry import ModelRegistry
+
     extra = [Path(p).expanduser() for p in os.environ.get(ENV_MODELS, "").split(os.pathsep) if p.strip()]
-    return extra + [bundled_models_folder()]
+    registered = [Path(p) for p in reversed(ModelRegistry().registered())]
+    return extra + registered + [bundled_models_folder()]
 
 
 def find_model_packages(search_paths: Optional[Iterable[PathLike]] = None) -> list[Path]:
@@ -403,7 +408,8 @@ def resolve_model(spec: Optional[PathLike]) -> Path:
         return matches[0]
     names = ", ".join(p.name for p in find_model_packages()) or "none"
     raise ModelPackageError(f"model {str(spec)!r} is neither a folder nor a known package name (found: {names}); "
-                            f"pass a package folder or add its parent to ${ENV_MODELS}")
+                            f"pass a package folder, add its parent to ${ENV_MODELS}, or register it "
+                            "(organseglib.model_registry)")
 
 
 __all__ = ["CARD_FILE", "FORMAT", "FORMAT_VERSION", "ModelCard", "WEIGHTS_FILE", "default_classes",

@@ -46,6 +46,17 @@ def test_missing_requirements_keeps_installed_and_protected_packages():
     assert missing == ["fill-voids>=2.0"]
 
 
+def test_environment_markers_are_honoured_and_dropped():
+    missing = deps.missing_requirements(
+        ["highdicom>=0.28; python_version >= '3.10'", "oldthing>=1; python_version < '3.0'", "scipy>=1.10"],
+        version_of=lambda name: None)
+    # a space-joined pip_install string (Slicer < 5.12) must not carry the marker's spaces
+    assert missing == ["highdicom>=0.28", "scipy>=1.10"]
+    assert deps.requirement_applies("scipy") and not deps.requirement_applies("x; python_version < '3.0'")
+    with pytest.raises(ValueError, match="invalid environment marker"):
+        deps.requirement_applies("x; python_versio >= '3'")
+
+
 def test_nothing_missing_means_no_prompt(monkeypatch):
     monkeypatch.setattr(deps, "installed_version", lambda name: "1.0")
     fake = FakeSlicer(new_api=False)

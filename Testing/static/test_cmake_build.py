@@ -86,6 +86,9 @@ def test_module_package_and_resources_are_installed(installed):
     links = [p for p in lib.rglob("*") if p.is_symlink()]
     assert links == [], f"installed symlinks (dangling once packaged): {links}"
     assert not list(lib.rglob("__pycache__"))
+    # the icon sits where ScriptedLoadableModule looks: <dir of OrganSeg.py>/Resources/Icons/OrganSeg.png
+    icon = lib / "Resources" / "Icons" / "OrganSeg.png"
+    assert icon.read_bytes() == (REPO / "OrganSeg" / "Resources" / "Icons" / "OrganSeg.png").read_bytes()
 
 
 def test_installed_library_loads_its_organ_table(installed):

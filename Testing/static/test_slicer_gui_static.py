@@ -222,10 +222,17 @@ def test_top_level_cmake_has_the_extension_metadata():
         assert (REPO / relative).is_file(), f"{variable} names {relative}, which is not in the repository"
 
 
-def test_icon_is_a_128_pixel_png():
-    data = (REPO / "Resources" / "Icons" / "OrganSeg.png").read_bytes()
+def test_icon_is_a_128_pixel_png_where_slicer_looks_for_it():
+    # ScriptedLoadableModule.__init__ sets parent.icon from <dir of OrganSeg.py>/Resources/Icons/OrganSeg.png
+    # (or .svg): the source-tree load uses this file, the build installs it at the same relative place.
+    icon = REPO / "OrganSeg" / "Resources" / "Icons" / "OrganSeg.png"
+    data = icon.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", data[16:24]) == (128, 128)
+    assert not (REPO / "Resources" / "Icons" / "OrganSeg.png").exists(), "one icon, not two copies to drift"
+    cmake = (REPO / "OrganSeg" / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert re.search(r"RESOURCES \$\{MODULE_PYTHON_RESOURCES\}", cmake)
+    assert "Resources/Icons/${MODULE_NAME}.png" in cmake
 
 
 def test_organseglib_imports_no_qt_or_slicer():

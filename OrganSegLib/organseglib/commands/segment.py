@@ -2,8 +2,9 @@
 
 By default hybrid: lungs and bone from the morphological auto-labelers (more accurate than the
 network in the paper, section VI-C), liver, kidneys and bladder from the network (the bundled demo
-model unless ``--model``), each cleaned to its plausible components. Writes ``.nii.gz``, ``.nrrd`` or a
-Slicer ``.seg.nrrd`` (names, colours, terminology), atomically; never overwrites its input.
+model unless ``--model``), each cleaned to its plausible components. Writes ``.nii.gz``, ``.nrrd``, a
+Slicer ``.seg.nrrd`` (names, colours, terminology) or, for a DICOM series input, a DICOM SEG ``.dcm``
+referencing that series; atomically; never overwrites its input.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 
 from ..atomic import check_not_input, double_suffix
 from ..cli import add_progress_argument
+from ..dicom_seg import check_dicom_seg_request, is_dicom_seg_path, write_dicom_seg
 from ..io import LABEL_EXTENSIONS, read_ct, write_labels
 from ..errors import InputError, UnsupportedFormatError
 from ..morphology import count_values
@@ -30,7 +32,7 @@ def register(sub) -> None:
     p = sub.add_parser("segment", help="segment lungs, liver, bone, kidneys and bladder in a CT",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ct", help="CT image (.nii.gz, .nrrd, .mha, DICOM folder)")
-    p.add_argument("-o", "--output", required=True, help="label output: .nii.gz, .nrrd or .seg.nrrd")
+    p.add_argument("-o", "--output", required=True, help="label output: .nii.gz, .nrrd, .seg.nrrd, or .dcm (DICOM SEG; the input must be a DICOM series folder)")
     p.add_argument("--model", default=None,
                    help="model package folder or name (default: the bundled demo model, trained on phantoms only)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
@@ -50,8 +52,11 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if double_suffix(args.output) not in LABEL_EXTENSIONS:
-        raise UnsupportedFormatError(f"cannot write {args.output!r}: use one of {', '.join(LABEL_EXTENSIONS)}")
+    if is_dicom_seg_path(args.output):
+        check_dicom_seg_request(args.output, args.ct)  # a DICOM series input, checked before any work
+    elif double_suffix(args.output) not in LABEL_EXTENSIONS:
+        raise UnsupportedFormatError(f"cannot write {args.output!r}: use one of {', '.join(LABEL_EXTENSIONS)} "
+                                     "or .dcm (DICOM SEG, for a DICOM series input)")
     check_not_input(args.output, [args.ct, args.model])
     config = SegmentConfig(
         organs=args.organs, autolabel_organs=() if args.network_only else args.autolabel_organs,
@@ -62,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
     ct = read_ct(args.ct)
     labels = segment_ct(ct, args.model, config, args.device, progress.sub(0.05, 0.97))
     progress(0.98, f"writing {args.output}")
-    write_labels(labels, args.output, organs=[organ_by_value(v) for v in _values(config)])
+    organs = [organ_by_value(v) for v in _values(config)]
+    if is_dicom_seg_path(args.output):
+        write_dicom_seg(labels, args.ct, args.output, organs=organs, reference=ct)
+    else:
+        write_labels(labels, args.output, organs=organs)
     seconds = time.perf_counter() - start
     voxel_ml = float(np.prod(ct.spacing)) / 1000.0
     counts = count_values(labels.array)  # fastremap: one pass over the native labels
