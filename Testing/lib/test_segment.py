@@ -247,3 +247,40 @@ def test_a_nan_voxel_is_reported_as_bad_input_not_as_corrupt_weights(chest):
     array[3, 4, 5] = np.nan
     with pytest.raises(NotCTError, match="1 NaN or infinite voxels"):
         segment_ct(chest.ct.with_array(array), fake(RULES), SegmentConfig(autolabel_organs=()), device="cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stored", ["LPS", "RAS"])
+def test_a_hybrid_run_computes_the_body_mask_once_and_reorients_the_ct_once(chest, stored, monkeypatch):
+    """The body mask serves the auto-labelers and the network's crop; the CT is put into the working
+    axis order once (the auto-labelers receive it already in that order: no second copy)."""
+    import organseglib.body as body_mod
+    import organseglib.orientation as orientation_mod
+    from organseglib.body import body_masks
+    from organseglib.orientation import reorient
+
+    ct, _ = reorient(chest.ct, stored)
+    expected = segment_ct(ct, fake(RULES, spacing_mm=6.0), device="cpu").array
+    calls = {"body": 0, "copies": 0}
+
+    def counting_body(*args, **kwargs):
+        calls["body"] += 1
+        return body_masks(*args, **kwargs)
+
+    def counting_reorient(volume, code="LPS"):
+        out = reorient(volume, code)
+        if volume.shape == ct.shape and np.issubdtype(volume.array.dtype, np.floating) \
+                and not np.shares_memory(out[0].array, volume.array):
+            calls["copies"] += 1  # a native-size CT array rearranged
+        return out
+
+    monkeypatch.setattr(body_mod, "body_masks", counting_body)
+    monkeypatch.setattr(orientation_mod, "reorient", counting_reorient)
+    out = segment_ct(ct, fake(RULES, spacing_mm=6.0), device="cpu").array
+    assert calls["body"] == 1
+    assert calls["copies"] == (0 if stored == "LPS" else 1)
+    np.testing.assert_array_equal(out, expected)
+    # the auto-labelers given the body mask label exactly as when they compute it themselves
+    lps, _ = reorient(ct, "LPS")
+    masks = body_masks(np.asarray(lps.array, np.float32), lps.array_spacing)
+    np.testing.assert_array_equal(autolabel(lps, body=masks).array, autolabel(lps).array)
