@@ -5,7 +5,6 @@ GUI and calls the Logic; the Logic (``OrganSegLogic``, usable from the Python co
 MRML nodes and calls ``organseglib``; long work runs in a child process polled by a QTimer.
 """
 
-import datetime
 import os
 import pathlib
 
@@ -20,12 +19,12 @@ from slicer.util import VTKObservationMixin
 from OrganSegCommon import resource_path
 from OrganSegCommon.dependencies import ensure_python_packages, ensure_torch
 from OrganSegCommon.jobs import describe_record
-from OrganSegCommon.model_registry import default_registry_path
-from OrganSegCommon.selftest import OrganSegTest  # noqa: F401  (found by Slicer's test runner)
+from OrganSegCommon.selftest import OrganSegSelfTest
 from OrganSegCommon.workflows import WorkflowLogic
+from organseglib.devices import parse_device
+from organseglib.organs import organ_table
 
 MODULE_DIR = os.path.dirname(os.path.abspath(__file__))
-ORGAN_KEYS = ("lungs", "liver", "bone", "kidneys", "bladder")
 
 
 class OrganSeg(ScriptedLoadableModule):
@@ -61,29 +60,73 @@ class OrganSegParameterNode:
     retrainIterations: int = 2000
 
 
-class OrganSegLogic(ScriptedLoadableModuleLogic, WorkflowLogic):
+class OrganSegLogic(ScriptedLoadableModuleLogic):
     """Console API (all methods work without the GUI)::
 
         logic = OrganSeg.OrganSegLogic()
         seg = logic.segment(ctNode)                        # five organs, blocks
         logic.autolabel(ctNode, ["lungs"], seg)            # only the Lungs segment changes
         case = logic.save_to_training_set(ctNode, seg, "/data/organs", corrected_organs=["lungs"])
-        job = logic.start_retrain("/data/organs", "/data/models/m2"); job.wait()
+        job = logic.retrain("/data/organs", init_model=path); job.wait()   # new model, registered
+        job.cancel(); job = logic.retrain("/data/organs", init_model=path) # a stopped run continues
         logic.export_dicom_seg(ctNode, seg, "/dicom/CT_series", "/out/organs.dcm")  # DICOM SEG for PACS
+
+    The workflows themselves are ``OrganSegCommon.workflows.WorkflowLogic`` (``self.workflows``),
+    which works on any MRML scene without Slicer's application.
     """
 
-    def __init__(self, scene=None) -> None:
+    def __init__(self, scene=None, registry=None) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
-        WorkflowLogic.__init__(self, scene if scene is not None else slicer.mrmlScene)
+        self.workflows = WorkflowLogic(scene if scene is not None else slicer.mrmlScene, registry=registry)
 
     def getParameterNode(self):
         return OrganSegParameterNode(super().getParameterNode())
+
+    # --- the workflows (see WorkflowLogic for the arguments) -------------------------------------------
+    def segment(self, ct_node, segmentation_node=None, **kwargs):
+        return self.workflows.segment(ct_node, segmentation_node, **kwargs)
+
+    def start_segment(self, ct_node, segmentation_node=None, **kwargs):
+        return self.workflows.start_segment(ct_node, segmentation_node, **kwargs)
+
+    def autolabel(self, ct_node, organs=None, segmentation_node=None, **kwargs):
+        return self.workflows.autolabel(ct_node, organs, segmentation_node, **kwargs)
+
+    def start_autolabel(self, ct_node, organs=None, segmentation_node=None, **kwargs):
+        return self.workflows.start_autolabel(ct_node, organs, segmentation_node, **kwargs)
+
+    def save_to_training_set(self, ct_node, segmentation_node, folder, **kwargs):
+        return self.workflows.save_to_training_set(ct_node, segmentation_node, folder, **kwargs)
+
+    def retrain(self, data_folder, init_model=None, **kwargs):
+        """A new model package from ``init_model`` fine-tuned on ``data_folder``; continues the last
+        run on the same folder and model when that was stopped (``WorkflowLogic.retrain``)."""
+        return self.workflows.retrain(data_folder, init_model, **kwargs)
+
+    def start_retrain(self, data_folder, out_model, **kwargs):
+        return self.workflows.start_retrain(data_folder, out_model, **kwargs)
+
+    @property
+    def last_retrain(self):
+        return self.workflows.last_retrain
+
+    def available_models(self):
+        return self.workflows.available_models()
+
+    def export_dicom_seg(self, ct_node, segmentation_node, source_series_dir, path):
+        return self.workflows.export_dicom_seg(ct_node, segmentation_node, source_series_dir, path)
 
     def ensureDependencies(self, needTorch: bool = False) -> None:
         """Install missing Python packages (one confirmation); torch via the PyTorch extension."""
         ensure_python_packages(slicer, resource_path(MODULE_DIR, "requirements.txt"))
         if needTorch:
             ensure_torch()
+
+
+class OrganSegTest(OrganSegSelfTest):
+    """Slicer's self-test of this module (Reload and Test); the tests are in OrganSegCommon.selftest."""
+
+    logicClass = OrganSegLogic
 
 
 class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
@@ -99,8 +142,6 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.jobButton = None
         self.jobButtonText = ""
         self.editor = None
-        self.retrainOutput = self.retrainModel = None
-        self.stoppedRetrain = None  # (training set, model, output) of a run ended with Stop: Retrain continues it
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -188,7 +229,7 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.modelComboBox.setCurrentIndex(max(index, 0))
 
     def selectedDevice(self) -> str:
-        return {"CPU": "cpu", "GPU": "cuda"}.get(self.ui.deviceComboBox.currentText, "auto")
+        return parse_device(self.ui.deviceComboBox.currentText)  # "Auto", "CPU", "GPU"
 
     # --- workflows -------------------------------------------------------------------------------------
     def onSegmentButton(self) -> None:
@@ -224,7 +265,7 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onSaveTrainingButton(self) -> None:
         with slicer.util.tryWithErrorDisplay("Could not save to the training set.", waitCursor=True):
             p = self._parameterNode
-            corrected = [k for k in ORGAN_KEYS if getattr(p, "corrected" + k.capitalize())]
+            corrected = [o.key for o in organ_table() if getattr(p, "corrected" + o.key.capitalize())]
             case = self.logic.save_to_training_set(p.inputVolume, p.segmentation, self.datasetFolder(),
                                                    corrected_organs=corrected)
             self.ui.statusLabel.text = f"Saved case {case.id} ({case.volume}, {case.labels}) to {self.datasetFolder()}"
@@ -235,31 +276,10 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Could not start retraining.", waitCursor=True):
             self.logic.ensureDependencies(needTorch=True)
             p = self._parameterNode
-            model = self.ui.modelComboBox.currentData
-            stopped = self.stoppedRetrain
-            if stopped is not None and stopped[:2] == (str(self.datasetFolder()), model):
-                out = stopped[2]  # the same training set and model: continue from the kept checkpoint
-            else:
-                out = self.newRetrainOutput()
-            self.stoppedRetrain = None
-            self.retrainOutput, self.retrainModel = out, model
             self.ui.retrainLog.clear()
-            job = self.logic.start_retrain(self.datasetFolder(), str(out), init_model=model,
-                                           device=self.selectedDevice(), iterations=p.retrainIterations)
+            job = self.logic.retrain(self.datasetFolder(), init_model=self.ui.modelComboBox.currentData,
+                                     device=self.selectedDevice(), iterations=p.retrainIterations)
             self.startJob(job, self.ui.retrainButton, runningText="Stop")
-
-    @staticmethod
-    def newRetrainOutput() -> pathlib.Path:
-        """A model folder no run has used (neither the package nor its ``.training`` checkpoint exists)."""
-        folder = default_registry_path().parent / "models"
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out, n = folder / f"retrained-{stamp}", 1
-        while out.exists() or out.with_name(out.name + ".training").exists():
-            n += 1
-            out = folder / f"retrained-{stamp}-{n}"
-        out.with_name(out.name + ".training").mkdir()  # reserve the name (the trainer's work folder)
-        return out
 
     # --- background job ---------------------------------------------------------------------------------
     def startJob(self, job, button, runningText: str = "Cancel") -> None:
@@ -283,9 +303,9 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.job.cancel()
         if self.jobButton is self.ui.retrainButton:  # Stop: the trainer's checkpoint folder is kept
-            self.stoppedRetrain = (str(self.datasetFolder()), self.retrainModel, self.retrainOutput)
             self.endJob(f"{self.job.title}: stopped; no model registered (checkpoint kept in "
-                        f"{self.retrainOutput}.training; Retrain with the same training set and model continues it).")
+                        f"{self.logic.last_retrain.output}.training; Retrain with the same training set and "
+                        "model continues it).")
         else:
             self.endJob(f"{self.job.title}: cancelled.")
 
@@ -308,13 +328,17 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             slicer.util.errorDisplay(job.error, windowTitle=f"OrganSeg: {job.title} failed")
             return
         self.ui.progressBar.value = 100
-        if self.jobButton is self.ui.retrainButton:
+        warnings = "".join(f"\nWarning: {w}" for w in job.warnings)
+        if self.jobButton is self.ui.retrainButton and job.output is None:  # stopped before its last iteration
+            self.endJob(f"{job.title}: ended before its last iteration; no model registered (checkpoint kept in "
+                        f"{self.logic.last_retrain.output}.training).{warnings}")
+        elif self.jobButton is self.ui.retrainButton:
             self.refreshModels()
-            self.endJob(f"{job.title}: done; new model registered: {job.output}")
+            self.endJob(f"{job.title}: done; new model registered: {job.output}{warnings}")
         else:
             if job.output is not None and self._parameterNode is not None:
                 self._parameterNode.segmentation = job.output
-            self.endJob(f"{job.title}: done.")
+            self.endJob(f"{job.title}: done.{warnings}")
 
     def endJob(self, message: str) -> None:
         self.timer.stop()

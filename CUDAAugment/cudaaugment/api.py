@@ -51,7 +51,7 @@ def apply(params: AugmentParams, image, label=None, backend: str = "scipy",
         lab = None if label is None else label[None]
         out, lab_out = apply_torch_batch([params], image[None], lab, options.get("device"))
         return out[0], None if lab_out is None else lab_out[0]
-    from .backend_cupy import apply_cupy
+    from .pipeline import apply_cupy
     return apply_cupy(params, image, label, **options)
 
 

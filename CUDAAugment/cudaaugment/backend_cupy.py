@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import math
 from importlib import resources
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from .arrays import check_image, check_label
 from .errors import AugmentError, BackendUnavailableError
 from .params import AugmentParams
 
@@ -150,39 +149,3 @@ def launch(params: AugmentParams, kernel_name: str, device: int, image, label_in
     with stream:
         kernel((math.ceil(n / BLOCK),), (BLOCK,),
                kernel_args(params, image, label_in, tex, image_out, label_out))
-
-
-def apply_cupy(params: AugmentParams, image, label=None, interpolation: str = "software",
-               device: Optional[int] = None) -> Tuple[Any, Optional[Any]]:
-    """Augment one volume on the GPU.
-
-    Args:
-        params: the drawn parameters.
-        image: (z, y, x) numpy or cupy array.
-        label: (z, y, x) integer numpy or cupy array, or None.
-        interpolation: "software" or "texture".
-        device: CUDA device id; default the current one.
-
-    Returns:
-        ``(image_out, label_out or None)``: cupy arrays on the device if ``image`` is a cupy
-        array, else numpy arrays.
-
-    Raises:
-        AugmentError: bad arrays or parameters. BackendUnavailableError: no CuPy or GPU.
-    """
-    cupy = import_cupy()
-    check_image(image, params)
-    if label is not None:
-        check_label(label, image)
-    from .pipeline import Pipeline
-
-    on_device = isinstance(image, cupy.ndarray)
-    dev = device if device is not None else cupy.cuda.Device().id
-    with Pipeline(devices=[dev], interpolation=interpolation,
-                  output="device" if on_device else "host") as pipe:
-        pipe.submit(params, image, label)
-        out, lab = pipe.get()
-    if not on_device:
-        out = np.array(out)
-        lab = None if lab is None else np.array(lab)
-    return out, lab

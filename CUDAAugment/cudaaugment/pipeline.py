@@ -297,6 +297,40 @@ class Pipeline:
                             runtime.memcpyDeviceToHost, stream.ptr)
 
 
+def apply_cupy(params: AugmentParams, image, label=None, interpolation: str = "software",
+               device: Optional[int] = None) -> Tuple[Any, Optional[Any]]:
+    """Augment one volume on the GPU (a one-volume ``Pipeline``).
+
+    Args:
+        params: the drawn parameters.
+        image: (z, y, x) numpy or cupy array.
+        label: (z, y, x) integer numpy or cupy array, or None.
+        interpolation: "software" or "texture".
+        device: CUDA device id; default the current one.
+
+    Returns:
+        ``(image_out, label_out or None)``: cupy arrays on the device if ``image`` is a cupy
+        array, else numpy arrays.
+
+    Raises:
+        AugmentError: bad arrays or parameters. BackendUnavailableError: no CuPy or GPU.
+    """
+    cupy = import_cupy()
+    check_image(image, params)
+    if label is not None:
+        check_label(label, image)
+    on_device = isinstance(image, cupy.ndarray)
+    dev = device if device is not None else cupy.cuda.Device().id
+    with Pipeline(devices=[dev], interpolation=interpolation,
+                  output="device" if on_device else "host") as pipe:
+        pipe.submit(params, image, label)
+        out, lab = pipe.get()
+    if not on_device:
+        out = np.array(out)
+        lab = None if lab is None else np.array(lab)
+    return out, lab
+
+
 def as_torch(array):
     """Hand a cupy array to PyTorch without a copy (DLPack); the tensor shares GPU memory."""
     import torch

@@ -15,20 +15,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence
 
+from organseglib.devices import parse_device
+from organseglib.progress import parse_record, validation_summary
+
 from .process_runner import CANCELLED, DONE, ERROR, ProcessRunner, ProgressRecord, python_command
 
 log = logging.getLogger(__name__)
-
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def check_device(device: str) -> str:
-    """``"auto"``, ``"cpu"`` or ``"cuda"`` (``"gpu"`` accepted for ``"cuda"``)."""
-    value = str(device).strip().lower()
-    value = "cuda" if value == "gpu" else value
-    if value not in DEVICES:
-        raise ValueError(f"device must be one of auto, cpu, gpu (cuda); got {device!r}")
-    return value
 
 
 def library_pythonpath(env: Optional[dict] = None) -> dict:
@@ -52,7 +44,7 @@ def library_pythonpath(env: Optional[dict] = None) -> dict:
 def segment_command(ct_path: str, out_path: str, model: Optional[str] = None, device: str = "auto",
                     python: Optional[Sequence[str]] = None) -> List[str]:
     args = list(python or python_command()) + ["segment", str(ct_path), "--output", str(out_path),
-                                                "--device", check_device(device)]
+                                                "--device", parse_device(device)]
     if model:
         args += ["--model", str(model)]
     return args + ["--progress", "json"]
@@ -67,7 +59,7 @@ def autolabel_command(ct_path: str, out_path: str, organs: Sequence[str],
 def train_command(data: str, out_model: str, init_model: Optional[str] = None, device: str = "auto",
                   iterations: Optional[int] = None, python: Optional[Sequence[str]] = None) -> List[str]:
     args = list(python or python_command()) + ["train", "--data", str(data), "--out", str(out_model),
-                                               "--device", check_device(device)]
+                                               "--device", parse_device(device)]
     if init_model:
         args += ["--init", str(init_model)]
     if iterations:
@@ -76,37 +68,18 @@ def train_command(data: str, out_model: str, init_model: Optional[str] = None, d
 
 
 def describe_record(record: ProgressRecord) -> str:
-    """One status line: message plus iteration / loss / validation Dice when the record has them."""
-    fields = record.fields
-    parts = []
-    if "iteration" in fields:
-        total = fields.get("iterations")
-        parts.append(f"iteration {fields['iteration']}" + (f"/{total}" if total else ""))
-    if isinstance(fields.get("loss"), (int, float)):
-        parts.append(f"loss {fields['loss']:.4f}")
-    dice = _validation_dice(fields)
+    """One status line: the record's message, then in brackets the validation Dice when the trainer's
+    record has one (its ``validation`` field) and the warnings of a done record."""
+    extras = []
+    dice = validation_summary(record.validation)
     if dice is not None:
-        parts.append(dice)
-    text = ", ".join(parts)
+        extras.append(dice)
+    if record.warnings:
+        count = len(record.warnings)
+        extras.append(f"{count} warning{'s' if count > 1 else ''}: " + "; ".join(record.warnings))
+    extra = "; ".join(extras)
     message = record.message.strip()
-    return f"{message} ({text})" if message and text else (message or text or record.stage)
-
-
-def _validation_dice(fields: dict) -> Optional[str]:
-    """``validation Dice 0.812`` from a number (``val_dice``) or from the trainer's validation record
-    ``{"validation": {"dice": {organ: value}}}`` (mean over organs, then each organ)."""
-    for key in ("val_dice", "validation_dice"):
-        if isinstance(fields.get(key), (int, float)):
-            return f"validation Dice {fields[key]:.3f}"
-    validation = fields.get("validation")
-    per_organ = validation.get("dice") if isinstance(validation, dict) else None
-    if isinstance(per_organ, dict) and per_organ:
-        values = {k: float(v) for k, v in per_organ.items() if isinstance(v, (int, float))}
-        if values:
-            mean = sum(values.values()) / len(values)
-            detail = ", ".join(f"{k} {v:.3f}" for k, v in values.items())
-            return f"validation Dice {mean:.3f} ({detail})"
-    return None
+    return f"{message} ({extra})" if message and extra else (message or extra or record.stage)
 
 
 class Job:
@@ -129,7 +102,6 @@ class Job:
         self.workdir = workdir
         self.output: Any = None
         self.error: Optional[str] = None
-        self.history: List[ProgressRecord] = []
         self._closed = False
 
     def start(self) -> "Job":
@@ -154,18 +126,19 @@ class Job:
         return self._closed
 
     @property
-    def fraction(self) -> Optional[float]:
-        latest = self.runner.latest
-        return latest.progress if latest is not None else None
+    def warnings(self) -> tuple:
+        """The warnings of the child's done record (empty until it is done, or when all is well)."""
+        return parse_record(self.runner.result).warnings if self.runner.result else ()
 
     def poll(self) -> List[ProgressRecord]:
         """New progress records; on the child's end, run ``finish`` or record the error."""
         if self._closed:
             return []
         records = self.runner.poll()
-        self.history.extend(records)
         state = self.runner.state
         if state == DONE:
+            for warning in self.warnings:  # the console sees them too (the Widget shows them in its status)
+                log.warning("%s: %s", self.title, warning)
             try:
                 self.output = self._finish(self.runner.result or {})
             except Exception as exc:  # the result could not be read back: show why

@@ -18,7 +18,8 @@ import slicer.util
 import vtk
 
 from organseglib.errors import GeometryError, InputError
-from organseglib.organs import Organ, check_label_values, organ_table, parse_organ_list
+from organseglib.organs import (Organ, check_label_values, organ_for_segment, organ_table, parse_organ_list,
+                                terminology_type_code)
 from organseglib.volume import Volume
 
 log = logging.getLogger(__name__)
@@ -84,15 +85,6 @@ def node_from_volume(volume: Volume, scene, name: str, labelmap: bool = False):
 
 
 # --- segments <-> organs ---------------------------------------------------------------------------
-def _terminology_type_code(entry: str) -> Optional[str]:
-    """The type code value of a terminology entry string (``context~category~type~...``)."""
-    fields = entry.split("~") if entry else []
-    if len(fields) < 3:
-        return None
-    codes = fields[2].split("^")
-    return codes[1] if len(codes) > 1 and codes[1] else None
-
-
 def segment_terminology(segment) -> str:
     """The segment's terminology entry string ("" when it has none)."""
     value = vtk.reference("")
@@ -101,19 +93,11 @@ def segment_terminology(segment) -> str:
 
 
 def organ_of_segment(segment) -> Optional[Organ]:
-    """The organ a segment stands for: by terminology type code first, then by name (``"Liver"``,
-    ``"liver"``, ``"Lung"``); None when it matches no organ of the table."""
+    """The organ a ``vtkSegment`` stands for (``organseglib.organs.organ_for_segment``: terminology
+    type code first, then name); None when it matches no organ of the table."""
     if segment is None:
         return None
-    code = _terminology_type_code(segment_terminology(segment))
-    for organ in organ_table():
-        if code is not None and code == organ.type[1]:
-            return organ
-    name = (segment.GetName() or "").strip().lower()
-    for organ in organ_table():
-        if name in (organ.key, organ.name.lower(), organ.type[2].lower()):
-            return organ
-    return None
+    return organ_for_segment(segment.GetName(), terminology_type_code(segment_terminology(segment)))
 
 
 def segment_ids_by_organ(segmentation_node) -> dict:

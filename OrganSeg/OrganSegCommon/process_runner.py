@@ -1,21 +1,22 @@
 """Run an ``organseg ... --progress json`` child process and poll it without blocking (no Qt).
 
-The child writes one JSON object per line on stdout::
+The child writes one JSON object per line on stdout, the records ``organseglib.progress`` defines
+(the one definition of the protocol; this module reads it with that module's ``parse_record``)::
 
     {"stage": "segment", "progress": 0.42, "message": "tile 5/12"}
-    {"stage": "segment", "progress": 1.0, "status": "done", "out": "/tmp/labels.nii.gz"}
+    {"stage": "segment", "progress": 1.0, "status": "done", "output": "/tmp/labels.nii.gz", "warnings": []}
     {"stage": "segment", "status": "error", "message": "ct.nrrd: ... (the fix)"}
 
 Reader threads move stdout/stderr lines into queues; ``poll()`` drains them and is cheap enough to
 call from a ``QTimer`` every 100-200 ms, so the Slicer GUI stays responsive. ``cancel()`` kills the
 whole process tree (the child runs in its own process group / session), and a failure is reported
-with the child's own message, not "non-zero exit status".
+with the child's own message, not "non-zero exit status". Exit status 3 after a done record is a
+result with warnings (``result["warnings"]``), not a failure.
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import logging
 import os
 import queue
@@ -24,34 +25,19 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, List, Optional, Sequence
+from typing import Callable, Deque, List, Optional, Sequence
+
+from organseglib.progress import Record as ProgressRecord
+from organseglib.progress import done_record, parse_line, parse_record
 
 log = logging.getLogger(__name__)
 
 RUNNING, DONE, ERROR, CANCELLED, NOT_STARTED = "running", "done", "error", "cancelled", "not started"
-
-
-@dataclass
-class ProgressRecord:
-    """One progress line of the child: fraction 0..1 (None when the line had none) and message."""
-
-    stage: str
-    progress: Optional[float]
-    message: str
-    fields: Dict = field(default_factory=dict)
-
-
-def parse_line(line: str) -> Optional[dict]:
-    """A JSON object from one stdout line, or None for anything else (plain log text)."""
-    text = line.strip()
-    if not (text.startswith("{") and text.endswith("}")):
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
+# organseg's exit status when the output was written with warnings (organseglib.errors.EXIT_WARNINGS):
+# with a done record it is a result (its ``warnings`` list says what to look at), not a failure
+COMPLETED_WITH_WARNINGS = 3
+__all__ = ["CANCELLED", "DONE", "ERROR", "NOT_STARTED", "RUNNING", "ProcessRunner", "ProgressRecord",
+           "parse_line", "python_command"]
 
 
 def _reader(stream, lines: "queue.Queue[Optional[str]]") -> None:
@@ -84,7 +70,6 @@ class ProcessRunner:
         self.process: Optional[subprocess.Popen] = None
         self.result: Optional[dict] = None
         self.error: Optional[str] = None
-        self.latest: Optional[ProgressRecord] = None
         self.log_lines: Deque[str] = collections.deque(maxlen=200)
         self.stderr_tail: Deque[str] = collections.deque(maxlen=stderr_lines)
         self._out: "queue.Queue[Optional[str]]" = queue.Queue()
@@ -203,26 +188,21 @@ class ProcessRunner:
             if line.strip():
                 self.log_lines.append(line)
             return
-        status = record.get("status")
-        if status == "error":
-            self.error = str(record.get("message") or "the command failed without a message")
-        elif status == "done":
+        item = parse_record(record)
+        if item.kind == "error":
+            self.error = item.message or "the command failed without a message"
+        elif item.kind == "done":
             self.result = record
-        progress = record.get("progress")
-        item = ProgressRecord(stage=str(record.get("stage", "")),
-                              progress=float(progress) if isinstance(progress, (int, float)) else None,
-                              message=str(record.get("message", "")), fields=record)
-        self.latest = item
         records.append(item)
 
     def _finish(self) -> None:
         code = self.process.poll() if self.process is not None else None
         if self._cancelled or code is None:
             return
-        if self.error is None and code != 0:
+        if self.error is None and code != 0 and not (code == COMPLETED_WITH_WARNINGS and self.result is not None):
             self.error = self._stderr_message(code)
         elif self.error is None and self.result is None:
-            self.result = {"status": "done"}
+            self.result = done_record(os.path.basename(self.args[0]), None)  # exit 0, no done line
 
     def _stderr_message(self, code: int) -> str:
         lines = [line for line in self.stderr_tail if line.strip()]

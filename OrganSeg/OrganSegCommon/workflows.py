@@ -1,4 +1,4 @@
-"""The four workflows on MRML nodes, without Qt: the core of ``OrganSegLogic``.
+"""The four workflows on MRML nodes, without Qt: what ``OrganSegLogic`` holds (``logic.workflows``).
 
 ``WorkflowLogic(scene)`` works on any MRML scene, inside Slicer (``slicer.mrmlScene``) or headless
 on the ``slicer-core`` wheel. Each workflow has an in-process method for the Python console and
@@ -8,8 +8,10 @@ scripts (blocks until done) and, for long work, a ``start_*`` method returning a
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Sequence, Tuple
 
@@ -17,13 +19,13 @@ from organseglib.organs import organ_table, parse_organ_list
 from organseglib.volume import Volume
 
 from . import mrml_bridge as bridge
-from .jobs import Job, autolabel_command, check_device, make_workdir, segment_command, train_command
+from .jobs import Job, autolabel_command, make_workdir, segment_command, train_command
 from .model_registry import ModelRegistry
+from .process_runner import CANCELLED, DONE
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[float, str], None]
-AUTOLABEL_ORGANS = ("lungs", "bone")  # the organs morphology labels (paper, section III)
 
 
 def write_ct_for_child(ct: Volume, path: str) -> str:
@@ -36,21 +38,57 @@ def write_ct_for_child(ct: Volume, path: str) -> str:
     return str(path)
 
 
+@dataclass(frozen=True)
+class RetrainRun:
+    """One retraining started by ``WorkflowLogic.retrain``: what it trains on and where it writes."""
+
+    data_folder: str
+    init_model: Optional[str]
+    output: str
+    job: Job
+
+    def continues(self, data_folder: str, init_model: Optional[str]) -> bool:
+        """True when this run ended without error but before writing its model (stopped with
+        ``job.cancel()``, or a shorter run) and a retraining of the same training set and model should
+        pick up its checkpoint."""
+        return ((self.data_folder, self.init_model) == (_folder_key(data_folder), init_model)
+                and self.job.state in (CANCELLED, DONE) and not Path(self.output).exists())
+
+
+def _folder_key(folder: str) -> str:
+    return str(Path(folder).expanduser().resolve())
+
+
+def new_model_folder(folder: Path, prefix: str = "retrained") -> Path:
+    """A model folder ``<prefix>-<date>-<time>[-n]`` in ``folder`` that no run has used (neither the
+    package nor its ``.training`` checkpoint folder exists); the checkpoint folder is created to
+    reserve the name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out, n = folder / f"{prefix}-{stamp}", 1
+    while out.exists() or out.with_name(out.name + ".training").exists():
+        n += 1
+        out = folder / f"{prefix}-{stamp}-{n}"
+    out.with_name(out.name + ".training").mkdir()
+    return out
+
+
 class WorkflowLogic:
     """Segment, auto-label, save corrections and retrain, on the nodes of one MRML scene.
 
     Args:
         scene: the MRML scene (``slicer.mrmlScene`` in Slicer).
         registry: where retrained model packages are registered (default: the user's registry).
+        models_folder: where ``retrain`` puts new model packages (default: ``models`` beside the
+            registry file, e.g. ``~/.organseg/models``).
     """
 
-    def __init__(self, scene=None, registry: Optional[ModelRegistry] = None) -> None:
-        # Slicer's ScriptedLoadableModuleLogic.__init__ calls super().__init__() with no arguments,
-        # which reaches here first in OrganSegLogic's MRO; the explicit call then sets the scene.
-        if scene is not None or not hasattr(self, "scene"):
-            self.scene = scene
-        if registry is not None or not hasattr(self, "registry"):
-            self.registry = registry if registry is not None else ModelRegistry()
+    def __init__(self, scene, registry: Optional[ModelRegistry] = None,
+                 models_folder: Optional[os.PathLike] = None) -> None:
+        self.scene = scene
+        self.registry = registry if registry is not None else ModelRegistry()
+        self.models_folder = Path(models_folder) if models_folder is not None else self.registry.path.parent / "models"
+        self.last_retrain: Optional[RetrainRun] = None
 
     # --- nodes ------------------------------------------------------------------------------------
     def segmentation_for(self, ct_node, segmentation_node=None):
@@ -85,7 +123,7 @@ class WorkflowLogic:
         from organseglib.segment import segment_ct
 
         ct = bridge.volume_from_node(ct_node)
-        labels = segment_ct(ct, model=model, config=config, device=check_device(device), progress=progress)
+        labels = segment_ct(ct, model=model, config=config, device=device, progress=progress)
         organs = getattr(config, "organs", None)
         return self.apply_labels(labels, ct_node, segmentation_node, organs=organs)
 
@@ -97,10 +135,10 @@ class WorkflowLogic:
             lambda ct_path, out_path: segment_command(ct_path, out_path, model=model, device=device, python=python))
 
     # --- 2. auto-label ----------------------------------------------------------------------------
-    def autolabel(self, ct_node, organs: Iterable[str] = AUTOLABEL_ORGANS, segmentation_node=None,
+    def autolabel(self, ct_node, organs: Optional[Iterable[str]] = None, segmentation_node=None,
                   progress: Optional[ProgressCallback] = None):
-        """Morphological lungs and/or bone labels into a new or existing segmentation, in this
-        process; every other segment is left untouched. Returns the segmentation node."""
+        """Morphological lungs and/or bone labels (None: both) into a new or existing segmentation,
+        in this process; every other segment is left untouched. Returns the segmentation node."""
         from organseglib.autolabel import autolabel
 
         keys = self._autolabel_keys(organs)
@@ -108,7 +146,7 @@ class WorkflowLogic:
         labels = autolabel(ct, organs=keys, progress=progress)
         return self.apply_labels(labels, ct_node, segmentation_node, organs=keys)
 
-    def start_autolabel(self, ct_node, organs: Iterable[str] = AUTOLABEL_ORGANS, segmentation_node=None,
+    def start_autolabel(self, ct_node, organs: Optional[Iterable[str]] = None, segmentation_node=None,
                         python: Optional[Sequence[str]] = None) -> Job:
         keys = self._autolabel_keys(organs)
         return self._start_labelling_job(
@@ -129,11 +167,13 @@ class WorkflowLogic:
         return Job(title, command(ct_path, out_path), finish, workdir=workdir).start()
 
     @staticmethod
-    def _autolabel_keys(organs: Iterable[str]) -> List[str]:
-        keys = [o.key for o in parse_organ_list(list(organs))]
-        bad = [k for k in keys if k not in AUTOLABEL_ORGANS]
+    def _autolabel_keys(organs: Optional[Iterable[str]]) -> List[str]:
+        from organseglib.autolabel import SUPPORTED  # the organs morphology labels (paper, section III)
+
+        keys = [o.key for o in parse_organ_list(list(SUPPORTED if organs is None else organs))]
+        bad = [k for k in keys if k not in SUPPORTED]
         if bad:
-            raise ValueError(f"auto-labelling works for {', '.join(AUTOLABEL_ORGANS)} only; got {bad!r}. "
+            raise ValueError(f"auto-labelling works for {', '.join(SUPPORTED)} only; got {bad!r}. "
                              "Use 'Segment organs' for the liver, kidneys and bladder")
         return keys
 
@@ -209,7 +249,7 @@ class WorkflowLogic:
             raise FileExistsError(f"model output {out_model!r} exists; pick a new name (models are never overwritten)")
 
         def finish(result: dict) -> Optional[str]:
-            path = result.get("output", out_model)
+            path = result.get("output") or out_model
             if not path or not Path(path).exists():  # stopped before the last iteration: nothing to register
                 log.info("retraining ended without a model package (%s)", result)
                 return None
@@ -219,6 +259,25 @@ class WorkflowLogic:
         args = train_command(data_folder, out_model, init_model=init_model, device=device,
                              iterations=iterations, python=python)
         return Job("Retrain", args, finish).start()
+
+    def retrain(self, data_folder: str, init_model: Optional[str] = None, device: str = "auto",
+                iterations: Optional[int] = None, python: Optional[Sequence[str]] = None) -> Job:
+        """Fine-tune ``init_model`` on a training-set folder into a new model package named
+        ``retrained-<date>-<time>`` in ``models_folder`` (``start_retrain``; registered when done).
+
+        When the last ``retrain`` of the same training set and model ended without error before it
+        wrote its model (stopped with ``job.cancel()``), this one continues it: the same output, so the trainer resumes
+        from the checkpoint it kept. ``last_retrain`` tells which run that is.
+        """
+        last = self.last_retrain
+        if last is not None and last.continues(data_folder, init_model):
+            out = Path(last.output)
+        else:
+            out = new_model_folder(self.models_folder)
+        job = self.start_retrain(data_folder, str(out), init_model=init_model, device=device,
+                                 iterations=iterations, python=python)
+        self.last_retrain = RetrainRun(_folder_key(data_folder), init_model, str(out), job)
+        return job
 
     def available_models(self) -> List[Tuple[str, str]]:
         """``(label, path)`` of every installed and registered model package, installed first."""

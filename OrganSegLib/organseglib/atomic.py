@@ -2,19 +2,39 @@
 
 A reader never sees a half-written file, an interrupted write leaves the old file intact, and no
 output may overwrite one of the command's inputs.
+
+* ``check_outputs`` checks every output path of a command before any work: the folder exists, is a
+  folder and can be written to; the output is not a folder (or, for a package, not a file), not an
+  input and not another output. A run that would fail at the end fails at the start.
+* Temporary files are named ``.NAME.PID.XXXXXXXX.part[.EXT]`` (folders ``...part`` / ``...old``). A
+  kill (SIGKILL, power loss) can leave one; the next write into that folder removes every such
+  leftover whose process no longer runs (never another live writer's).
+* The published file gets the mode a plain ``open()`` would give: ``0o666`` less the umask (or the
+  mode of the file it replaces), not ``mkstemp``'s private ``0o600``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
+import re
+import shutil
+import stat
 import tempfile
+import threading
 from pathlib import Path
-from typing import Iterable, Iterator, Union
+from typing import Iterable, Iterator, Optional, Union
 
-from .errors import MissingFileError, OutputExistsError
+from .errors import MissingFileError, OutputExistsError, OutputPathError
 
 PathLike = Union[str, "os.PathLike[str]"]
+log = logging.getLogger(__name__)
+
+# .NAME.PID.XXXXXXXX.part[.EXT] or .NAME.PID.XXXXXXXX.old (mkstemp/mkdtemp put 8 random characters)
+_TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.[a-z0-9_]{8}\.(part|old)(\.[A-Za-z0-9.]+)?$")
+_UMASK_LOCK = threading.Lock()
 
 
 def double_suffix(path: PathLike) -> str:
@@ -36,21 +56,195 @@ def check_not_input(output: PathLike, inputs: Iterable[PathLike]) -> None:
             )
 
 
+# --- checks before any work -------------------------------------------------------------------------
+def _unwritable(folder: Path, output: PathLike, what: str, exc: OSError) -> OutputPathError:
+    reason = "read-only file system" if exc.errno == errno.EROFS else (exc.strerror or str(exc)).lower()
+    return OutputPathError(f"cannot write {what} {str(output)!r}: folder {str(folder)!r} is not writable "
+                           f"({reason}); choose another output folder or fix its permissions")
+
+
+def _check_folder(folder: Path, output: PathLike, what: str, probe: bool = True) -> None:
+    """The folder an output goes into exists, is a folder and (``probe``) can be written to."""
+    if not folder.exists():
+        for parent in folder.parents:  # a file in the middle of the path: say so, not "does not exist"
+            if parent.exists():
+                if not parent.is_dir():
+                    raise OutputPathError(f"cannot write {what} {str(output)!r}: {str(parent)!r} is a file, not a "
+                                          "folder; choose an output path inside a folder")
+                break
+        raise MissingFileError(f"cannot write {what} {str(output)!r}: folder {str(folder)!r} does not exist; "
+                               "create it first")
+    if not folder.is_dir():
+        raise OutputPathError(f"cannot write {what} {str(output)!r}: {str(folder)!r} is a file, not a folder; "
+                              "choose an output path inside a folder")
+    if not probe:
+        return
+    try:  # the only test that holds for root, ACLs, read-only mounts and full disks alike
+        fd, name = tempfile.mkstemp(prefix=f".organseg-probe.{os.getpid()}.", dir=folder)
+    except OSError as exc:
+        raise _unwritable(folder, output, what, exc) from None
+    os.close(fd)
+    os.unlink(name)
+
+
+def check_output_path(path: PathLike, what: str = "output", folder: bool = False, overwrite: bool = True,
+                      probe: bool = True) -> Path:
+    """Refuse, before any work, an output path that cannot be written.
+
+    Args:
+        path: the output file (or, with ``folder``, the output folder, e.g. a model package).
+        what: how messages name it (``"labels"``, ``"--report"``).
+        folder: the output is a folder: it may not be an existing file.
+        overwrite: an existing output may be replaced.
+        probe: create and delete a file in the folder to prove it writable.
+
+    Raises:
+        MissingFileError: the folder it goes into does not exist.
+        OutputPathError: that folder is a file or not writable, or the output is a folder (a file for
+            ``folder``).
+        OutputExistsError: it exists and ``overwrite`` is False.
+    """
+    target = Path(path).expanduser()
+    if not target.name or target.name in (".", ".."):
+        raise OutputPathError(f"{what} {str(path)!r} names no file; give a file name")
+    if target.is_dir() and not folder:
+        raise OutputPathError(f"{what} {str(path)!r} is a folder; give a file name (e.g. {str(target / 'labels.nii.gz')!r})")
+    if folder and target.exists() and not target.is_dir():
+        raise OutputPathError(f"{what} {str(path)!r} is a file; give a folder name")
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{what} {str(target)!r} exists; pass --overwrite to replace it or pick another name")
+    _check_folder(target.parent, path, what, probe)
+    return target
+
+
+def check_outputs(outputs: dict, inputs: Iterable[Optional[PathLike]] = ()) -> None:
+    """``check_output_path`` and ``check_not_input`` for every output of a command, and no two alike.
+
+    Args:
+        outputs: ``{what: path}`` (None paths are skipped), e.g. ``{"-o/--output": "a.nii.gz"}``.
+        inputs: the command's input paths.
+    """
+    inputs = [i for i in inputs if i is not None]
+    seen: dict[Path, str] = {}
+    for what, path in outputs.items():
+        if path is None:
+            continue
+        check_not_input(path, inputs)
+        target = check_output_path(path, what)
+        key = target.resolve()
+        if key in seen:
+            raise OutputPathError(f"{what} and {seen[key]} both name {str(path)!r}; give each its own file")
+        seen[key] = what
+
+
+def make_output_folder(path: PathLike, what: str = "output folder") -> Path:
+    """Create an output folder (and its parents) and check it can be written to, before any work.
+
+    Raises:
+        OutputPathError: a file is in the way, or the folder cannot be created or written to.
+    """
+    folder = Path(path).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputPathError(f"{what} {str(path)!r} is a file, not a folder; choose a folder name") from None
+    except NotADirectoryError:
+        raise OutputPathError(f"{what} {str(path)!r}: a part of the path is a file, not a folder; choose "
+                              "another output folder") from None
+    except OSError as exc:
+        raise OutputPathError(f"cannot create {what} {str(path)!r} ({(exc.strerror or str(exc)).lower()}); "
+                              "choose another output folder or fix its permissions") from None
+    _check_folder(folder, path, what)
+    return folder
+
+
+# --- modes ------------------------------------------------------------------------------------------
+def current_umask() -> int:
+    """The process umask (read from /proc where possible: setting it to read it races other threads)."""
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def new_file_mode(target: Optional[Path] = None, folder: bool = False) -> int:
+    """Mode for a published output: that of the file it replaces, else ``0o666`` (folders ``0o777``)
+    less the umask, as ``open()`` and ``mkdir()`` would give."""
+    if target is not None:
+        with contextlib.suppress(OSError):
+            return stat.S_IMODE(target.stat().st_mode)
+    return (0o777 if folder else 0o666) & ~current_umask()
+
+
+# --- leftovers of killed writers ----------------------------------------------------------------------
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: somebody else's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: PathLike) -> list[Path]:
+    """Delete this module's temporary files and folders in ``folder`` whose writer no longer runs.
+
+    Only names of the form ``.NAME.PID.XXXXXXXX.part[.EXT]`` / ``...old`` are touched, and only when
+    process PID is gone. Returns what was removed.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None or _running(int(match.group("pid"))):
+            continue
+        path = Path(entry.path)
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError:
+            continue
+        removed.append(path)
+        log.info("removed %s, left by an interrupted write", path)
+    return removed
+
+
+def temporary_name(target: Path) -> str:
+    """Prefix for ``mkstemp``/``mkdtemp`` beside ``target`` (the writer's pid marks it as ours)."""
+    return f".{target.name}.{os.getpid()}."
+
+
+# --- writing ------------------------------------------------------------------------------------------
 @contextlib.contextmanager
 def atomic_path(path: PathLike, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` with the same extension; on success rename it onto
-    ``path`` (``os.replace``, atomic on one file system), on failure delete it."""
-    target = Path(path).expanduser()
-    if not target.parent.exists():
-        raise MissingFileError(f"output folder {str(target.parent)!r} does not exist; create it first")
-    if target.exists() and not overwrite:
-        raise OutputExistsError(f"{str(target)!r} exists; pass overwrite=True (--overwrite) or pick another name")
+    """Yield a temporary path beside ``path`` with the same extension; on success give it the mode a
+    plain write would and rename it onto ``path`` (``os.replace``, atomic on one file system), on
+    failure delete it. Stale temporaries of killed writers in that folder are removed first."""
+    target = check_output_path(path, "output", overwrite=overwrite, probe=False)
+    remove_stale_temporaries(target.parent)
     suffix = double_suffix(target)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".part{suffix}", dir=target.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=temporary_name(target), suffix=f".part{suffix}", dir=target.parent)
+    except OSError as exc:
+        raise _unwritable(target.parent, path, "output", exc) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, new_file_mode(target if target.exists() else None))
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -62,7 +256,3 @@ def write_text_atomic(path: PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
-
-def write_bytes_atomic(path: PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)

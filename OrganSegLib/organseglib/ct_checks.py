@@ -32,16 +32,44 @@ class IntensitySummary:
                 f"max {self.maximum:.0f}; {100 * self.air_fraction:.1f}% of voxels ≤ −500")
 
 
-def summarize_intensities(array: np.ndarray, max_samples: int = 2_000_000) -> IntensitySummary:
-    """Robust intensity statistics (on a strided subsample for large volumes)."""
-    flat = np.asarray(array).reshape(-1)
-    if flat.size > max_samples:
+def _exact_percentiles(flat: np.ndarray, q: list[float]) -> list[float]:
+    """Exact percentiles (numpy's default linear method); integers of modest range by a histogram,
+    in chunks (no full-size copy), anything else by ``np.percentile``."""
+    if not np.issubdtype(flat.dtype, np.integer):
+        return [float(v) for v in np.percentile(flat, q)]
+    lo, hi = int(flat.min()), int(flat.max())
+    if hi - lo >= (1 << 22):
+        return [float(v) for v in np.percentile(flat, q)]
+    counts = np.zeros(hi - lo + 1, dtype=np.int64)
+    step = 1 << 22
+    for start in range(0, flat.size, step):
+        counts += np.bincount(flat[start:start + step].astype(np.int64) - lo, minlength=counts.size)
+    cum = np.cumsum(counts)  # cum[v - lo] = number of voxels ≤ v
+    out = []
+    for p in q:
+        pos = p / 100.0 * (flat.size - 1)  # between the sorted values at floor(pos) and ceil(pos)
+        below = int(np.searchsorted(cum, int(np.floor(pos)), side="right")) + lo
+        above = int(np.searchsorted(cum, int(np.ceil(pos)), side="right")) + lo
+        out.append(below + (above - below) * (pos - np.floor(pos)))
+    return out
+
+
+def summarize_intensities(array: np.ndarray, max_samples: int = 2_000_000, exact: bool = False) -> IntensitySummary:
+    """Intensity statistics. Minimum and maximum are always exact; the percentiles and air fraction
+    come from a strided subsample of ``max_samples`` voxels on large volumes unless ``exact``."""
+    full = np.asarray(array).reshape(-1)
+    lo, hi = full.min(), full.max()
+    flat = full
+    if not exact and flat.size > max_samples:
         flat = flat[:: flat.size // max_samples]
-    flat = flat.astype(np.float64)
-    p01, p50, p99 = np.percentile(flat, [1, 50, 99])
+    if exact:
+        p01, p50, p99 = _exact_percentiles(flat, [1, 50, 99])
+        air = float(np.count_nonzero(flat <= -500)) / flat.size
+    else:
+        p01, p50, p99 = np.percentile(flat.astype(np.float64), [1, 50, 99])
+        air = float(np.mean(flat <= -500))
     return IntensitySummary(
-        minimum=float(flat.min()), maximum=float(flat.max()), p01=float(p01), p50=float(p50),
-        p99=float(p99), air_fraction=float(np.mean(flat <= -500)),
+        minimum=float(lo), maximum=float(hi), p01=float(p01), p50=float(p50), p99=float(p99), air_fraction=air,
     )
 
 

@@ -7,6 +7,12 @@ and how to fix it. Each class also derives from the built-in exception a caller 
 
 from __future__ import annotations
 
+# Exit statuses of the ``organseg`` command (README "Exit status"):
+EXIT_OK = 0  # done, nothing to warn about
+EXIT_ERROR = 2  # refused or failed: one line says why; no output was written
+EXIT_WARNINGS = 3  # the output was written, but a result needs a look (an organ asked for was not found);
+#                   the warnings are printed and carried by the JSON done record's ``warnings`` list
+
 
 class OrganSegError(Exception):
     """Base class of every error organseglib raises on purpose."""
@@ -34,6 +40,11 @@ class NotCTError(InputError):
 
 class LabelValueError(InputError):
     """A label map holding values outside the organ table."""
+
+
+class OutputPathError(InputError):
+    """An output path that cannot be written: its folder is missing, a file or read-only, or it names a
+    folder where a file is wanted."""
 
 
 class OutputExistsError(OrganSegError, FileExistsError):

@@ -31,10 +31,10 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from .boxes import Box
 from .ct_checks import AIR_HU  # padding value: what lies outside the field of view
 from .errors import InputError, OrganSegError
 from .progress import ProgressCallback, null_progress
-from .boxes import Box
 from .tiling import fitted_tile, pad_to, tile_grid, tile_starts, tile_weights
 
 log = logging.getLogger(__name__)
@@ -194,27 +194,6 @@ def predict_channels(image: np.ndarray, predict: Predictor, tile_shape: Sequence
 
 
 # --- torch ---------------------------------------------------------------------------------------------
-def resolve_device(device: str = "auto"):
-    """``"auto"``: CUDA when available, else CPU; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` as given.
-
-    Raises:
-        InputError: CUDA asked for but not available, or an unknown device name.
-    """
-    import torch
-
-    name = str(device).strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError(f"device {device!r} requested but this PyTorch sees no CUDA GPU; use --device cpu "
-                             "or auto")
-        return torch.device(name)
-    if name == "cpu":
-        return torch.device("cpu")
-    raise InputError(f"device must be auto, cpu or cuda[:N]; got {device!r}")
-
-
 class TorchPredictor:
     """Tile predictor around a network: window HU (eq. 3), forward, softmax (Table I's last row).
 
@@ -267,4 +246,4 @@ class TorchPredictor:
 
 
 __all__ = ["NonFiniteOutputError", "Predictor", "TileCallback", "TorchPredictor", "iter_slabs", "predict_channels",
-           "resolve_device", "stitch_slabs", "stitch_whole", "tile_predictions"]
+           "stitch_slabs", "stitch_whole", "tile_predictions"]

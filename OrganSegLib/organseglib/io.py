@@ -16,9 +16,10 @@ import numpy as np
 import SimpleITK as sitk
 
 from .atomic import atomic_path, double_suffix
-from .ct_checks import ct_problems
+from .ct_checks import ct_problems, nonfinite_problem
 from .errors import GeometryError, InputError, LabelValueError, MissingFileError, NotCTError, UnsupportedFormatError
-from .organs import Organ, check_label_values, organ_by_value, organ_table
+from .file_checks import check_declared_size, check_nifti
+from .organs import Organ, check_label_values, organ_by_value, organ_for_segment, organ_table
 from .volume import Volume
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,31 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
         log.warning("%s holds %d DICOM series; reading the largest (%s, %d files)", folder, len(series),
                     chosen, len(files_by_series[chosen]))
     reader.SetFileNames(files_by_series[chosen])
-    return reader.Execute()
+    try:
+        return reader.Execute()
+    except RuntimeError as exc:
+        raise InputError(_dicom_problem(folder, files_by_series[chosen], exc)) from None
+
+
+def _dicom_problem(folder: Path, files: Sequence[str], exc: Exception) -> str:
+    """One line on why a DICOM series could not be read as one volume (slice sizes that differ, most often)."""
+    sizes: dict[tuple, int] = {}
+    info = sitk.ImageFileReader()
+    for name in files:
+        info.SetFileName(name)
+        try:
+            info.ReadImageInformation()
+        except RuntimeError:
+            continue
+        key = tuple(info.GetSize()[:2])
+        sizes[key] = sizes.get(key, 0) + 1
+    if len(sizes) > 1:
+        found = ", ".join(f"{i}×{j} ({n} file{'s' if n > 1 else ''})" for (i, j), n in sorted(sizes.items(), key=lambda kv: -kv[1]))
+        return (f"DICOM folder {str(folder)!r}: one series holds slices of {len(sizes)} sizes: {found}; a volume needs "
+                "one size. Move the odd slices (scout, reformat) out of the folder or export the series again")
+    last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
+    return (f"DICOM folder {str(folder)!r}: its {len(files)} files cannot be read as one volume ({last[:200]}); "
+            "check the series (mixed sizes, orientations or missing files) and export it again")
 
 
 def read_volume(path: PathLike) -> Volume:
@@ -103,7 +128,9 @@ def read_volume(path: PathLike) -> Volume:
         MissingFileError: the path does not exist.
         UnsupportedFormatError: an extension no reader handles, or a folder with no DICOM series.
         GeometryError: not a single-channel 3D image, or non-positive spacing.
-        InputError: the file exists but cannot be read (corrupt or truncated).
+        NotCTError: NaN or infinite voxels (NIfTI's are found in the file: SimpleITK reads them as 0).
+        InputError: the file exists but cannot be read (corrupt, truncated, fewer voxels than its header
+            declares), or a DICOM series whose slices do not make one volume.
     """
     p = _existing(path, "image")
     if p.is_dir():
@@ -119,13 +146,46 @@ def read_volume(path: PathLike) -> Volume:
                 f"cannot read {str(path)!r}: extension {ext or '(none)'!r} is not one of "
                 f"{', '.join(IMAGE_EXTENSIONS)} (or a DICOM series folder). Convert it, e.g. in 3D Slicer"
             )
+        if ext in (".nii", ".nii.gz"):
+            check_nifti(p, source=str(path))  # truncation, NaN, zero spacing: SimpleITK is silent on them
+        elif ext in (".nrrd", ".mha"):  # their readers allocate the declared size before finding it missing
+            check_declared_size(p, _declared_bytes(p, str(path)), source=str(path))
         try:
             image = sitk.ReadImage(str(p))
         except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
             raise InputError(f"cannot read {str(path)!r}: the file is corrupt, truncated or not a valid "
-                             f"{ext} file ({first})") from None
-    return volume_from_sitk(image, source=str(path))
+                             f"{ext} file ({_itk_reason(exc)}); copy it again from its source") from None
+    volume = volume_from_sitk(image, source=str(path))
+    nonfinite = nonfinite_problem(volume.array)
+    if nonfinite:
+        raise NotCTError(f"{str(path)!r}: {nonfinite}")
+    return volume
+
+
+def _declared_bytes(path: Path, source: str) -> int:
+    """Voxel data a header declares (read without the data)."""
+    info = sitk.ImageFileReader()
+    info.SetFileName(str(path))
+    try:
+        info.ReadImageInformation()
+    except RuntimeError as exc:
+        raise InputError(f"cannot read {source!r}: its header is corrupt or it is not a valid "
+                         f"{double_suffix(path)} file ({_itk_reason(exc)})") from None
+    per_voxel = np.dtype(sitk.GetArrayViewFromImage(sitk.Image([1] * info.GetDimension(), info.GetPixelID(),
+                                                                 info.GetNumberOfComponents())).dtype).itemsize
+    return int(np.prod([int(n) for n in info.GetSize()], dtype=object)) * per_voxel * info.GetNumberOfComponents()
+
+
+def _itk_reason(exc: Exception) -> str:
+    """The informative line of an ITK exception (MetaImage's "No such file or directory" for a file that
+    exists means its data ended early)."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return "unknown error"
+    last = lines[-1]
+    if "No such file or directory" in last:
+        return "its voxel data ends early"
+    return last[:200]
 
 
 def read_ct(path: PathLike, check: bool = True) -> Volume:
@@ -155,16 +215,10 @@ def _labels_array(array: np.ndarray, source: str) -> np.ndarray:
 
 
 def _organ_for_segment(segment: dict) -> Optional[Organ]:
+    """``organs.organ_for_segment`` of a slicerio segment (its terminology dict and name)."""
     term = segment.get("terminology") or {}
     type_code = (term.get("type") or [None, None])[1] if term else None
-    for organ in organ_table():
-        if type_code is not None and type_code == organ.type[1]:
-            return organ
-    name = str(segment.get("name", "")).strip().lower()
-    for organ in organ_table():
-        if name in (organ.key, organ.name.lower(), organ.type[2].lower()):
-            return organ
-    return None
+    return organ_for_segment(segment.get("name"), type_code)
 
 
 def _read_seg_nrrd(path: Path) -> Volume:

@@ -38,6 +38,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
+from .atomic import new_file_mode, remove_stale_temporaries, temporary_name
 from .errors import InputError, MissingFileError, ModelPackageError, OutputExistsError
 from .network_space import NETWORK_ORIENTATION, NETWORK_SPACING_MM
 from .network_spec import ARCHITECTURES, NetworkSpec
@@ -217,16 +218,19 @@ def save_model_package(folder: PathLike, model: "Any", card: ModelCard, overwrit
         raise OutputExistsError(f"model package {str(target)!r} exists; pass overwrite=True or pick another name")
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     _check_tensors(state, card, f"model for {str(target)!r}")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+    remove_stale_temporaries(target.parent)  # a package folder left half-written by a killed run
+    tmp = Path(tempfile.mkdtemp(prefix=temporary_name(target), suffix=".part", dir=target.parent))
     try:
         weights = tmp / WEIGHTS_FILE
         save_file(state, str(weights), metadata={"format": FORMAT, "name": card.name})
         data = {"format": FORMAT, "format_version": FORMAT_VERSION, **card.to_json(),
                 "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(weights), "bytes": weights.stat().st_size}}
         (tmp / CARD_FILE).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, new_file_mode(folder=True))  # mkdtemp's 0o700 would hide it from everyone else
+        for item in (weights, tmp / CARD_FILE):
+            os.chmod(item, new_file_mode())
         if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            old = Path(tempfile.mkdtemp(prefix=temporary_name(target), suffix=".old", dir=target.parent))
             os.replace(target, old / "package")
             os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)

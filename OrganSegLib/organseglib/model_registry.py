@@ -73,18 +73,16 @@ class ModelRegistry:
 
     def register(self, model_path: PathLike) -> Path:
         """Add a package folder (absolute path; registering it again moves it last). Returns the path.
+        Its contents are not checked here (loading the package reports the exact problem), so this
+        module never imports ``model_package``, which reads the registry.
 
         Raises:
             MissingFileError: ``model_path`` is not an existing folder.
         """
-        from .model_package import is_model_package
-
         path = Path(model_path).expanduser().resolve()
         if not path.is_dir():
             raise MissingFileError(f"cannot register model {str(model_path)!r}: no such folder; pass the package "
                                    "folder `organseg train` wrote")
-        if not is_model_package(path):  # loading it reports the exact problem; registering is harmless
-            log.warning("%s holds no card.json + model.safetensors; registered anyway", path)
         items = [p for p in self._entries() if p != str(path)] + [str(path)]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.path, json.dumps({"models": items}, indent=2) + "\n")

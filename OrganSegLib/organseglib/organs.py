@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Iterable
+from typing import Iterable, Optional
 
 import numpy as np
 
@@ -32,6 +32,7 @@ class Organ:
 
     @property
     def color_uint8(self) -> tuple[int, int, int]:
+        """The colour as 0..255 integers (DICOM SEG's display colour)."""
         return tuple(int(round(255 * c)) for c in self.color)  # type: ignore[return-value]
 
     @property
@@ -96,12 +97,44 @@ def parse_organ_list(text: str | Iterable[str]) -> tuple[Organ, ...]:
     return tuple(organs)
 
 
+def terminology_type_code(entry: str) -> Optional[str]:
+    """The type code value of a Slicer terminology entry string (``context~category~type~...``, codes
+    ``scheme^value^meaning``), e.g. ``"10200004"`` for the liver; None when it has none."""
+    fields = entry.split("~") if entry else []
+    if len(fields) < 3:
+        return None
+    codes = fields[2].split("^")
+    return codes[1] if len(codes) > 1 and codes[1] else None
+
+
+def organ_for_segment(name: Optional[str], type_code: Optional[str] = None) -> Optional[Organ]:
+    """The organ a segment stands for: by its terminology type code first (SNOMED, as in the table),
+    then by its name (key, name or terminology meaning: ``"liver"``, ``"Liver"``, ``"Lung"``); None
+    when it matches no organ. The one rule for Slicer segments and ``.seg.nrrd`` files alike."""
+    if type_code:
+        for organ in organ_table():
+            if type_code == organ.type[1]:
+                return organ
+    wanted = str(name or "").strip().lower()
+    for organ in organ_table():
+        if wanted in (organ.key, organ.name.lower(), organ.type[2].lower()):
+            return organ
+    return None
+
+
 def check_label_values(array: np.ndarray, source: str = "labels") -> None:
     """Raise ``LabelValueError`` when ``array`` holds a value outside 0 and the organ values."""
     present = np.unique(np.asarray(array))
     allowed = {BACKGROUND, *organ_values()}
     unknown = [int(v) if float(v).is_integer() else float(v) for v in present if v not in allowed]
     if unknown:
+        if len(unknown) > 8:  # a CT given as labels: thousands of values; the message stays one short line
+            shown = ", ".join(str(v) for v in unknown[:3]) + ", ..., " + ", ".join(str(v) for v in unknown[-2:])
+            raise LabelValueError(
+                f"{source} hold {len(present)} distinct values ({shown}), {len(unknown)} of them outside the organ "
+                f"table {sorted(allowed)}: this looks like an image (a CT?), not a label map. Pass the label file "
+                "(values 0 background, 1 liver, 2 bladder, 3 lungs, 4 kidneys, 5 bone)."
+            )
         raise LabelValueError(
             f"{source} hold values {unknown} outside the organ table {sorted(allowed)} "
             "(0 background, 1 liver, 2 bladder, 3 lungs, 4 kidneys, 5 bone). Remap them to CT-ORG "

@@ -33,7 +33,7 @@ from .ct_checks import nonfinite_problem
 from .errors import InputError, NotCTError
 from .network_space import BODY_MARGIN_MM
 from .organs import organ_by_key, organ_table, parse_organ_list
-from .progress import ProgressCallback, null_progress
+from .progress import ProgressCallback, null_progress, scaled
 from .volume import Volume
 
 log = logging.getLogger(__name__)
@@ -195,7 +195,7 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
         NotCTError: NaN or infinite voxels in the CT.
     """
     from .body import body_masks
-    from .inference import resolve_device
+    from .devices import resolve_device
     from .network_space import enter_for_card, find_body_on_network_grid
     from .orientation import DEFAULT_AXIS_CODE, reorient
 
@@ -225,7 +225,7 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
         image, space = enter_for_card(work, card, body=crop, margin_mm=config.body_margin_mm,
                                       device=dev if dev.type == "cuda" else None)
         net_end = 0.75 if config.autolabel_organs else 0.95
-        sub = lambda f, m="": progress(0.1 + (net_end - 0.1) * f, f"network: {m}")  # noqa: E731
+        sub = scaled(progress, 0.1, net_end, "network")
         labels = network_labels(image, net, card, config, dev, sub)
         progress(net_end, "labels back to the native grid")
         out = space.labels_to_native(labels).array.astype(np.uint8, copy=True)
@@ -233,7 +233,7 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
         from .autolabel import autolabel
 
         start = 0.75 if config.network_organs else 0.0
-        sub = lambda f, m="": progress(start + (0.98 - start) * f, f"auto-labels: {m}")  # noqa: E731
+        sub = scaled(progress, start, 0.98, "auto-labels")
         auto = autolabel(work, organs=config.autolabel_organs, body=body, progress=sub).array
         override = auto != 0
         out[override] = auto[override]

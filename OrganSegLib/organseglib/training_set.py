@@ -38,12 +38,35 @@ log = logging.getLogger(__name__)
 
 PathLike = Union[str, "os.PathLike[str]"]
 MANIFEST = "manifest.json"
-_CASE_FILE = re.compile(r"^(volume|labels)-(\d+)\.nii(\.gz)?$")
+# What a case file may be called, the one rule for the exporter and the training loader: CT-ORG's
+# ``volume-N`` / ``labels-N`` (N a whole number) in a format the readers take.
+CASE_FILE = re.compile(r"^(volume|labels)-(\d+)\.(nii\.gz|nii|nrrd|mha)$")
 
 
 @dataclass(frozen=True)
-class TrainingCase:
-    """One manifest entry."""
+class CaseFileName:
+    """A parsed case file name: ``kind`` ``"volume"`` or ``"labels"``, ``id`` as written, ``ext``."""
+
+    kind: str
+    id: str
+    ext: str
+
+    @property
+    def partner(self) -> str:
+        """The name of the other file of the pair (``labels-7.nii.gz`` for ``volume-7.nii.gz``)."""
+        return f"{'labels' if self.kind == 'volume' else 'volume'}-{self.id}.{self.ext}"
+
+
+def parse_case_file(name: str) -> Optional[CaseFileName]:
+    """The parts of a case file name (``CASE_FILE``), or None for any other file."""
+    match = CASE_FILE.match(name)
+    return CaseFileName(*match.groups()) if match else None
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One case of the manifest (the files of case ``id`` and where they came from). Not to be
+    confused with ``training.dataset.TrainingCase``, a case's arrays loaded for training."""
 
     id: int
     volume: str
@@ -65,7 +88,7 @@ def labels_name(case_id: int) -> str:
     return f"labels-{case_id}.nii.gz"
 
 
-def read_manifest(folder: PathLike) -> List[TrainingCase]:
+def read_manifest(folder: PathLike) -> List[ManifestEntry]:
     """Cases listed in ``folder/manifest.json`` (empty when there is no manifest).
 
     Raises:
@@ -76,7 +99,7 @@ def read_manifest(folder: PathLike) -> List[TrainingCase]:
         return []
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return [TrainingCase(id=int(c["id"]), volume=str(c["volume"]), labels=str(c["labels"]),
+        return [ManifestEntry(id=int(c["id"]), volume=str(c["volume"]), labels=str(c["labels"]),
                              source=str(c.get("source", "")), date=str(c.get("date", "")),
                              corrected_organs=tuple(c.get("corrected_organs", ())))
                 for c in data["cases"]]
@@ -93,9 +116,9 @@ def used_case_ids(folder: PathLike) -> set:
     folder = Path(folder)
     if folder.is_dir():
         for item in folder.iterdir():
-            match = _CASE_FILE.match(item.name)
-            if match:
-                ids.add(int(match.group(2)))
+            name = parse_case_file(item.name)
+            if name is not None:
+                ids.add(int(name.id))
     return ids
 
 
@@ -106,29 +129,29 @@ def next_case_id(folder: PathLike) -> int:
     return max(used) + 1 if used else 0
 
 
-def _unlisted_cases(folder: Path, listed: Iterable[TrainingCase]) -> List[TrainingCase]:
+def _unlisted_cases(folder: Path, listed: Iterable[ManifestEntry]) -> List[ManifestEntry]:
     """Entries for ``volume-N``/``labels-N`` pairs already in the folder but not in the manifest (e.g. a
     CT-ORG download): once a manifest exists the training loader reads only the manifest, so they
     must be listed or they would silently drop out of training."""
     known = {c.id for c in listed}
     found = []
     for item in sorted(folder.iterdir()) if folder.is_dir() else []:
-        match = _CASE_FILE.match(item.name)
-        if not match or match.group(1) != "volume" or int(match.group(2)) in known:
+        name = parse_case_file(item.name)
+        if name is None or name.kind != "volume" or int(name.id) in known:
             continue
-        case_id = int(match.group(2))
-        labels = folder / f"labels-{case_id}.nii{match.group(3) or ''}"
+        case_id = int(name.id)
+        labels = folder / name.partner
         if not labels.exists():
             log.warning("%s has no %s; not listed in the manifest", item, labels.name)
             continue
         stamp = _dt.datetime.fromtimestamp(item.stat().st_mtime, _dt.timezone.utc).isoformat(timespec="seconds")
-        found.append(TrainingCase(id=case_id, volume=item.name, labels=labels.name, source="existing file",
+        found.append(ManifestEntry(id=case_id, volume=item.name, labels=labels.name, source="existing file",
                                   date=stamp, corrected_organs=()))
         known.add(case_id)
     return found
 
 
-def _write_manifest(folder: Path, cases: Iterable[TrainingCase]) -> None:
+def _write_manifest(folder: Path, cases: Iterable[ManifestEntry]) -> None:
     ordered = sorted(cases, key=lambda c: c.id)
     text = json.dumps({"cases": [c.to_json() for c in ordered]}, indent=2) + "\n"
     write_text_atomic(folder / MANIFEST, text)
@@ -176,7 +199,7 @@ def export_training_case(
     overwrite: bool = False,
     date: Optional[str] = None,
     create: bool = True,
-) -> TrainingCase:
+) -> ManifestEntry:
     """Add one (CT, labels) pair to a training-set folder and its manifest.
 
     Args:
@@ -218,7 +241,7 @@ def export_training_case(
 
 
 def _add_case_locked(ct: Volume, labels: Volume, folder: Path, source: str, organs: tuple, case_id: Optional[int],
-                     overwrite: bool, date: Optional[str]) -> TrainingCase:
+                     overwrite: bool, date: Optional[str]) -> ManifestEntry:
     from .io import write_labels, write_volume
 
     case_id = next_case_id(folder) if case_id is None else int(case_id)
@@ -228,7 +251,7 @@ def _add_case_locked(ct: Volume, labels: Volume, folder: Path, source: str, orga
             f"case {case_id} already exists in {str(folder)!r} ({volume_name(case_id)} / manifest); "
             "pass overwrite=True to replace it, or leave case_id empty to add a new case"
         )
-    entry = TrainingCase(
+    entry = ManifestEntry(
         id=case_id, volume=volume_name(case_id), labels=labels_name(case_id), source=str(source),
         date=date or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         corrected_organs=organs,

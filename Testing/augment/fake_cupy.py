@@ -17,7 +17,7 @@ import types
 import numpy as np
 
 from cudaaugment.backend_cupy import kernel_source
-from cudaaugment.reference_numpy import texture_trilinear, voxel_normals
+from reference_numpy import texture_trilinear, voxel_normals
 
 DEVICE_COUNT = 2
 _state = {"device": 0, "launches": [], "pinned": []}

@@ -11,7 +11,7 @@ import pytest
 
 from augment_helpers import CUDA_OK, CUDA_REASON, label_volume, smooth_volume, to_numpy
 from cudaaugment import AugmentConfig, AugmentParams, apply, augment_batch, sample_params
-from cudaaugment.reference_numpy import texture_trilinear, voxel_normals
+from reference_numpy import texture_trilinear, voxel_normals
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not CUDA_OK, reason=CUDA_REASON)]
 

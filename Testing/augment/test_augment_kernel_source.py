@@ -16,7 +16,7 @@ from scipy import ndimage
 from augment_helpers import CUDA_OK, smooth_volume
 from cudaaugment import AugmentParams, BackendUnavailableError, apply
 from cudaaugment.backend_cupy import LABEL_KERNELS, kernel_args, kernel_source
-from cudaaugment.reference_numpy import philox4x32_10, texture_trilinear, voxel_normals
+from reference_numpy import philox4x32_10, texture_trilinear, voxel_normals
 
 ENTRY_POINTS = ["augment_image", *sorted(set(LABEL_KERNELS.values()))]
 

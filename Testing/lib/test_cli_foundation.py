@@ -61,11 +61,11 @@ def test_progress_json_lines(capsys):
     p = Progress("segment", mode="json")
     p(0.5, "half")
     p.sub(0.5, 1.0, "tiles")(0.5, "tile 1/2")
-    p.result(out="x.nii.gz")
+    p.result(output="x.nii.gz")
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert lines[0] == {"stage": "segment", "progress": 0.5, "message": "half"}
     assert lines[1]["progress"] == 0.75 and lines[1]["message"] == "tiles: tile 1/2"
-    assert lines[2]["status"] == "done" and lines[2]["out"] == "x.nii.gz"
+    assert lines[2] == {"stage": "segment", "progress": 1.0, "status": "done", "output": "x.nii.gz", "warnings": []}
 
 
 def test_structured_fields_reach_progress_and_spare_plain_callbacks(capsys):

@@ -10,6 +10,7 @@ import pytest
 from organseglib.cli import main
 from organseglib.io import read_labels
 from organseglib.model_package import DEMO_MODEL, bundled_models_folder, is_model_package
+from organseglib.progress import check_record, parse_line, parse_record
 
 LUNGS, BONE = 3, 5
 
@@ -22,8 +23,13 @@ pytestmark = [pytest.mark.slow,
 def test_demo_runs_every_stage_on_the_phantom(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--size", "small", "--region", "both", "--seed", "3", "--out", str(out),
-                 "--progress", "none", "--device", "cpu"]) == 0
+                 "--progress", "json", "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
+    # the progress protocol (test_progress_schema.py checks the other commands): every record valid,
+    # read by the Slicer reader's parser, the done record last with the output folder
+    records = [parse_record(check_record(r)) for r in map(parse_line, printed.splitlines()) if r is not None]
+    assert records[-1].kind == "done" and records[-1].output == str(out) and records[-1].warnings == ()
+    assert [r.kind for r in records[:-1]] == ["progress"] * (len(records) - 1)
     truth = read_labels(out / "truth.nii.gz")
     stages = {}
     for stage in ("autolabel", "network", "segment"):

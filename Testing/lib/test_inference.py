@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from organseglib.errors import InputError
 from organseglib.inference import (NonFiniteOutputError, TorchPredictor, iter_slabs, predict_channels,
-                                   resolve_device, stitch_slabs, stitch_whole)
+                                   stitch_slabs, stitch_whole)
 from organseglib.network import build_network
 from organseglib.boxes import mask_bounding_box
 from organseglib.tiling import fitted_tile, pad_to, tile_grid, tile_starts, tile_weights
@@ -162,16 +162,6 @@ def test_torch_predictor_windows_and_softmaxes():
         x = torch.from_numpy(np.clip((tile + 1000) / 2000, 0, 1))[None, None]
         expected = torch.softmax(net(x), 1)[0].numpy()
     np.testing.assert_allclose(probs, expected, atol=1e-6)
-
-
-def test_device_resolution():
-    assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
-    with pytest.raises(InputError, match="auto, cpu or cuda"):
-        resolve_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(InputError, match="no CUDA GPU"):
-            resolve_device("cuda")
 
 
 @pytest.mark.cuda

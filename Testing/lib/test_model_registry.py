@@ -117,5 +117,7 @@ def test_model_registered_from_slicer_is_found_by_the_segment_command(tmp_path, 
     SlicerRegistry().register(package)  # what WorkflowLogic.start_retrain does when retraining ends
 
     after = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
-    assert after.returncode == 0, after.stderr
-    assert read_labels(out, reference=tiny_abdomen.ct).array.shape == tiny_abdomen.ct.shape
+    labels = read_labels(out, reference=tiny_abdomen.ct).array
+    assert labels.shape == tiny_abdomen.ct.shape
+    # found and run; exit 3 (written, with a warning) when the random weights find no liver
+    assert after.returncode == (0 if (labels == 1).any() else 3), after.stderr

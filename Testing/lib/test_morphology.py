@@ -12,6 +12,7 @@ from organseglib import morphology as M
 from organseglib.errors import InputError
 from organseglib.morphology import edt as edt_mod
 from organseglib.morphology.fft import ScipyFFT, TorchFFT
+from morphology_reference import reference  # the slow reference (Testing/lib)
 
 FAST = ["fft", "fft-torch", "edt", "auto"]
 OPS = ["dilation", "erosion", "closing", "opening"]
@@ -104,7 +105,7 @@ CASES = [
 def test_fast_methods_equal_scipy(kind, shape, spacing, radius, op, method):
     mask = _case(kind, shape, seed=len(shape) + int(radius * 10))
     ball = M.make_ball(radius, spacing)
-    expected = M.reference(op)(mask, ball.array)
+    expected = reference(op)(mask, ball.array)
     got = _op(op)(mask, radius, spacing, method=method)
     assert got.dtype == bool and got.shape == mask.shape
     assert np.array_equal(got, expected), f"{(~(got == expected)).sum()} voxels differ"
@@ -145,7 +146,7 @@ def test_property_fast_equals_scipy(shape, spacing, radius, density, seed, op, m
     mask = np.random.default_rng(seed).random(shape) < density
     ball = M.make_ball(radius, spacing)
     got = _op(op)(mask, radius, spacing, method=method)
-    assert np.array_equal(got, M.reference(op)(mask, ball.array))
+    assert np.array_equal(got, reference(op)(mask, ball.array))
     if op == "closing":
         assert np.all(got[mask])  # extensive
     if op == "opening":
@@ -182,7 +183,7 @@ def test_large_ball_equals_scipy_voxel_for_voxel(op):
     rng = np.random.default_rng(11)
     shape, spacing, radius = (16, 34, 34), (1.5, 0.8, 0.8), 12.5
     mask = rng.random(shape) > (0.995 if op in ("dilation", "closing") else 0.02)
-    expected = M.reference(op)(mask, M.make_ball(radius, spacing).array)
+    expected = reference(op)(mask, M.make_ball(radius, spacing).array)
     for method in ("fft", "fft-torch", "edt"):
         got = _op(op)(mask, radius, spacing, method=method)
         assert np.array_equal(got, expected), f"{method}: {(got != expected).sum()} voxels differ"
@@ -204,7 +205,7 @@ def test_edt_declines_when_round_off_is_not_provably_safe(monkeypatch):
     assert not edt_mod.safe(ball)
     mask = _case("random", (8, 9, 10), 3)
     assert np.array_equal(M.dilation(mask, 3.0, (1, 1, 1), method="edt"),
-                          M.reference("dilation")(mask, ball.array))
+                          reference("dilation")(mask, ball.array))
 
 
 @pytest.mark.parametrize("backend", ["edt-package", "scipy-float64"])
@@ -220,7 +221,7 @@ def test_both_edt_backends_equal_scipy_on_the_bone_ball(backend, monkeypatch):
     ball = M.make_ball(radius, spacing)
     assert edt_mod.safe(ball)
     got = edt_mod.EDT().dilate(mask, ball)
-    assert np.array_equal(got, M.reference("dilation")(mask, ball.array))
+    assert np.array_equal(got, reference("dilation")(mask, ball.array))
 
 
 def test_choose_method_prefers_scipy_for_tiny_balls_and_fast_paths_for_big_ones():

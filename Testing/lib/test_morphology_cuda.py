@@ -5,7 +5,7 @@ objects cut by the border, a single voxel, a full volume, one slice, 2D), run wi
 ``method="fft-torch", device="cuda"``, plus the bone closing's 25 mm ball (12.5 mm radius,
 8537 voxels) at 0.8 x 0.8 x 1.5 mm on volumes large enough that a round-off error in cuFFT's
 float64 transforms would flip voxels. The expected masks come from scipy.ndimage
-(``morphology.reference``), never from another FFT path. Skipped, with the reason, without a GPU.
+(``morphology_reference.reference``), never from another FFT path. Skipped, with the reason, without a GPU.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from organseglib import morphology as M
 from organseglib.morphology.fft import ScipyFFT, TorchFFT
+from morphology_reference import reference  # the slow reference (Testing/lib)
 from test_morphology import CASES, OPS, _case  # the CPU table (Testing/lib is on sys.path)
 
 
@@ -43,7 +44,7 @@ def _cuda(op: str, mask: np.ndarray, radius: float, spacing) -> np.ndarray:
 
 
 def _check(op: str, mask: np.ndarray, radius: float, spacing) -> None:
-    expected = M.reference(op)(mask, M.make_ball(radius, spacing).array)
+    expected = reference(op)(mask, M.make_ball(radius, spacing).array)
     got = _cuda(op, mask, radius, spacing)
     assert isinstance(got, np.ndarray) and got.dtype == bool and got.shape == mask.shape
     diff = got != expected
@@ -132,8 +133,8 @@ def test_cuda_kernel_cache_is_reused_across_the_closing_steps():
     dil = backend.dilate(mask, ball, cache)
     ero = ~backend.dilate(~dil, ball, cache)
     assert len(cache) == 1 and next(iter(cache.values())).device.type == "cuda"
-    assert np.array_equal(dil, M.reference("dilation")(mask, ball.array))
-    assert np.array_equal(ero, M.reference("erosion")(dil, ball.array))
+    assert np.array_equal(dil, reference("dilation")(mask, ball.array))
+    assert np.array_equal(ero, reference("erosion")(dil, ball.array))
 
 
 @settings(max_examples=30, deadline=None)

@@ -27,24 +27,31 @@ def files(tmp_path_factory, tiny_abdomen):
 def test_segment_writes_labels_on_the_ct_grid(files, tiny_abdomen, name, capsys):
     tmp, ct, model = files
     out = tmp / name
-    assert main(["segment", str(ct), "-o", str(out), "--model", str(model), "--device", "cpu",
-                 "--progress", "none"]) == 0
+    rc = main(["segment", str(ct), "-o", str(out), "--model", str(model), "--device", "cpu", "--progress", "none"])
     labels = read_labels(out, reference=tiny_abdomen.ct)
     assert labels.array.dtype == np.uint8 and set(np.unique(labels.array).tolist()) <= {0, 1, 2, 3, 4, 5}
-    assert f"wrote {out}" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert f"wrote {out}" in captured.out
+    # random weights find no liver, bladder or kidneys: written, but exit 3 with one warning line each
+    missing = [k for k, v in (("liver", 1), ("bladder", 2), ("kidneys", 4)) if not (labels.array == v).any()]
+    assert missing and rc == 3
+    assert [line.split(": ")[2] for line in captured.err.splitlines() if "warning" in line] == missing
 
 
 def test_segment_json_progress_and_result(files, capsys):
     tmp, ct, model = files
     out = tmp / "json.nii.gz"
-    assert main(["segment", str(ct), "-o", str(out), "--model", str(model), "--device", "cpu",
-                 "--network-only", "--organs", "liver,kidneys", "--progress", "json"]) == 0
+    rc = main(["segment", str(ct), "-o", str(out), "--model", str(model), "--device", "cpu",
+               "--network-only", "--organs", "liver,kidneys", "--progress", "json"])
     lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     fractions = [r["progress"] for r in lines if "status" not in r]
     assert fractions == sorted(fractions) and fractions[0] == 0.0
     assert any("tile" in r.get("message", "") for r in lines)
     final = lines[-1]
     assert final["status"] == "done" and final["output"] == str(out) and set(final["volumes_ml"]) <= {"liver", "kidneys"}
+    # random weights find neither organ: the empty result is written, but not passed off as success
+    assert final["volumes_ml"] == {} and rc == 3
+    assert len(final["warnings"]) == 1 and final["warnings"][0].startswith("no organ found: liver, kidneys")
     assert set(np.unique(read_labels(out).array).tolist()) <= {0, 1, 4}
 
 

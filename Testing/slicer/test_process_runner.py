@@ -79,7 +79,10 @@ def test_silent_failure_names_the_exit_status(tmp_path):
 def test_clean_exit_without_result_record_counts_as_done(tmp_path):
     runner = ProcessRunner(_child(tmp_path, "print('hello')\n")).start()
     assert runner.wait(timeout=60) == DONE
-    assert runner.result == {"status": "done"}
+    from organseglib.progress import check_record
+
+    assert check_record(runner.result)["status"] == "done"  # a valid done record, with nothing written
+    assert runner.result["output"] is None and runner.result["warnings"] == []
 
 
 def _grandchild_pid(runner: ProcessRunner, pid_file) -> int:
@@ -178,3 +181,16 @@ def test_poll_before_start_and_double_start(tmp_path):
     runner.wait(timeout=60)
     with pytest.raises(ValueError, match="empty"):
         ProcessRunner([])
+
+
+def test_exit_3_after_a_done_record_is_a_result_with_warnings(tmp_path):
+    """organseg exits 3 when it wrote its output but an organ asked for was not found."""
+    args = _child(tmp_path, """
+        print(json.dumps({"stage": "segment", "progress": 1.0, "status": "done", "output": "x.nii.gz",
+                          "warnings": ["liver: not found"]}), flush=True)
+        print("organseg segment: warning: liver: not found", file=sys.stderr)
+        sys.exit(3)
+    """)
+    runner = ProcessRunner(args).start()
+    assert runner.wait(timeout=60) == DONE
+    assert runner.error is None and runner.result["warnings"] == ["liver: not found"]

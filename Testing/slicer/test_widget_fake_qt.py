@@ -201,6 +201,30 @@ def test_autolabel_button_becomes_cancel_then_fills_segmentation(widget_module, 
     assert names == ["Lungs", "Bone"]
 
 
+def test_logic_composes_the_workflows_instead_of_inheriting_them(widget_module, scene):
+    module = widget_module[0]
+    from OrganSegCommon.workflows import WorkflowLogic
+
+    logic = module.OrganSegLogic()
+    assert isinstance(logic.workflows, WorkflowLogic) and not isinstance(logic, WorkflowLogic)
+    assert logic.workflows.scene is scene  # slicer.mrmlScene by default
+    assert "hasattr" not in (REPO / "OrganSeg" / "OrganSegCommon" / "workflows.py").read_text()
+    assert issubclass(module.OrganSegTest, module.OrganSegSelfTest) and module.OrganSegTest.logicClass is module.OrganSegLogic
+    for name in ("segment", "start_segment", "autolabel", "start_autolabel", "save_to_training_set", "retrain",
+                 "start_retrain", "available_models", "export_dicom_seg"):  # the console API: every workflow, through the Logic
+        assert callable(getattr(logic, name)) and callable(getattr(WorkflowLogic, name)), name
+
+
+def test_done_record_warnings_are_shown(widget_module, scene, tiny_chest, fake_child, monkeypatch):
+    monkeypatch.setenv("FAKE_WARN", "lungs: only one lung found|bone: small skeleton")
+    widget, ui, errors = _setup(widget_module, scene, tiny_chest)
+    ui.autolabelButton.click()
+    _poll_until_idle(widget)
+    assert errors == []
+    assert ui.statusLabel.text == ("Auto-label: done.\nWarning: lungs: only one lung found"
+                                   "\nWarning: bone: small skeleton")
+
+
 def test_cancel_stops_the_child(widget_module, scene, tiny_chest, fake_child, monkeypatch):
     monkeypatch.setenv("FAKE_SLEEP", "1")
     widget, ui, errors = _setup(widget_module, scene, tiny_chest)
@@ -238,10 +262,31 @@ def test_retrain_shows_validation_dice_and_registers_the_model(widget_module, sc
     _poll_until_idle(widget)
     assert errors == [] and ui.retrainButton.text == "Retrain"
     assert "iteration 2/3, loss 0.5000 (validation Dice 0.800 (lungs 0.900, liver 0.700))" in ui.retrainLog.lines
-    out = str(widget.retrainOutput)
+    out = widget.logic.last_retrain.output
     assert out.startswith(str(tmp_path / "home" / "models" / "retrained-"))
     assert ui.statusLabel.text == f"Retrain: done; new model registered: {out}"
     assert ui.modelComboBox.findData(str(Path(out).resolve())) >= 0  # offered for the next Segment
+
+
+def test_retraining_that_ends_early_registers_nothing(widget_module, scene, tiny_chest, fake_child, tmp_path,
+                                                     monkeypatch):
+    monkeypatch.setenv("FAKE_EARLY", "1")
+    widget, ui, errors = _setup(widget_module, scene, tiny_chest)
+    (tmp_path / "dataset").mkdir()
+    widget._parameterNode.datasetFolder = tmp_path / "dataset"
+    widget.updateButtons()
+    ui.retrainButton.click()
+    _poll_until_idle(widget)
+    out = widget.logic.last_retrain.output
+    assert errors == [] and ui.statusLabel.text == (f"Retrain: ended before its last iteration; no model registered "
+                                                    f"(checkpoint kept in {out}.training).")
+    assert [d for _, d in ui.modelComboBox.items] == ["/models/demo"]
+    monkeypatch.delenv("FAKE_EARLY")
+    ui.retrainButton.click()  # Retrain again: the same output, so the trainer resumes from the checkpoint
+    args = widget.job.runner.args
+    assert args[args.index("--out") + 1] == out
+    _poll_until_idle(widget)
+    assert ui.statusLabel.text == f"Retrain: done; new model registered: {out}"
 
 
 def test_stop_ends_retraining_without_registering(widget_module, scene, tiny_chest, fake_child, tmp_path, monkeypatch):
@@ -256,11 +301,11 @@ def test_stop_ends_retraining_without_registering(widget_module, scene, tiny_che
     ui.retrainButton.click()  # Stop
     assert widget.job is None and runner.process.poll() is not None and ui.retrainButton.text == "Retrain"
     assert ui.statusLabel.text == (f"Retrain: stopped; no model registered (checkpoint kept in "
-                                   f"{widget.retrainOutput}.training; Retrain with the same training set and "
+                                   f"{widget.logic.last_retrain.output}.training; Retrain with the same training set and "
                                    "model continues it).")
     assert [d for _, d in ui.modelComboBox.items] == ["/models/demo"] and errors == []
     # Retrain again with the same training set and model: the same output, so the checkpoint resumes
-    stopped_out = widget.retrainOutput
+    stopped_out = widget.logic.last_retrain.output
     ui.retrainButton.click()
     args = widget.job.runner.args
     assert args[args.index("--out") + 1] == str(stopped_out)

@@ -24,9 +24,10 @@ FAKE_ORGANSEG = textwrap.dedent('''
     import argparse, json, os, sys, time
     import numpy as np
     from organseglib.io import read_volume, write_labels
+    from organseglib.progress import check_record, done_record, error_record, progress_record
 
-    def emit(**record):
-        print(json.dumps(record), flush=True)
+    def emit(record):  # the records of the real protocol, checked as the schema test checks the real commands
+        print(json.dumps(check_record(record)), flush=True)
 
     parser = argparse.ArgumentParser()
     parser.add_argument("command")
@@ -37,22 +38,25 @@ FAKE_ORGANSEG = textwrap.dedent('''
     parser.add_argument("--progress")
     args = parser.parse_args()
     if os.environ.get("FAKE_FAIL"):
-        emit(stage=args.command, status="error", message=os.environ["FAKE_FAIL"])
+        emit(error_record(args.command, os.environ["FAKE_FAIL"]))
         sys.exit(2)
     if os.environ.get("FAKE_SLEEP"):
-        emit(stage=args.command, progress=0.01, message="sleeping")
+        emit(progress_record(args.command, 0.01, "sleeping"))
         time.sleep(120)
+    if args.command == "train" and os.environ.get("FAKE_EARLY"):  # as `train --stop-after 1`: no model yet
+        emit(progress_record("train", 1 / 3, "iteration 1/3, loss 1.0000"))
+        emit(done_record("train", None, checkpoint=args.out + ".training", iteration=1))
+        sys.exit(0)
     if args.command == "train":
         for it in (1, 2, 3):
             if it == 2:  # as the real trainer reports a validation: a structured field of its record
-                emit(stage="train", progress=it / 3, message="iteration 2/3, loss 0.5000",
-                     validation={"iteration": 2, "loss": 0.4, "dice": {"lungs": 0.9, "liver": 0.7}})
+                emit(progress_record("train", it / 3, "iteration 2/3, loss 0.5000",
+                                     validation={"iteration": 2, "loss": 0.4, "dice": {"lungs": 0.9, "liver": 0.7}}))
                 print("INFO organseglib.training.trainer: iteration 2: a log line", file=sys.stderr, flush=True)
                 continue
-            emit(stage="train", progress=it / 3, message=f"iteration {it}/3", iteration=it, loss=1.0 / it,
-                 val_dice=0.5 + 0.1 * it)
+            emit(progress_record("train", it / 3, f"iteration {it}/3, loss {1.0 / it:.4f}"))
         os.makedirs(args.out)
-        emit(stage="train", progress=1.0, status="done", output=args.out)
+        emit(done_record("train", args.out, os.environ.get("FAKE_WARN", "").split("|") if os.environ.get("FAKE_WARN") else []))
         sys.exit(0)
     ct = read_volume(args.input)
     labels = np.zeros(ct.shape, np.uint8)
@@ -61,10 +65,11 @@ FAKE_ORGANSEG = textwrap.dedent('''
     for key in wanted:
         value, ks = boxes[key]
         labels[ks, 2:6, 2:6] = value
-        emit(stage=args.command, progress=0.5, message=f"{key} done")
+        emit(progress_record(args.command, 0.5, f"{key} done"))
     print("plain log text is not a progress record", flush=True)
     write_labels(ct.with_array(labels), args.output)
-    emit(stage=args.command, progress=1.0, status="done", output=args.output)
+    warnings = os.environ["FAKE_WARN"].split("|") if os.environ.get("FAKE_WARN") else []
+    emit(done_record(args.command, args.output, warnings, volumes_ml={"lungs": 1.5}))
 ''')
 
 
@@ -192,7 +197,7 @@ def test_retrain_job_reports_progress_and_registers_the_model(logic, tmp_path, f
     job = logic.start_retrain(str(data), str(out), init_model="demo", iterations=3, python=fake_python)
     lines = []
     assert job.wait(timeout=120, on_record=lambda r: lines.append(describe_record(r))) == str(out)
-    assert lines[0] == "iteration 1/3 (iteration 1, loss 1.0000, validation Dice 0.600)"
+    assert lines[0] == "iteration 1/3, loss 1.0000"
     assert "iteration 2/3, loss 0.5000 (validation Dice 0.800 (lungs 0.900, liver 0.700))" in lines
     assert str(out.resolve()) in logic.registry.registered()
     assert ("retrained retrained", str(out.resolve())) in logic.available_models()  # no card: folder name
@@ -228,17 +233,19 @@ def test_child_command_lines_match_the_organseg_parsers(command, tmp_path):
         pytest.skip(f"parses, but `organseg {command}` is not listed in organseglib.cli.COMMANDS yet")
 
 
-def test_describe_record_shows_iteration_loss_and_validation_dice():
-    from OrganSegCommon.jobs import describe_record
-    from OrganSegCommon.process_runner import ProgressRecord
+def test_describe_record_shows_validation_dice_and_warnings():
+    from organseglib.progress import done_record, parse_record, progress_record
 
-    final = {"stage": "train", "status": "done", "output": "m",
-             "validation": {"iteration": 20, "loss": 0.3, "dice": {"lungs": 0.9, "liver": 0.7}}}
-    assert describe_record(ProgressRecord("train", 1.0, "", final)) == \
-        "validation Dice 0.800 (lungs 0.900, liver 0.700)"
-    plain = {"stage": "train", "progress": 0.5, "message": "iteration 10/20, loss 0.4000"}
-    assert describe_record(ProgressRecord("train", 0.5, plain["message"], plain)) == "iteration 10/20, loss 0.4000"
-    assert describe_record(ProgressRecord("segment", None, "", {"stage": "segment"})) == "segment"
+    from OrganSegCommon.jobs import describe_record
+
+    final = done_record("train", "m", validation={"iteration": 20, "loss": 0.3, "dice": {"lungs": 0.9, "liver": 0.7}})
+    assert describe_record(parse_record(final)) == "validation Dice 0.800 (lungs 0.900, liver 0.700)"
+    plain = progress_record("train", 0.5, "iteration 10/20, loss 0.4000")
+    assert describe_record(parse_record(plain)) == "iteration 10/20, loss 0.4000"
+    assert describe_record(parse_record(done_record("segment", "x.nii.gz"))) == "segment"
+    warned = done_record("autolabel", "x.nii.gz", ["lungs: only one lung found", "bone: small skeleton"])
+    assert describe_record(parse_record(warned)) == \
+        "2 warnings: lungs: only one lung found; bone: small skeleton"
 
 
 def test_real_autolabel_command_in_a_child_process(logic, chest, tiny_chest):
@@ -254,7 +261,7 @@ def test_real_autolabel_command_in_a_child_process(logic, chest, tiny_chest):
     job = logic.start_autolabel(chest, ["lungs"], python=[sys.executable, "-m", "organseglib"])
     records = []
     seg = job.wait(timeout=300, on_record=records.append)
-    assert records and records[-1].fields.get("status") == "done"
+    assert records and records[-1].kind == "done" and records[-1].output.endswith("labels.nii.gz")
     assert 0 < len([r for r in records if r.progress is not None and r.progress < 1])
     labels, _ = segmentation_to_labels(seg, chest)
     assert dice(labels.array == 3, tiny_chest.labels.array == 3) > 0.8
@@ -292,12 +299,50 @@ def test_segment_in_process_writes_only_the_configured_organs(logic, chest, tiny
 
 def test_validation_progress_fields_are_described_for_the_retrain_panel():
     """The trainer sends each validation as a structured field of its --progress json record."""
+    from organseglib.progress import parse_record
+
     from OrganSegCommon.jobs import describe_record
-    from OrganSegCommon.process_runner import ProgressRecord, parse_line
+    from OrganSegCommon.process_runner import parse_line
 
     line = ('{"stage": "train", "progress": 0.5, "message": "iteration 500/1000, loss 0.1234", '
             '"validation": {"iteration": 500, "loss": 0.1235, "dice": {"lungs": 0.912, "bone": 0.5}}}')
-    fields = parse_line(line)
-    record = ProgressRecord(stage="train", progress=0.5, message=fields["message"], fields=fields)
+    record = parse_record(parse_line(line))
     assert describe_record(record) == ("iteration 500/1000, loss 0.1234 "
                                        "(validation Dice 0.706 (lungs 0.912, bone 0.500))")
+
+
+def test_retrain_names_new_models_and_continues_a_stopped_run(logic, tmp_path, fake_python, monkeypatch):
+    """The retrain policy of the Logic (console and Widget alike): a new ``retrained-<time>`` package
+    in the models folder; Stop (cancel) then retrain on the same set and model continues that run."""
+    from pathlib import Path
+
+    data = tmp_path / "dataset"
+    data.mkdir()
+    monkeypatch.setenv("FAKE_SLEEP", "1")
+    logic.retrain(str(data), init_model="demo", python=fake_python).cancel()
+    first = logic.last_retrain.output
+    assert Path(first).parent == logic.models_folder and Path(first).name.startswith("retrained-")
+    assert Path(first + ".training").is_dir() and not Path(first).exists()  # name reserved, nothing registered
+    job = logic.retrain(str(data) + "/", init_model="demo", python=fake_python)  # same folder, other spelling
+    assert job.runner.args[job.runner.args.index("--out") + 1] == first == logic.last_retrain.output
+    job.cancel()
+    job = logic.retrain(str(data), init_model="other", python=fake_python)  # another model: a new run
+    other = logic.last_retrain.output
+    assert other != first
+    job.cancel()
+    monkeypatch.delenv("FAKE_SLEEP")
+    job = logic.retrain(str(data), init_model="other", iterations=3, python=fake_python)
+    assert logic.last_retrain.output == other  # continues the stopped run of that model
+    assert job.wait(timeout=120) == other and str(Path(other).resolve()) in logic.registry.registered()
+    job = logic.retrain(str(data), init_model="other", iterations=3, python=fake_python)
+    assert logic.last_retrain.output not in (first, other)  # a finished run is never continued
+    job.wait(timeout=120)
+
+
+def test_done_record_warnings_reach_the_job_and_the_log(logic, chest, fake_python, monkeypatch, caplog):
+    monkeypatch.setenv("FAKE_WARN", "lungs: only one lung found")
+    job = logic.start_autolabel(chest, ["lungs"], python=fake_python)
+    with caplog.at_level("WARNING", logger="OrganSegCommon.jobs"):
+        job.wait(timeout=120)
+    assert job.warnings == ("lungs: only one lung found",)
+    assert "Auto-label: lungs: only one lung found" in caplog.text

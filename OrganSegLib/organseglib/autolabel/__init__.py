@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..organs import organ_by_key, parse_organ_list
-from ..progress import ProgressCallback, null_progress
+from ..progress import ProgressCallback, null_progress, scaled
 from ..volume import Volume
 from ..body import BodyMasks, BodyParams, body_masks
 from .bone import BoneParams, BoneReport, label_bone
@@ -107,8 +107,7 @@ def _autolabel_lps(ct: Volume, keys: Sequence[str], ignore: Optional[np.ndarray]
     steps = {"lungs": (0.1, 0.5), "bone": (0.5, 1.0)} if len(keys) == 2 else {keys[0]: (0.1, 1.0)}
 
     def sub(name):
-        a, b = steps[name]
-        return lambda f, m="": progress(a + (b - a) * f, f"{name}: {m}")
+        return scaled(progress, *steps[name], name)
 
     if "lungs" in keys:
         mask, lung_report = label_lungs(array, spacing, body.hull, params.lungs, ignore, sub("lungs"))

@@ -7,11 +7,13 @@ import json
 import logging
 
 from .. import cli
-from ..atomic import check_not_input, write_text_atomic
+from ..atomic import check_outputs, double_suffix, write_text_atomic
 from ..autolabel import SUPPORTED, autolabel_with_report
-from ..io import read_ct, read_labels, write_labels
+from ..errors import UnsupportedFormatError
+from ..io import LABEL_EXTENSIONS, read_ct, read_labels, write_labels
 from ..organs import parse_organ_list
 from ..progress import Progress
+from ..result_warnings import print_warnings
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +34,10 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_not_input(args.output, [args.ct, args.ignore])
-    if args.report:
-        check_not_input(args.report, [args.ct, args.ignore, args.output])
+    if double_suffix(args.output) not in LABEL_EXTENSIONS:
+        raise UnsupportedFormatError(f"cannot write {args.output!r}: use one of {', '.join(LABEL_EXTENSIONS)}")
+    # every output checked before any work: a report that cannot be written must not leave labels behind
+    check_outputs({"-o/--output": args.output, "--report": args.report}, [args.ct, args.ignore])
     progress = Progress("autolabel", mode=args.progress)
     ct = read_ct(args.ct)
     ignore = read_labels(args.ignore, reference=ct) if args.ignore else None
@@ -44,11 +47,20 @@ def run(args: argparse.Namespace) -> int:
         labels = labels.with_array(labels.array.copy())
         labels.array[keep] = ignore.array[keep]
     write_labels(labels, args.output, organs=parse_organ_list(args.organs))
-    for organ, found in report.items():
-        print(f"{organ:6s} {found['ml']:9.1f} mL")
-        for w in found.get("warnings", []):
-            print(f"warning  {organ}: {w}")
+    if args.progress != "json":  # in json mode stdout holds only progress records
+        for organ, found in report.items():
+            print(f"{organ:6s} {found['ml']:9.1f} mL")
+    report = json.loads(json.dumps(report, default=_jsonable))  # numpy values -> plain JSON
     if args.report:
-        write_text_atomic(args.report, json.dumps(report, indent=2, default=float))
-    progress.result(output=str(args.output), **{k: v["ml"] for k, v in report.items()})
-    return 0
+        write_text_atomic(args.report, json.dumps(report, indent=2))
+    warnings = [f"{organ}: {w}" for organ, found in report.items() for w in found.get("warnings", [])]
+    progress.result(output=str(args.output), warnings=warnings,
+                    volumes_ml={k: float(v["ml"]) for k, v in report.items()}, report=report)
+    return print_warnings("autolabel", warnings)
+
+
+def _jsonable(value):
+    """numpy scalars and arrays (the labelers' reports hold some) as plain JSON values."""
+    import numpy as np
+
+    return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else float(value)

@@ -15,10 +15,11 @@ import logging
 from pathlib import Path
 
 from ..cli import add_progress_argument
+from ..devices import DEVICE_HELP
 from ..io import read_ct, read_labels, write_labels, write_volume
 from ..metrics import evaluate_labels, format_table, scores_to_json
 from ..organs import organ_table, parse_organ_list
-from ..atomic import check_not_input, write_text_atomic
+from ..atomic import check_not_input, make_output_folder, write_text_atomic
 from ..overlay import save_overlay_png
 from ..phantom import make_phantom
 from ..progress import Progress
@@ -38,7 +39,7 @@ def register(sub) -> None:
     p.add_argument("--size", default="small", choices=["tiny", "small", "clinical"],
                    help="phantom grid: tiny (6 mm), small (3 mm, default) or clinical (512x512x300)")
     p.add_argument("--model", default=None, help="model package for the network stages (default: bundled demo)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_progress_argument(p)
     p.set_defaults(func=run)
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
                                                           for suffix in (".seg.nrrd", ".nii.gz", ".png", "_metrics.json")]
     for name in names:  # before anything is written: the demo never overwrites its own inputs
         check_not_input(out / name, [args.input, args.reference])
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out, "--out")
     progress = Progress("demo", mode=args.progress)
     if args.input:
         ct = read_ct(args.input)
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             scores = evaluate_labels(labels, truth, parse_organ_list(organs[stage]))
             print(f"\n{stage} vs truth:\n{format_table(scores)}")
             write_text_atomic(out / f"{stage}_metrics.json", scores_to_json(scores))
-    progress.result(out=str(out))
+    progress.result(output=str(out))
     return 0
 
 

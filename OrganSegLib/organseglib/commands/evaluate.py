@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..atomic import check_not_input, write_text_atomic
+from ..atomic import check_outputs, write_text_atomic
 from ..io import read_labels
 from ..metrics import evaluate_labels, format_table, scores_to_csv, scores_to_json
 from ..organs import parse_organ_list
@@ -22,9 +22,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for out in (args.csv, args.json):
-        if out:
-            check_not_input(out, [args.pred, args.ref])
+    check_outputs({"--csv": args.csv, "--json": args.json}, [args.pred, args.ref])
     ref = read_labels(args.ref)
     pred = read_labels(args.pred, reference=ref)
     organs = parse_organ_list(args.organs) if args.organs else None

@@ -10,22 +10,27 @@ referencing that series; atomically; never overwrites its input.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 
 import numpy as np
 
-from ..atomic import check_not_input, double_suffix
+from ..atomic import check_outputs, double_suffix
 from ..cli import add_progress_argument
+from ..devices import DEVICE_HELP
 from ..dicom_seg import check_dicom_seg_request, is_dicom_seg_path, write_dicom_seg
 from ..io import LABEL_EXTENSIONS, read_ct, write_labels
 from ..errors import InputError, UnsupportedFormatError
 from ..morphology import count_values
 from ..organs import organ_by_key, organ_by_value
 from ..progress import Progress
-from ..segment import ALL_ORGANS, AUTOLABEL_DEFAULT, SegmentConfig, segment_ct
+from ..result_warnings import missing_organ_warnings, print_warnings
+from ..segment import SegmentConfig, segment_ct
 
 log = logging.getLogger(__name__)
+# The options' defaults are SegmentConfig's (one place for them; Testing checks they agree).
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(SegmentConfig)}
 
 
 def register(sub) -> None:
@@ -35,18 +40,19 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="label output: .nii.gz, .nrrd, .seg.nrrd, or .dcm (DICOM SEG; the input must be a DICOM series folder)")
     p.add_argument("--model", default=None,
                    help="model package folder or name (default: the bundled demo model, trained on phantoms only)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
-    p.add_argument("--overlap", type=float, default=0.25, help="tile overlap fraction (default 0.25)")
-    p.add_argument("--organs", default=",".join(ALL_ORGANS),
-                   help=f"comma-separated organs to output (default: {','.join(ALL_ORGANS)})")
-    p.add_argument("--autolabel-organs", default=",".join(AUTOLABEL_DEFAULT),
-                   help="organs taken from the morphological auto-labelers (default: lungs,bone; '' for none)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
+    p.add_argument("--overlap", type=float, default=DEFAULTS["overlap"],
+                   help="tile overlap fraction (default %(default)s)")
+    p.add_argument("--organs", default=",".join(DEFAULTS["organs"]),
+                   help="comma-separated organs to output (default: %(default)s)")
+    p.add_argument("--autolabel-organs", default=",".join(DEFAULTS["autolabel_organs"]),
+                   help="organs taken from the morphological auto-labelers (default: %(default)s; '' for none)")
     p.add_argument("--network-only", action="store_true", help="every organ from the network (no auto-labelers)")
     p.add_argument("--no-clean", action="store_true", help="keep every component the network predicts")
     p.add_argument("--tile", default=None, metavar="K,J,I",
                    help="network input size overriding the model card's (multiples of 8), e.g. 160,120,128")
-    p.add_argument("--weighting", choices=["uniform", "gaussian"], default="uniform",
-                   help="how overlapping tiles are averaged (default uniform, as the paper)")
+    p.add_argument("--weighting", choices=["uniform", "gaussian"], default=DEFAULTS["weighting"],
+                   help="how overlapping tiles are averaged (default %(default)s; uniform is the paper's)")
     add_progress_argument(p)
     p.set_defaults(func=run)
 
@@ -57,10 +63,8 @@ def run(args: argparse.Namespace) -> int:
     elif double_suffix(args.output) not in LABEL_EXTENSIONS:
         raise UnsupportedFormatError(f"cannot write {args.output!r}: use one of {', '.join(LABEL_EXTENSIONS)} "
                                      "or .dcm (DICOM SEG, for a DICOM series input)")
-    check_not_input(args.output, [args.ct, args.model])
-    config = SegmentConfig(
-        organs=args.organs, autolabel_organs=() if args.network_only else args.autolabel_organs,
-        clean=not args.no_clean, overlap=args.overlap, weighting=args.weighting, tile_shape=_tile(args.tile))
+    check_outputs({"-o/--output": args.output}, [args.ct, args.model])  # before any work, not after it
+    config = segment_config(args)
     progress = Progress("segment", mode=args.progress)
     start = time.perf_counter()
     progress(0.0, f"reading {args.ct}")
@@ -76,11 +80,19 @@ def run(args: argparse.Namespace) -> int:
     voxel_ml = float(np.prod(ct.spacing)) / 1000.0
     counts = count_values(labels.array)  # fastremap: one pass over the native labels
     volumes = {organ_by_value(v).key: round(float(c) * voxel_ml, 1) for v, c in sorted(counts.items()) if v}
-    progress.result(output=str(args.output), seconds=round(seconds, 2), volumes_ml=volumes)
+    warnings = missing_organ_warnings(config.organs, volumes)
+    progress.result(output=str(args.output), seconds=round(seconds, 2), volumes_ml=volumes, warnings=warnings)
     if args.progress != "json":
         print(f"wrote {args.output} in {seconds:.1f} s; volumes (mL): "
               + (", ".join(f"{k} {v:g}" for k, v in volumes.items()) or "no organ found"))
-    return 0
+    return print_warnings("segment", warnings)
+
+
+def segment_config(args: argparse.Namespace) -> SegmentConfig:
+    """The ``SegmentConfig`` of the parsed options (their defaults are SegmentConfig's)."""
+    return SegmentConfig(
+        organs=args.organs, autolabel_organs=() if args.network_only else args.autolabel_organs,
+        clean=not args.no_clean, overlap=args.overlap, weighting=args.weighting, tile_shape=_tile(args.tile))
 
 
 def _tile(text):

@@ -12,10 +12,10 @@ from .components import (count_values, fill_holes, fill_holes_per_slice, fill_sm
                          largest_components, reconstruct, remove_border_connected_per_slice,
                          remove_border_gas_per_slice)
 from .enclosure import enclosed_axes
-from .operations import METHODS, choose_method, closing, dilation, erosion, opening, reference
+from .operations import METHODS, choose_method, closing, dilation, erosion, opening
 
 __all__ = [
     "Ball", "METHODS", "choose_method", "closing", "count_values", "dilation", "enclosed_axes", "erosion", "fill_holes",
     "fill_holes_per_slice", "fill_small_holes_per_slice", "label", "largest_components", "make_ball",
-    "opening", "reconstruct", "reference", "remove_border_connected_per_slice", "remove_border_gas_per_slice",
+    "opening", "reconstruct", "remove_border_connected_per_slice", "remove_border_gas_per_slice",
 ]

@@ -26,7 +26,7 @@ small objects in big volumes cost little.
 from __future__ import annotations
 
 import logging
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import scipy.ndimage as ndi
@@ -161,20 +161,3 @@ def opening(mask: np.ndarray, radius_mm: float, spacing: Sequence[float], method
             device: Optional[str] = None) -> np.ndarray:
     """Erosion then dilation (rules above); inside ``mask``. Args and Raises: as ``dilation``."""
     return _run(mask, radius_mm, spacing, method, device, "ed", 1)
-
-
-def reference(op: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """scipy.ndimage with the same border rules, for tests: ``reference("closing")(mask, ball)``."""
-    def dil(m, b):
-        return ndi.binary_dilation(m, structure=b, border_value=0)
-
-    def ero(m, b):
-        return ndi.binary_erosion(m, structure=b, border_value=1)
-
-    table = {
-        "dilation": dil,
-        "erosion": ero,
-        "closing": lambda m, b: ero(dil(m, b), b),
-        "opening": lambda m, b: dil(ero(m, b), b),
-    }
-    return table[op]

@@ -13,7 +13,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from safetensors import SafetensorError
@@ -97,11 +97,30 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
 
 
 def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
-                    optimizer: Optional[torch.optim.Optimizer] = None) -> tuple[TrainingState, dict]:
-    """Restore model (and optimizer) in place; return the training state and the saved config."""
+                    optimizer: Optional[torch.optim.Optimizer] = None,
+                    check: Optional[Callable[[dict], None]] = None) -> tuple[TrainingState, dict]:
+    """Restore model (and optimizer) in place; return the training state and the saved config.
+
+    Args:
+        check: called with the saved config before anything is restored; raises when the run's
+            settings do not match it (a changed width would otherwise fail deep inside torch).
+
+    Raises:
+        InputError: not a readable checkpoint, ``check`` refused it, or its tensors do not fit ``model``.
+    """
     tensors, meta = read_checkpoint(path)
+    if check is not None:
+        check(meta["config"])
     device = next(model.parameters()).device
-    model.load_state_dict({k[len(_MODEL):]: v.to(device) for k, v in tensors.items() if k.startswith(_MODEL)})
+    weights = {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    wrong = [k for k in expected if k in weights and tuple(weights[k].shape) != expected[k]]
+    if set(weights) != set(expected) or wrong:
+        detail = (f"{len(wrong)} tensors of another shape, e.g. {wrong[0]} {tuple(weights[wrong[0]].shape)} vs "
+                  f"{expected[wrong[0]]}" if wrong else "different tensor names")
+        raise InputError(f"checkpoint {str(path)!r} holds another network ({detail}): it was written with other "
+                         "settings (e.g. --width); pass --restart to discard it or choose another --out")
+    model.load_state_dict({k: v.to(device) for k, v in weights.items()})
     if optimizer is not None:
         opt_meta = meta["optimizer"]
         state: dict[int, dict[str, Any]] = {int(pid): dict(values) for pid, values in opt_meta["plain"].items()}

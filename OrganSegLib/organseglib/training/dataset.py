@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -28,7 +27,7 @@ from ..ct_checks import AIR_HU
 from ..errors import InputError, MissingFileError
 from ..network_space import NETWORK_ORIENTATION, NETWORK_SPACING_MM, enter_network_space
 from ..organs import check_label_values
-from ..training_set import MANIFEST, read_manifest
+from ..training_set import MANIFEST, parse_case_file, read_manifest
 from ..volume import Volume
 
 log = logging.getLogger(__name__)
@@ -38,7 +37,6 @@ CACHE_VERSION = 2  # 2: arrays reoriented to TRAINING_ORIENTATION
 # ``segment`` puts a scan into the same order before the network sees it.
 TRAINING_ORIENTATION = NETWORK_ORIENTATION
 CT_ORG_BRAIN = 6  # CT-ORG's sixth label, not one of our five organs: folded into background
-_VOLUME_RE = re.compile(r"^volume-(\w+)\.(nii\.gz|nii|nrrd|mha)$")
 
 
 @dataclass(frozen=True)
@@ -75,10 +73,9 @@ def find_cases(folder: str | os.PathLike) -> list[CaseFiles]:
         cases = [CaseFiles(str(e.id), root / e.volume, root / e.labels) for e in read_manifest(root)]
     else:
         for path in sorted(root.iterdir()):
-            match = _VOLUME_RE.match(path.name)
-            if match:
-                case_id, ext = match.groups()
-                cases.append(CaseFiles(case_id, path, root / f"labels-{case_id}.{ext}"))
+            name = parse_case_file(path.name)  # the one naming rule (training_set.CASE_FILE)
+            if name is not None and name.kind == "volume":
+                cases.append(CaseFiles(name.id, path, root / name.partner))
     if not cases:
         raise InputError(f"no training cases in {str(root)!r}: expected volume-N.nii.gz with labels-N.nii.gz "
                          "(CT-ORG layout) or a manifest.json")

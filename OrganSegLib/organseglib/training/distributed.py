@@ -39,8 +39,8 @@ class DistInfo:
 
 def choose_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
     """``"auto"``: this rank's CUDA device when present, else the CPU; ``"cuda"`` becomes this rank's
-    GPU. Names are checked as for inference (``inference.resolve_device``)."""
-    from ..inference import resolve_device
+    GPU. Names are parsed by ``devices.resolve_device``."""
+    from ..devices import resolve_device
 
     device = resolve_device(requested)
     if device.type == "cuda" and device.index is None:

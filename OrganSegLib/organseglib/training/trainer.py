@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -173,8 +173,9 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
         init_model: weights to start from (fine-tuning); its copy is trained.
         augmenter: batch sampler used once augmentation is on (default ``cudaaugment``).
         resume: continue from ``work_dir``'s checkpoint when there is one.
-        progress: ``(fraction, message)`` callback (rank 0 only); a ``Progress`` (or its ``sub``) also
-            gets each validation as a ``validation={"iteration", "loss", "dice"}`` field.
+        progress: ``(fraction, message)`` callback (rank 0 only); one that takes fields (``Progress``,
+            its ``sub``, ``progress.scaled``) also gets each validation as a
+            ``validation={"iteration", "loss", "dice"}`` field.
         stop_after: stop (after checkpointing) at this iteration; for tests and time-boxed runs.
 
     Raises:
@@ -202,13 +203,15 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
     ckpt = work / CHECKPOINT_NAME
     fingerprint = data_fingerprint(train_cases, val_cases, init_model)
     if resume and ckpt.exists():
-        state, saved = load_checkpoint(ckpt, model, optimizer)
-        bad = _compatible(saved, config)
-        if saved.get("data_fingerprint", fingerprint) != fingerprint:
-            bad.append("training data or initial model")
-        if bad:
-            raise InputError(f"checkpoint {str(ckpt)!r} was written with different settings ({', '.join(bad)}); "
-                             "pass --restart to discard it or choose another --out")
+        def check(saved: dict) -> None:  # before the weights are restored: a changed width cannot fit
+            bad = _compatible(saved, config)
+            if saved.get("data_fingerprint", fingerprint) != fingerprint:
+                bad.append("training data or initial model")
+            if bad:
+                raise InputError(f"checkpoint {str(ckpt)!r} was written with different settings ({', '.join(bad)}); "
+                                 "pass --restart to discard it or choose another --out")
+
+        state, _ = load_checkpoint(ckpt, model, optimizer, check=check)
         if len(state.rng_states) == info.world_size:
             rng.bit_generator.state = state.rng_states[info.rank]
         else:
@@ -276,6 +279,8 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
 
 def split_cases(cases: Sequence[TrainingCase], val_fraction: float, seed: int = 0) -> tuple[list, list]:
     """A seeded split into training and validation cases (at least one training case)."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):  # None would split at random
+        raise InputError(f"split seed must be a whole number; got {seed!r}")
     if not 0 <= val_fraction < 1:
         raise InputError(f"validation fraction must be in [0, 1); got {val_fraction!r}")
     order = np.random.default_rng(seed).permutation(len(cases))
@@ -284,6 +289,3 @@ def split_cases(cases: Sequence[TrainingCase], val_fraction: float, seed: int = 
     tr = [cases[i] for i in sorted(order[n_val:])]
     return tr, val
 
-
-def with_overrides(config: TrainConfig, **changes) -> TrainConfig:
-    return replace(config, **{k: v for k, v in changes.items() if v is not None})

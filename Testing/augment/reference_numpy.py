@@ -1,4 +1,5 @@
-"""NumPy models of what the CUDA kernel computes, for testing and error measurement on any machine.
+"""NumPy models of what the CUDA kernel computes, for the tests (and the texture-error figure of
+benchmarks/bench_augment.py) on any machine; not shipped with ``cudaaugment``.
 
 * ``philox4x32_10`` / ``voxel_normals``: the kernel's counter-based noise, bit for bit (the
   normals to float32 rounding), so the CUDA tests can compare the GPU noise exactly and the CPU

@@ -1,0 +1,257 @@
+"""Outputs: every path checked before any work, umask-respecting modes, leftovers of killed writers
+cleaned up, results with warnings (exit 3), and a resumed run with another network width."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from organseglib import atomic
+from organseglib.atomic import atomic_path, remove_stale_temporaries, write_text_atomic
+from organseglib.cli import main
+from organseglib.errors import EXIT_WARNINGS, InputError, OutputPathError
+from organseglib.io import write_labels, write_volume
+from organseglib.volume import Volume
+
+
+@pytest.fixture
+def files(tmp_path, tiny_abdomen):
+    ct = write_volume(tiny_abdomen.ct, tmp_path / "ct.nii.gz")
+    labels = write_labels(tiny_abdomen.labels, tmp_path / "labels.nii.gz")
+    return ct, labels
+
+
+@pytest.fixture
+def read_only(tmp_path, monkeypatch):
+    """A folder nobody may write into. Root writes anywhere, so for root the EACCES a user would get
+    from the file system is raised where the library creates files (``tempfile.mkstemp``)."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    if os.geteuid() == 0:
+        real = tempfile.mkstemp
+
+        def mkstemp(*args, dir=None, **kwargs):
+            if dir is not None and Path(dir).resolve() == folder.resolve():
+                raise PermissionError(errno.EACCES, "Permission denied")
+            return real(*args, dir=dir, **kwargs)
+
+        monkeypatch.setattr(atomic.tempfile, "mkstemp", mkstemp)
+    yield folder
+    folder.chmod(0o755)
+
+
+def _no_work(monkeypatch, module: str, name: str):
+    def fail(*args, **kwargs):
+        raise AssertionError(f"{module}.{name} ran: the output was not checked before the work")
+
+    monkeypatch.setattr(f"{module}.{name}", fail)
+
+
+def _one_line(capsys, argv, code=2) -> str:
+    rc = main([str(a) for a in argv])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert rc == code, err
+    assert len(err) == 1 and "Traceback" not in err[0], err
+    return err[0]
+
+
+# --- every output checked before any work ------------------------------------------------------------
+@pytest.mark.parametrize("where, message", [
+    ("read-only", "is not writable"),
+    ("parent-is-file", "is a file, not a folder"),
+    ("a-folder", "is a folder; give a file name"),
+    ("missing-folder", "does not exist; create it first"),
+])
+def test_segment_refuses_an_unwritable_output_before_reading_the_ct(tmp_path, files, read_only, capsys, monkeypatch,
+                                                                    where, message):
+    ct, _ = files
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / "folder.nii.gz").mkdir()
+    out = {"read-only": read_only / "labels.nii.gz", "parent-is-file": tmp_path / "notes.txt" / "labels.nii.gz",
+           "a-folder": tmp_path / "folder.nii.gz", "missing-folder": tmp_path / "nowhere" / "labels.nii.gz"}[where]
+    _no_work(monkeypatch, "organseglib.commands.segment", "read_ct")
+    line = _one_line(capsys, ["segment", ct, "-o", out, "--progress", "none"])
+    assert message in line and str(out) in line
+    assert sorted(p.name for p in read_only.iterdir()) == []
+
+
+def test_autolabel_report_to_a_read_only_folder_writes_no_labels(tmp_path, files, read_only, capsys, monkeypatch):
+    ct, _ = files
+    labels = tmp_path / "auto.nii.gz"
+    _no_work(monkeypatch, "organseglib.commands.autolabel", "read_ct")
+    line = _one_line(capsys, ["autolabel", ct, "-o", labels, "--report", read_only / "report.json",
+                              "--progress", "none"])
+    assert "--report" in line and "not writable" in line
+    assert not labels.exists() and list(read_only.iterdir()) == []
+
+
+def test_autolabel_checks_the_label_format_before_the_work(tmp_path, files, capsys, monkeypatch):
+    ct, _ = files
+    _no_work(monkeypatch, "organseglib.commands.autolabel", "read_ct")
+    assert "cannot write" in _one_line(capsys, ["autolabel", ct, "-o", tmp_path / "labels.png"])
+
+
+def test_library_writes_into_a_read_only_folder_say_so(read_only, tiny_abdomen):
+    with pytest.raises(OutputPathError, match="is not writable"):
+        write_labels(tiny_abdomen.labels, read_only / "l.nii.gz")
+    with pytest.raises(OutputPathError, match="is not writable"):
+        write_text_atomic(read_only / "r.json", "{}")
+
+
+def test_one_path_for_two_outputs_is_refused(tmp_path, files, capsys, monkeypatch):
+    ct, _ = files
+    _no_work(monkeypatch, "organseglib.commands.autolabel", "read_ct")
+    line = _one_line(capsys, ["autolabel", ct, "-o", tmp_path / "a.nii.gz", "--report", tmp_path / "a.nii.gz"])
+    assert "both name" in line
+
+
+def test_evaluate_checks_csv_and_json_before_reading(tmp_path, files, capsys, monkeypatch):
+    _, labels = files
+    _no_work(monkeypatch, "organseglib.commands.evaluate", "read_labels")
+    assert "is a folder" in _one_line(capsys, ["evaluate", labels, labels, "--csv", tmp_path])
+    (tmp_path / "f").write_text("")
+    assert "is a file, not a folder" in _one_line(capsys, ["evaluate", labels, labels, "--json", tmp_path / "f" / "s.json"])
+
+
+def test_train_checks_its_model_folder_before_loading_data(tmp_path, read_only, capsys, monkeypatch):
+    _no_work(monkeypatch, "organseglib.training.dataset", "load_dataset")
+    (tmp_path / "f").write_text("")
+    assert "is a file" in _one_line(capsys, ["train", "--data", "phantoms:1", "--out", tmp_path / "f" / "model",
+                                             "--progress", "none"])
+    assert "not writable" in _one_line(capsys, ["train", "--data", "phantoms:1", "--out", read_only / "model",
+                                                "--progress", "none"])
+
+
+def test_demo_output_folder_that_is_a_file(tmp_path, capsys, monkeypatch):
+    _no_work(monkeypatch, "organseglib.commands.demo", "make_phantom")
+    (tmp_path / "f").write_text("")
+    assert "is a file, not a folder" in _one_line(capsys, ["demo", "--out", tmp_path / "f", "--progress", "none"])
+
+
+# --- modes follow the umask ----------------------------------------------------------------------
+@pytest.fixture(params=[0o022, 0o077])
+def umask(request):
+    old = os.umask(request.param)
+    yield request.param
+    os.umask(old)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_outputs_get_the_umask_mode_not_0600(tmp_path, tiny_abdomen, umask):
+    import torch
+
+    from organseglib.model_package import ModelCard, save_model_package
+    from organseglib.network import build_network
+    from organseglib.training.checkpoint import TrainingState, save_checkpoint
+
+    file_mode, dir_mode = 0o666 & ~umask, 0o777 & ~umask
+    outputs = [write_labels(tiny_abdomen.labels, tmp_path / "l.nii.gz"),
+               write_labels(tiny_abdomen.labels, tmp_path / "l.seg.nrrd")]
+    write_text_atomic(tmp_path / "report.json", "{}")
+    outputs.append(tmp_path / "report.json")
+    net = build_network(width=0.0625)
+    package = save_model_package(tmp_path / "pkg", net, ModelCard(name="m", width=0.0625, training_data="test"))
+    outputs += [package / "model.safetensors", package / "card.json"]
+    outputs.append(save_checkpoint(tmp_path / "c.safetensors", net, torch.optim.Adam(net.parameters()),
+                                   TrainingState(), {}))
+    assert {p.name: oct(_mode(p)) for p in outputs} == {p.name: oct(file_mode) for p in outputs}
+    assert _mode(package) == dir_mode
+
+
+def test_a_replaced_file_keeps_its_mode(tmp_path, tiny_abdomen):
+    target = tmp_path / "l.nii.gz"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    write_labels(tiny_abdomen.labels, target)
+    assert _mode(target) == 0o640
+
+
+# --- leftovers of a killed writer ----------------------------------------------------------------
+def test_a_kill_during_writing_leaves_a_part_file_the_next_write_removes(tmp_path, tiny_abdomen):
+    target = tmp_path / "labels.nii.gz"
+    code = ("import os, signal, sys\n"
+            "from organseglib.atomic import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n"
+            "    tmp.write_bytes(b'half')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(target)], env=os.environ.copy())
+    assert proc.returncode == -signal.SIGKILL
+    left = [p for p in tmp_path.iterdir() if ".part" in p.name]
+    assert len(left) == 1 and not target.exists()  # what SIGKILL leaves: no cleanup can run
+    live = tmp_path / f".other.nii.gz.{os.getppid()}.abcdefgh.part.nii.gz"  # a live writer's: kept
+    live.write_bytes(b"busy")
+    (tmp_path / "notes.part").write_text("not ours")
+    write_labels(tiny_abdomen.labels, target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, "labels.nii.gz", "notes.part"])
+
+
+def test_stale_package_folders_are_removed_too(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    stale = tmp_path / f".pkg.{pid}.k2j4_x9a.part"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    assert remove_stale_temporaries(tmp_path) == [stale] and not stale.exists()
+
+
+def test_failed_write_leaves_nothing_and_unwritable_target_is_named(tmp_path):
+    with pytest.raises(OutputPathError, match="is a folder"):
+        with atomic_path(tmp_path):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- results with warnings: exit 3, warnings in the done record ---------------------------------------
+def test_autolabel_with_nothing_to_find_exits_3_with_warnings(tmp_path, capsys):
+    # a water cylinder in air: a body, but no bone (nothing ≥ the bone threshold)
+    k, j, i = np.mgrid[:40, :60, :60]
+    array = np.where((j - 30) ** 2 + (i - 30) ** 2 < 20 ** 2, 40.0, -1000.0).astype(np.float32)
+    ct = write_volume(Volume(array, np.diag([3.0, 3.0, 3.0, 1.0])), tmp_path / "water.nii.gz")
+    out = tmp_path / "auto.nii.gz"
+    rc = main(["autolabel", str(ct), "-o", str(out), "--organs", "bone", "--progress", "json"])
+    captured = capsys.readouterr()
+    done = json.loads(captured.out.strip().splitlines()[-1])
+    assert rc == EXIT_WARNINGS and out.exists()
+    assert done["status"] == "done" and len(done["warnings"]) == 1 and done["warnings"][0].startswith("bone: no bone")
+    assert "organseg autolabel: warning: bone: no bone found" in captured.err
+
+
+# --- resuming with another width ---------------------------------------------------------------------
+def _train_args(out, width):
+    return ["train", "--data", "phantoms:1", "--spacing", "6", "--crop", "16", "32", "32", "--width", width,
+            "--batch-size", "1", "--iterations", "3", "--stop-after", "1", "--checkpoint-every", "1",
+            "--val-fraction", "0", "--augment", "never", "--threads", "1", "--progress", "none", "--out", out]
+
+
+def test_resuming_with_another_width_is_one_line(tmp_path, capsys):
+    out = tmp_path / "model"
+    assert main([str(a) for a in _train_args(out, "0.0625")]) == 0
+    capsys.readouterr()
+    line = _one_line(capsys, _train_args(out, "0.125"))
+    assert "different settings (width)" in line and "--restart" in line
+
+
+def test_checkpoint_of_another_network_is_refused_without_a_traceback(tmp_path):
+    import torch
+
+    from organseglib.network import build_network
+    from organseglib.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+
+    small = build_network(width=0.0625)
+    path = save_checkpoint(tmp_path / "c.safetensors", small, torch.optim.Adam(small.parameters()), TrainingState(), {})
+    with pytest.raises(InputError, match="holds another network .*tensors of another shape"):
+        load_checkpoint(path, build_network(width=0.125))
