@@ -61,7 +61,9 @@ class SegmentConfig:
         body_margin_mm: margin around the body box, mm.
         bf16: bf16 autocast on CUDA (ignored on CPU).
         tile_batch: tiles per forward call of the network (same result as one at a time, to float
-            rounding; more uses more memory).
+            rounding; more uses more memory). None: ``GPU_TILE_BATCH`` on CUDA, where one tile does not
+            fill the device, and 1 on the CPU, where batching gains nothing (the forward pass is
+            compute-bound; BENCHMARKS.md, issue 14) and each extra tile costs ~0.5 GB.
         tile_shape: network input ``(K, J, I)`` overriding the model card's (multiples of 8), e.g. one
             tile a little larger than the card's to cover a scan in one pass; None: the card's.
 
@@ -80,7 +82,7 @@ class SegmentConfig:
     body_margin_mm: float = BODY_MARGIN_MM
     bf16: bool = True
     tile_shape: Optional[tuple] = None
-    tile_batch: int = 4
+    tile_batch: Optional[int] = None
 
     def __post_init__(self) -> None:
         from .autolabel import supported_organ_keys
@@ -102,13 +104,16 @@ class SegmentConfig:
             object.__setattr__(self, "tile_shape", tile)
         if not float(self.body_margin_mm) >= 0:
             raise InputError(f"body_margin_mm must be ≥ 0 mm; got {self.body_margin_mm!r}")
-        if int(self.tile_batch) != self.tile_batch or self.tile_batch < 1:
+        if self.tile_batch is not None and (int(self.tile_batch) != self.tile_batch or self.tile_batch < 1):
             raise InputError(f"tile_batch must be an integer ≥ 1 (tiles per forward call); got {self.tile_batch!r}")
 
     @property
     def network_organs(self) -> tuple[str, ...]:
         """Organs the network provides: the requested ones not taken from the auto-labelers."""
         return tuple(k for k in self.organs if k not in self.autolabel_organs)
+
+
+GPU_TILE_BATCH = 4  # tiles per forward call on CUDA when ``SegmentConfig.tile_batch`` is None
 
 
 # Components kept per organ when cleaning: (how many, minimum volume field or None).
@@ -151,6 +156,12 @@ def _load(model: ModelSpec) -> tuple[Any, Any]:
     return load_model_package(resolve_model(model), device="cpu")
 
 
+def _tile_batch(config: SegmentConfig, device) -> int:
+    if config.tile_batch is not None:
+        return int(config.tile_batch)
+    return GPU_TILE_BATCH if getattr(device, "type", str(device)) == "cuda" else 1
+
+
 def network_labels(image: np.ndarray, model, card, config: SegmentConfig, device,
                    progress: Optional[ProgressCallback] = None) -> np.ndarray:
     """Network labels (organ values, only ``config.network_organs``) of ``image``, a CT in HU on the
@@ -169,7 +180,7 @@ def network_labels(image: np.ndarray, model, card, config: SegmentConfig, device
                          "take those organs from the auto-labelers or drop them from --organs")
     predictor = TorchPredictor(model, card.window_hu, device, bf16=config.bf16)
     channels = predict_channels(image, predictor, config.tile_shape or card.tile_shape, int(card.num_classes),
-                                config.overlap, config.weighting, config.slabs, progress, config.tile_batch)
+                                config.overlap, config.weighting, config.slabs, progress, _tile_batch(config, device))
     lut = np.array([v if v in wanted else 0 for v in values], dtype=np.uint8)
     return lut[channels]
 

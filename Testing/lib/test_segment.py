@@ -147,6 +147,12 @@ def test_bad_config_is_refused(kwargs, match):
         SegmentConfig(**kwargs)
 
 
+def test_tile_batch_is_validated():
+    with pytest.raises(InputError, match="tile_batch"):
+        SegmentConfig(tile_batch=0)
+    assert SegmentConfig().tile_batch is None and SegmentConfig(tile_batch=3).tile_batch == 3
+
+
 def test_config_network_organs():
     assert SegmentConfig().network_organs == ("liver", "bladder", "kidneys")
     assert SegmentConfig(organs=("lungs", "liver")).autolabel_organs == ("lungs",)
@@ -186,7 +192,11 @@ def test_network_sees_windowed_tiles_of_the_3mm_grid_with_25_percent_overlap_by_
     spy = Spy([(1, 0, 500)])
     segment_ct(ct, (spy, card), config, device="cpu")
     assert len(spy.seen) == 12 and {s[0] for s in spy.seen} == {(16, 16, 16)}
-    assert spy.batches == [4, 4, 4]  # SegmentConfig.tile_batch tiles per forward call
+    assert spy.batches == [1] * 12  # on the CPU one tile per forward call by default
+    labels_one = segment_ct(ct, (spy, card), config, device="cpu").array
+    spy.batches.clear()
+    labels_batched = segment_ct(ct, (spy, card), replace(config, tile_batch=5), device="cpu").array
+    assert spy.batches == [5, 5, 2] and np.array_equal(labels_batched, labels_one)
     assert min(s[1] for s in spy.seen) >= 0.0 and max(s[2] for s in spy.seen) <= 1.0   # HU windowed (eq. 3)
     spy.seen.clear()
     segment_ct(ct, (spy, card), replace(config, overlap=0.0), device="cpu")
