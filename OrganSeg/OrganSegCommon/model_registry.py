@@ -44,7 +44,9 @@ def package_label(path: str, suffix: str = "") -> str:
     except Exception:  # not readable here: the segment step reports the real problem
         return Path(path).name + suffix
     data = card.training_data if len(card.training_data) <= 40 else card.training_data[:39] + "…"
-    return f"{card.name} {card.version}{suffix} ({data})"
+    terms = getattr(card, "weights_licence", "")
+    note = " — non-commercial research use only" if "non-commercial" in terms.lower() else ""
+    return f"{card.name} {card.version}{suffix} ({data}){note}"
 
 
 class ModelRegistry(LibraryModelRegistry):

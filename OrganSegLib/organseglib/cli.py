@@ -18,7 +18,7 @@ from .errors import OrganSegError
 from .progress import MODES, Progress
 
 # Add a command by writing organseglib/commands/<name>.py and listing it here.
-COMMANDS = ["info", "evaluate", "demo", "train", "autolabel", "segment"]
+COMMANDS = ["info", "evaluate", "demo", "train", "autolabel", "segment", "import_labels"]
 
 log = logging.getLogger("organseglib")
 

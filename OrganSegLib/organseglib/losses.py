@@ -18,6 +18,17 @@ class"; the training loss is the average over the random crops).
   this is ``(1 − w)`` for ``y = 1`` and ``w`` for ``y = 0`` with ``w`` the foreground fraction. (Eq. 4
   as printed swaps the two, which would amplify the imbalance it is meant to remove; we follow the
   text.)
+
+Partial labels (marginal loss, Shi et al. 2021 "Marginal loss and exclusion loss for partially
+supervised multi-organ segmentation"; Fang & Yan 2020, "Multi-organ segmentation over partially
+labeled datasets with multi-scale feature abstraction"): a case that does not annotate an organ
+labels it 0 there, so 0 means "background *or* an unannotated organ". ``annotated`` is a boolean
+``(N, C)`` tensor (class 0 always True). For image ``n`` the probabilities of its unannotated classes
+are merged into the background channel (``p'_0 = p_0 + Σ_{c unannotated} p_c``, those channels are
+dropped), the one-hot targets are unchanged (they are 0 on those channels), and the set losses are
+averaged over the annotated classes only; weighted cross-entropy uses ``log p'``. A prediction of an
+unannotated organ where the reference says 0 is therefore never penalised, and with every class
+annotated each loss equals its plain form exactly. Hand-worked example in ``Testing/lib/test_losses_partial.py``.
 """
 
 from __future__ import annotations
@@ -121,13 +132,80 @@ def weighted_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tenso
     return (weights * per_class).sum(1).mean()
 
 
-def segmentation_loss(name: str, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The training loss ``name`` (``"iou"``, ``"dice"``, ``"wce"``) of logits and integer labels."""
+def check_annotated(annotated: torch.Tensor, n: int, c: int) -> torch.Tensor:
+    """``annotated`` as a bool ``(N, C)`` tensor with class 0 forced True.
+
+    Raises:
+        InputError: wrong shape.
+    """
+    ann = torch.as_tensor(annotated).to(torch.bool)
+    if ann.shape != (n, c):
+        raise InputError(f"annotated must be a (N, C) = ({n}, {c}) boolean tensor; got shape {tuple(ann.shape)!r}")
+    ann = ann.clone()
+    ann[:, 0] = True
+    return ann
+
+
+def marginal_probabilities(p: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
+    """Probabilities with each image's unannotated classes merged into background (module docstring);
+    the unannotated channels become 0."""
+    ann = check_annotated(annotated, p.shape[0], p.shape[1]).to(p.device)
+    shape = ann.shape + (1,) * (p.dim() - 2)
+    keep = ann.reshape(shape).to(p.dtype)
+    merged = (p * (1.0 - keep)).sum(1, keepdim=True)
+    out = p * keep
+    return torch.cat([out[:, :1] + merged, out[:, 1:]], dim=1)
+
+
+def _masked_mean(per_class: torch.Tensor, ann: torch.Tensor) -> torch.Tensor:
+    """Mean over the annotated classes of each image, then over images."""
+    w = ann.to(per_class.dtype)
+    return ((per_class * w).sum(1) / w.sum(1)).mean()
+
+
+def marginal_log_probabilities(logits: torch.Tensor, annotated: torch.Tensor) -> torch.Tensor:
+    """``log p'`` (merged background) from logits, stably; unannotated channels are −inf."""
+    ann = check_annotated(annotated, logits.shape[0], logits.shape[1]).to(logits.device)
+    logp = F.log_softmax(logits, dim=1)
+    shape = ann.shape + (1,) * (logits.dim() - 2)
+    keep = ann.reshape(shape).expand_as(logp)
+    neg_inf = torch.full_like(logp, float("-inf"))
+    bg = torch.logsumexp(torch.where(keep, neg_inf, logp), dim=1, keepdim=True)
+    bg = torch.logaddexp(logp[:, :1], bg)
+    rest = torch.where(keep[:, 1:], logp[:, 1:], neg_inf[:, 1:])
+    return torch.cat([bg, rest], dim=1)
+
+
+def segmentation_loss(name: str, logits: torch.Tensor, labels: torch.Tensor,
+                      annotated: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The training loss ``name`` (``"iou"``, ``"dice"``, ``"wce"``) of logits and integer labels.
+
+    Args:
+        annotated: optional bool ``(N, C)``: the classes each image annotates (marginal loss, module
+            docstring); None means every class is annotated in every image.
+
+    Raises:
+        InputError: an unknown loss, bad labels, or labels holding a class the image does not annotate.
+    """
     if name not in LOSSES:
         raise InputError(f"loss must be one of {LOSSES}; got {name!r}")
     y = one_hot(labels, logits.shape[1], dtype=torch.float32)
     logits = logits.float()  # losses in float32 even under mixed precision
+    if annotated is None:
+        if name == "wce":
+            return weighted_cross_entropy(logits, y)
+        p = torch.softmax(logits, dim=1)
+        return iou_loss(p, y) if name == "iou" else dice_loss(p, y)
+    ann = check_annotated(annotated, logits.shape[0], logits.shape[1]).to(logits.device)
+    dims = tuple(range(2, y.dim()))
+    if bool((y.sum(dims)[~ann] > 0).any()):
+        raise InputError("labels hold a class that their case does not annotate; write unannotated organs as 0 "
+                         "(label_import does) or list them in annotated_organs")
     if name == "wce":
-        return weighted_cross_entropy(logits, y)
-    p = torch.softmax(logits, dim=1)
-    return iou_loss(p, y) if name == "iou" else dice_loss(p, y)
+        weights = class_balance_weights(y).detach()
+        nll = -(torch.where(y > 0, marginal_log_probabilities(logits, ann), torch.zeros_like(y)))
+        per_class = nll.sum(dims) / float(max(1, y[0, 0].numel()))
+        return (weights * per_class).sum(1).mean()
+    p = marginal_probabilities(torch.softmax(logits, dim=1), ann)
+    score = soft_iou(p, y) if name == "iou" else soft_dice(p, y)
+    return _masked_mean(1.0 - score, ann)

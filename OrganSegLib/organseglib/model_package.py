@@ -92,6 +92,11 @@ class ModelCard:
         training_data: what it was trained on, said plainly (e.g. "synthetic phantoms only").
         provenance: training details (script, iterations, loss, seed, date, ...).
         intended_use: e.g. "demonstration only; not for clinical use".
+        data_sources: one entry per training data source: ``name``, ``licence`` (required), and e.g.
+            ``source`` (where it comes from), ``cases``, ``labels`` ("hand-drawn", "model-made",
+            "auto-labelled lungs, bone"), ``annotated`` (organs).
+        weights_licence: the terms the weights inherit from their data (e.g. "non-commercial research
+            use only (trained on 3D-IRCADb, CC BY-NC-ND 4.0)"); empty: no restriction recorded.
         created: ISO date (UTC) the package was written.
 
     Raises:
@@ -113,6 +118,8 @@ class ModelCard:
     training_data: str = "unknown"
     provenance: dict = field(default_factory=dict)
     intended_use: str = "research; not validated for clinical use"
+    data_sources: tuple = ()
+    weights_licence: str = ""
     created: str = field(default_factory=_now)
 
     def __post_init__(self) -> None:
@@ -153,6 +160,11 @@ class ModelCard:
         if len(set(values)) != len(values) or not set(values) <= allowed:
             raise bad("classes", values, f"must map channels to distinct label values in {sorted(allowed)}")
         object.__setattr__(self, "classes", tuple(sorted(classes, key=lambda c: int(c["channel"]))))
+        sources = tuple(dict(d) if isinstance(d, dict) else d for d in self.data_sources)
+        for d in sources:
+            if not isinstance(d, dict) or not str(d.get("name", "")).strip() or not str(d.get("licence", "")).strip():
+                raise bad("data_sources", d, "must hold objects with a non-empty 'name' and 'licence'")
+        object.__setattr__(self, "data_sources", sources)
 
     @property
     def channel_values(self) -> tuple[int, ...]:
@@ -168,6 +180,7 @@ class ModelCard:
         data["tile_shape"] = list(self.tile_shape)
         data["window_hu"] = list(self.window_hu)
         data["classes"] = [dict(c) for c in self.classes]
+        data["data_sources"] = [dict(d) for d in self.data_sources]
         return data
 
     @classmethod

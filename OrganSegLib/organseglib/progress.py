@@ -76,6 +76,7 @@ OPTIONAL_FIELDS: Dict[str, Dict[str, tuple]] = {
         "learning_curve": (lambda v: v is None or isinstance(v, str), "a PNG path or null"),
         "validation": (lambda v: v is None or isinstance(v, dict), "the last validation or null"),
         "iteration": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an iteration number"),
+        "plausibility": (lambda v: isinstance(v, dict), "the plausibility check (organseglib.plausibility)"),
     },
     ERROR: {},
 }

@@ -6,7 +6,13 @@ One folder holds, for each case ``N``::
     labels-N.nii.gz   uint8 CT-ORG values (0 background, 1 liver, 2 bladder, 3 lungs, 4 kidneys, 5 bone)
                       on exactly the CT's grid
     manifest.json     {"cases": [{"id": N, "volume": "volume-N.nii.gz", "labels": "labels-N.nii.gz",
-                                  "source": ..., "date": ISO-8601, "corrected_organs": [keys]}]}
+                                  "source": ..., "date": ISO-8601, "corrected_organs": [keys],
+                                  "annotated_organs": [keys]}]}
+
+``annotated_organs`` (optional) lists the organs the labels annotate; any other organ is *unknown* in
+that case (not background) and the training loss ignores it (``losses``, marginal handling). A case
+without the key annotates all five organs (CT-ORG, Slicer exports). ``volume`` may also be an absolute
+path: an imported case can reference its CT instead of copying it (``add_case_files``).
 
 This is the layout the CT-ORG dataset ships in, so ``organseg train --data DIR`` reads a CT-ORG
 download and an exported folder alike. New cases take the next free id (one more than the largest
@@ -74,10 +80,14 @@ class ManifestEntry:
     source: str
     date: str
     corrected_organs: tuple
+    annotated_organs: Optional[tuple] = None  # None: all organs annotated
 
     def to_json(self) -> dict:
-        return {"id": self.id, "volume": self.volume, "labels": self.labels, "source": self.source,
-                "date": self.date, "corrected_organs": list(self.corrected_organs)}
+        out = {"id": self.id, "volume": self.volume, "labels": self.labels, "source": self.source,
+               "date": self.date, "corrected_organs": list(self.corrected_organs)}
+        if self.annotated_organs is not None:
+            out["annotated_organs"] = list(self.annotated_organs)
+        return out
 
 
 def volume_name(case_id: int) -> str:
@@ -101,7 +111,9 @@ def read_manifest(folder: PathLike) -> List[ManifestEntry]:
         data = json.loads(path.read_text(encoding="utf-8"))
         return [ManifestEntry(id=int(c["id"]), volume=str(c["volume"]), labels=str(c["labels"]),
                              source=str(c.get("source", "")), date=str(c.get("date", "")),
-                             corrected_organs=tuple(c.get("corrected_organs", ())))
+                             corrected_organs=tuple(c.get("corrected_organs", ())),
+                             annotated_organs=(None if c.get("annotated_organs") is None
+                                               else tuple(str(k) for k in c["annotated_organs"])))
                 for c in data["cases"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(
@@ -261,4 +273,57 @@ def _add_case_locked(ct: Volume, labels: Volume, folder: Path, source: str, orga
     kept = [c for c in cases if c.id != case_id]
     _write_manifest(folder, kept + _unlisted_cases(folder, kept + [entry]) + [entry])
     log.info("training case %d written to %s (%s)", case_id, folder, ", ".join(organs) or "no organ corrected")
+    return entry
+
+
+CT_MODES = ("copy", "reference")
+
+
+def add_case_files(ct_path: PathLike, labels: Volume, folder: PathLike, source: str,
+                   annotated_organs: Iterable[str], ct_mode: str = "copy", case_id: Optional[int] = None,
+                   date: Optional[str] = None) -> ManifestEntry:
+    """Add a case whose CT is a file already on disk: copied byte for byte (``ct_mode="copy"``; a
+    ``.nii.gz`` file is copied as is, any other format or a DICOM folder is converted to
+    ``volume-N.nii.gz`` without changing a voxel) or referenced by its absolute path
+    (``"reference"``). The CT is never modified. ``labels`` must be on the CT's grid.
+
+    Raises:
+        InputError: an unknown ``ct_mode`` or organ key; GeometryError: labels off the CT grid;
+        OutputExistsError: ``case_id`` exists.
+    """
+    import shutil
+
+    from .atomic import atomic_path
+    from .io import read_ct, write_labels, write_volume
+
+    if ct_mode not in CT_MODES:
+        raise InputError(f"ct_mode must be one of {CT_MODES}; got {ct_mode!r}")
+    ct_path = Path(ct_path).expanduser().resolve()
+    ct = read_ct(ct_path, check=False)
+    ct.require_same_grid(labels, what="imported labels")
+    check_label_values(labels.array, "imported labels")
+    annotated = [str(o) for o in annotated_organs]
+    organs = tuple(o.key for o in parse_organ_list(annotated)) if annotated else ()
+    folder = Path(folder).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(folder):
+        cid = next_case_id(folder) if case_id is None else int(case_id)
+        if cid in used_case_ids(folder):
+            raise OutputExistsError(f"case {cid} already exists in {str(folder)!r}; leave case_id empty to add a new case")
+        if ct_mode == "reference":
+            volume = str(ct_path)
+        else:
+            volume = volume_name(cid)
+            if ct_path.is_file() and ct_path.name.lower().endswith(".nii.gz"):
+                with atomic_path(folder / volume) as tmp:
+                    shutil.copyfile(ct_path, tmp)
+            else:
+                write_volume(read_ct(ct_path, check=False), folder / volume)
+        entry = ManifestEntry(id=cid, volume=volume, labels=labels_name(cid), source=str(source),
+                             date=date or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                             corrected_organs=(), annotated_organs=organs)
+        write_labels(labels.with_array(np.asarray(labels.array).astype(np.uint8)), folder / entry.labels)
+        cases = read_manifest(folder)
+        _write_manifest(folder, cases + _unlisted_cases(folder, cases + [entry]) + [entry])
+    log.info("imported case %d into %s (annotates %s)", cid, folder, ", ".join(organs) or "no organ")
     return entry

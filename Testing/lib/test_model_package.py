@@ -192,3 +192,20 @@ def test_the_card_cannot_point_at_weights_outside_the_package_or_give_a_bad_size
     with pytest.raises(ModelPackageError, match="must be an integer"):
         load_model_package(good)
     load_model_package(other)  # the untouched package still loads
+
+
+def test_card_data_sources_and_weights_licence_round_trip(tmp_path):
+    from organseglib.errors import ModelPackageError
+    from organseglib.model_package import ModelCard, read_card, save_model_package
+    from organseglib.network import build_network
+
+    sources = [{"name": "ircad1_07", "licence": "CC BY-NC-ND 4.0", "labels": "hand-drawn"},
+               {"name": "phantoms", "licence": "project (same as code)"}]
+    card = ModelCard(name="real", width=0.0625, data_sources=sources,
+                     weights_licence="non-commercial research use only")
+    save_model_package(tmp_path / "m", build_network(width=0.0625), card)
+    back, _ = read_card(tmp_path / "m")
+    assert [d["name"] for d in back.data_sources] == ["ircad1_07", "phantoms"]
+    assert back.weights_licence == "non-commercial research use only"
+    with pytest.raises(ModelPackageError, match="licence"):
+        ModelCard(name="x", data_sources=[{"name": "ircad1_07"}])

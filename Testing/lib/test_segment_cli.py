@@ -51,7 +51,7 @@ def test_segment_json_progress_and_result(files, capsys):
     assert final["status"] == "done" and final["output"] == str(out) and set(final["volumes_ml"]) <= {"liver", "kidneys"}
     # random weights find neither organ: the empty result is written, but not passed off as success
     assert final["volumes_ml"] == {} and rc == 3
-    assert len(final["warnings"]) == 1 and final["warnings"][0].startswith("no organ found: liver, kidneys")
+    assert len(final["warnings"]) == 1 and final["warnings"][0].startswith("no organ found")
     assert set(np.unique(read_labels(out).array).tolist()) <= {0, 1, 4}
 
 
@@ -78,3 +78,19 @@ def test_segment_errors_are_one_clear_line(files, args, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_segment_reports_plausibility_warnings(files, capsys):
+    """A random-weight model gives implausible organs: the done record, the report and the terminal
+    say so (issue 11, item 6): never a silent success."""
+    tmp, ct, model = files
+    out, report = tmp / "warn.nii.gz", tmp / "warn.json"
+    assert main(["segment", str(ct), "-o", str(out), "--model", str(model), "--device", "cpu",
+                 "--network-only", "--organs", "liver,kidneys", "--progress", "json", "--report", str(report)]) == 3
+    final = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()][-1]
+    saved = json.loads(report.read_text())
+    assert final["warnings"] and final["warnings"] == saved["warnings"]
+    assert set(saved["organs"]) == {"liver", "kidneys"} and saved["ok"] is False
+    assert main(["segment", str(ct), "-o", str(out), "--model", str(model), "--device", "cpu",
+                 "--network-only", "--organs", "liver,kidneys", "--progress", "none"]) == 3
+    assert "organseg segment: warning: " in capsys.readouterr().err

@@ -346,3 +346,20 @@ def test_done_record_warnings_reach_the_job_and_the_log(logic, chest, fake_pytho
         job.wait(timeout=120)
     assert job.warnings == ("lungs: only one lung found",)
     assert "Auto-label: lungs: only one lung found" in caplog.text
+
+
+def test_model_list_says_non_commercial_when_the_card_does(tmp_path):
+    import torch
+
+    from OrganSegCommon.model_registry import package_label
+    from organseglib.model_package import ModelCard, save_model_package
+    from organseglib.network import build_network
+
+    torch.manual_seed(0)
+    card = ModelCard(name="real", width=0.0625, training_data="phantoms + ircad1_07",
+                     data_sources=[{"name": "ircad1_07", "licence": "CC BY-NC-ND 4.0"}],
+                     weights_licence="non-commercial research use only (3D-IRCADb, CC BY-NC-ND 4.0)")
+    path = save_model_package(tmp_path / "real", build_network(width=0.0625), card)
+    assert package_label(str(path)).endswith("— non-commercial research use only")
+    free = save_model_package(tmp_path / "free", build_network(width=0.0625), ModelCard(name="free", width=0.0625))
+    assert "non-commercial" not in package_label(str(free))

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import time
 
 import numpy as np
 
-from ..atomic import check_outputs, double_suffix
+from ..atomic import check_outputs, double_suffix, write_text_atomic
 from ..cli import add_progress_argument
 from ..devices import DEVICE_HELP
 from ..dicom_seg import check_dicom_seg_request, is_dicom_seg_path, write_dicom_seg
@@ -24,6 +25,7 @@ from ..io import LABEL_EXTENSIONS, read_ct, write_labels
 from ..errors import InputError, UnsupportedFormatError
 from ..morphology import count_values
 from ..organs import organ_by_key, organ_by_value
+from ..plausibility import check_plausibility
 from ..progress import Progress
 from ..result_warnings import missing_organ_warnings, print_warnings
 from ..segment import SegmentConfig, segment_ct
@@ -53,6 +55,8 @@ def register(sub) -> None:
                    help="network input size overriding the model card's (multiples of 8), e.g. 160,120,128")
     p.add_argument("--weighting", choices=["uniform", "gaussian"], default=DEFAULTS["weighting"],
                    help="how overlapping tiles are averaged (default %(default)s; uniform is the paper's)")
+    p.add_argument("--report", default=None,
+                   help="also write volumes and the plausibility check (organseglib.plausibility) as JSON here")
     add_progress_argument(p)
     p.set_defaults(func=run)
 
@@ -63,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     elif double_suffix(args.output) not in LABEL_EXTENSIONS:
         raise UnsupportedFormatError(f"cannot write {args.output!r}: use one of {', '.join(LABEL_EXTENSIONS)} "
                                      "or .dcm (DICOM SEG, for a DICOM series input)")
-    check_outputs({"-o/--output": args.output}, [args.ct, args.model])  # before any work, not after it
+    check_outputs({"-o/--output": args.output, "--report": args.report},
+                  [args.ct, args.model])  # before any work, not after it
     config = segment_config(args)
     progress = Progress("segment", mode=args.progress)
     start = time.perf_counter()
@@ -80,8 +85,15 @@ def run(args: argparse.Namespace) -> int:
     voxel_ml = float(np.prod(ct.spacing)) / 1000.0
     counts = count_values(labels.array)  # fastremap: one pass over the native labels
     volumes = {organ_by_value(v).key: round(float(c) * voxel_ml, 1) for v, c in sorted(counts.items()) if v}
-    warnings = missing_organ_warnings(config.organs, volumes)
-    progress.result(output=str(args.output), seconds=round(seconds, 2), volumes_ml=volumes, warnings=warnings)
+    check = check_plausibility(labels, tuple(config.organs))  # never a silent success (issue 11, item 6)
+    warnings = list(check.warnings) + [w for w in missing_organ_warnings(config.organs, volumes)
+                                       if not any(p.startswith(w.split(":")[0] + ":") for p in check.warnings)]
+    if args.report:
+        write_text_atomic(args.report, json.dumps({"output": str(args.output), "seconds": round(seconds, 2),
+                                                   "volumes_ml": volumes, **check.to_json(),
+                                                   "warnings": warnings}, indent=2) + "\n")
+    progress.result(output=str(args.output), seconds=round(seconds, 2), volumes_ml=volumes,
+                    warnings=warnings, plausibility=check.to_json())
     if args.progress != "json":
         print(f"wrote {args.output} in {seconds:.1f} s; volumes (mL): "
               + (", ".join(f"{k} {v:g}" for k, v in volumes.items()) or "no organ found"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import numpy as np
@@ -12,10 +12,16 @@ from ..errors import InputError
 from ..volume import Volume
 from . import anatomy
 from .anatomy import Anatomy, REGION_Z, TISSUE_TO_LABEL
+from .patient import PatientParams
+from .patient_render import render_patient
+from .scanner import REGIONS as PATIENT_REGIONS
+from .scanner import ScanParams
 
 # Bumped whenever the same seed renders a different CT, so that caches of renders (benchmarks) expire.
 # 2: partial volume as a box one voxel wide (2026-11-26).
-RENDER_VERSION = 2
+# 3: the patient-like preset (realism="patient", issue 11); the legacy default renders as in 2.
+RENDER_VERSION = 3
+REALISMS = ("legacy", "patient")
 
 # HU of each tissue class without / with intravenous contrast (portal venous phase).
 _HU = {
@@ -54,6 +60,9 @@ class Phantom:
     anatomy: Anatomy
     seed: int
     region: str
+    patient: Optional[PatientParams] = None   # patient-like preset only: what was sampled
+    scan: Optional[ScanParams] = None
+    tissue: Optional[np.ndarray] = None       # patient-like preset only: tissue class of each voxel
 
 
 def phantom_grid(region: str, size: str = "small", shape: Optional[Sequence[int]] = None,
@@ -93,8 +102,10 @@ def phantom_grid(region: str, size: str = "small", shape: Optional[Sequence[int]
 
 def make_phantom(seed: int = 0, region: str = "abdomen", size: str = "small",
                  shape: Optional[Sequence[int]] = None, spacing: Optional[Sequence[float]] = None,
-                 cropped: bool = False, contrast: bool = False, table: bool = True,
-                 noise_hu: float = 15.0, blur_mm: float = 0.8, slab: int = 24) -> Phantom:
+                 cropped: bool = False, contrast: bool = False, table: Optional[bool] = None,
+                 noise_hu: Optional[float] = None, blur_mm: Optional[float] = None, slab: int = 24,
+                 realism: str = "legacy", phase: Optional[str] = None, slice_mm: Optional[float] = None,
+                 patient: Optional[PatientParams] = None, scan: Optional[ScanParams] = None) -> Phantom:
     """Render a seeded, anatomy-like CT phantom with exact labels.
 
     Args:
@@ -104,13 +115,32 @@ def make_phantom(seed: int = 0, region: str = "abdomen", size: str = "small",
             or ``"clinical"`` (512×512×300 at 0.8×0.8×1.5 mm, benchmarks).
         shape, spacing: override the preset (shape (K, J, I), spacing (i, j, k) mm).
         cropped: a narrow field of view, so the body and organs are cut by the volume border.
-        contrast: intravenous contrast (enhanced liver, kidneys, aorta, heart, lung vessels).
-        table: include the exam table under the patient.
-        noise_hu: standard deviation of the additive Gaussian noise in HU.
-        blur_mm: the scanner's point-spread function (Gaussian standard deviation, mm). The voxel's own
-            averaging (a box one voxel wide, standard deviation spacing / sqrt(12)) is added to it.
+        contrast: intravenous contrast (enhanced liver, kidneys, aorta, heart, lung vessels); with
+            ``realism="patient"`` and no ``phase``, it means the portal venous phase.
+        table: include the exam table under the patient (default: yes; sampled by the patient preset).
+        noise_hu: standard deviation of the noise in HU (default 15 white; sampled by the patient preset).
+        blur_mm: the scanner's point-spread function (Gaussian standard deviation, mm; default 0.8,
+            sampled by the patient preset). The voxel's own averaging (a box one voxel wide, standard
+            deviation spacing / sqrt(12)) is added to it.
         slab: slices painted at once (bounds memory on clinical sizes).
+        realism: ``"legacy"`` (default: five organs in a uniform body, as RENDER_VERSION 2) or
+            ``"patient"``: the patient-like preset (spleen, heart chambers, great and portal vessels,
+            gut with gas/fluid/oral contrast, gallbladder, pancreas, muscles, kidney cortex/medulla/
+            pelvis, bladder filling, contrast phase with HU measured on real scans, correlated noise,
+            slice thickness, habitus, arms, sampled field of view and truncation). ``region`` may then
+            also be ``"slab"`` or ``"any"``; the grid spans the sampled reconstruction diameter.
+        phase: patient preset: ``"none"``, ``"arterial"``, ``"portal"`` (default: sampled).
+        slice_mm: patient preset: slice thickness in mm (default: sampled in 0.6-5 mm).
+        patient, scan: patient preset: render these parameters instead of sampling them from ``seed``.
     """
+    if realism not in REALISMS:
+        raise InputError(f"realism must be one of {REALISMS}; got {realism!r}")
+    if realism == "patient":
+        return _make_patient_phantom(seed, region, size, shape, spacing, cropped, contrast, table, noise_hu,
+                                     blur_mm, slab, phase, slice_mm, patient, scan)
+    noise_hu = 15.0 if noise_hu is None else noise_hu
+    blur_mm = 0.8 if blur_mm is None else blur_mm
+    table = True if table is None else table
     if noise_hu < 0 or blur_mm < 0:
         raise InputError(f"noise_hu and blur_mm must be ≥ 0; got {noise_hu!r}, {blur_mm!r}")
     grid = phantom_grid(region, size, shape, spacing, cropped)
@@ -141,3 +171,41 @@ def make_phantom(seed: int = 0, region: str = "abdomen", size: str = "small",
     np.clip(ct, -1024.0, 3071.0, out=ct)
     np.rint(ct, out=ct)
     return Phantom(ct=grid.with_array(ct), labels=grid.with_array(labels), anatomy=anat, seed=seed, region=region)
+
+
+def _make_patient_phantom(seed, region, size, shape, spacing, cropped, contrast, table, noise_hu, blur_mm, slab,
+                          phase, slice_mm, patient, scan) -> Phantom:
+    """The ``realism="patient"`` branch of ``make_phantom``: sample (unless given), then render."""
+    if region not in PATIENT_REGIONS:
+        raise InputError(f"region must be one of {PATIENT_REGIONS} for realism='patient'; got {region!r}")
+    if size not in SIZES:
+        raise InputError(f"size must be one of {sorted(SIZES)}; got {size!r}")
+    for name, value in (("noise_hu", noise_hu), ("blur_mm", blur_mm), ("slice_mm", slice_mm)):
+        if value is not None and (value < 0 or (name == "slice_mm" and value == 0)):
+            raise InputError(f"{name} must be ≥ 0 (slice_mm > 0); got {value!r}")
+    rng = np.random.default_rng([seed, 11])
+    if phase is None and contrast:
+        phase = "portal"
+    if patient is None:
+        patient = PatientParams.sample(rng, phase)
+    if scan is None:
+        pa = patient.anatomy
+        scan = ScanParams.sample(rng, region, slice_mm, body_width_mm=2.0 * (pa.lean_a + pa.fat_mm))
+        changes = {}
+        if noise_hu is not None:
+            changes["noise_sd"] = float(noise_hu)
+        if blur_mm is not None:
+            changes["psf_mm"] = float(blur_mm)
+        if table is not None:
+            changes["table"] = bool(table)
+        if cropped:  # a narrow field of view, cut in z too (as the legacy option)
+            z0, z1 = scan.z_range
+            changes.update(fov_mm=260.0, z_range=(z0 + 0.25 * (z1 - z0), z1 - 0.2 * (z1 - z0)))
+        if changes:
+            scan = replace(scan, **changes)
+    preset_shape, preset_spacing = SIZES[size]
+    if spacing is None:
+        spacing = preset_spacing if preset_shape[0] is None else (scan.fov_mm / 512.0, scan.fov_mm / 512.0, 1.5)
+    ct, labels, tissue = render_patient(patient, scan, spacing, shape, slab)
+    return Phantom(ct=ct, labels=labels, anatomy=patient.anatomy.base, seed=seed, region=region,
+                   patient=patient, scan=scan, tissue=tissue)

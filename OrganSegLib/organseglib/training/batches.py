@@ -20,6 +20,35 @@ import torch
 from ..network import DEFAULT_WINDOW_HU, window_hu
 from .dataset import AIR_HU, TrainingCase, random_crop
 
+class Batch(tuple):
+    """``(x, y)`` that also carries ``annotated``: bool ``(N, C)``, the classes each crop's case
+    annotates (partial labels, ``losses.segmentation_loss``), or None when every case annotates all."""
+
+    annotated: Optional[torch.Tensor] = None
+
+    @classmethod
+    def of(cls, x: torch.Tensor, y: torch.Tensor, cases: Sequence[TrainingCase]) -> "Batch":
+        batch = cls((x, y))
+        batch.annotated = annotated_mask(cases, device=y.device)
+        return batch
+
+
+def annotated_mask(cases: Sequence[TrainingCase], num_classes: int = 6,
+                   device: Optional[torch.device] = None) -> Optional[torch.Tensor]:
+    """Bool ``(N, C)`` of the classes each case annotates (background always), None when all do."""
+    if all(getattr(c, "annotated", None) is None for c in cases):
+        return None
+    from ..organs import organ_by_key
+
+    out = torch.ones(len(cases), num_classes, dtype=torch.bool)
+    for n, case in enumerate(cases):
+        if case.annotated is not None:
+            out[n, 1:] = False
+            for key in case.annotated:
+                out[n, organ_by_key(key).value] = True
+    return out.to(device) if device is not None else out
+
+
 BatchSampler = Callable[[Sequence[TrainingCase], int, Sequence[int], np.random.Generator, torch.device],
                         tuple[torch.Tensor, torch.Tensor]]
 
@@ -28,15 +57,16 @@ def plain_batch(cases: Sequence[TrainingCase], batch_size: int, crop_shape: Sequ
                 rng: np.random.Generator, device: torch.device,
                 window: Sequence[float] = DEFAULT_WINDOW_HU) -> tuple[torch.Tensor, torch.Tensor]:
     """Uniformly random cases and crops, windowed with the fixed network window."""
-    images, labels = [], []
+    images, labels, chosen = [], [], []
     for _ in range(batch_size):
         case = cases[int(rng.integers(len(cases)))]
+        chosen.append(case)
         img, lab = random_crop(case.image, case.labels, crop_shape, rng)
         images.append(window_hu(img, window))
         labels.append(lab)
     x = torch.from_numpy(np.stack(images)[:, None]).to(device)
     y = torch.from_numpy(np.stack(labels).astype(np.int64)).to(device)
-    return x, y
+    return Batch.of(x, y, chosen)
 
 
 def training_augment_config():
@@ -75,7 +105,7 @@ class AugmentedBatches:
         if getattr(self.config, "window_low", None) is None:  # no random window: use the fixed one
             x = window_hu(x, self.window)
         y = torch.as_tensor(y).to(device=device, dtype=torch.int64)
-        return x[:, None].contiguous(), y.contiguous()
+        return Batch.of(x[:, None].contiguous(), y.contiguous(), chosen)
 
 
 def make_augmenter(kind: str = "cudaaugment", config: Optional[object] = None,

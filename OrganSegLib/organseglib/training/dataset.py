@@ -46,6 +46,7 @@ class CaseFiles:
     case_id: str
     volume: Path
     labels: Path
+    annotated: Optional[tuple] = None  # organ keys the labels annotate (manifest); None: all
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class TrainingCase:
     image: np.ndarray   # float32 HU
     labels: np.ndarray  # uint8 organ values 0..5
     spacing_mm: float
+    annotated: Optional[tuple] = None  # organ keys annotated; others unknown (partial labels, losses)
 
 
 def find_cases(folder: str | os.PathLike) -> list[CaseFiles]:
@@ -70,7 +72,8 @@ def find_cases(folder: str | os.PathLike) -> list[CaseFiles]:
         raise MissingFileError(f"training data folder {str(root)!r} does not exist or is not a folder")
     cases: list[CaseFiles] = []
     if (root / MANIFEST).exists():  # the folder the Slicer module exports to (``training_set``)
-        cases = [CaseFiles(str(e.id), root / e.volume, root / e.labels) for e in read_manifest(root)]
+        cases = [CaseFiles(str(e.id), root / e.volume, root / e.labels, e.annotated_organs)
+                 for e in read_manifest(root)]
     else:
         for path in sorted(root.iterdir()):
             name = parse_case_file(path.name)  # the one naming rule (training_set.CASE_FILE)
@@ -129,7 +132,7 @@ def load_case(case: CaseFiles, spacing_mm: float = NETWORK_SPACING_MM,
     if cache_file.exists():
         try:
             with np.load(cache_file, allow_pickle=False) as data:
-                return TrainingCase(case.case_id, data["image"], data["labels"], spacing_mm)
+                return TrainingCase(case.case_id, data["image"], data["labels"], spacing_mm, case.annotated)
         except (OSError, ValueError, KeyError):
             log.warning("ignoring unreadable cache file %s", cache_file)
     from ..io import read_ct, read_volume
@@ -143,7 +146,7 @@ def load_case(case: CaseFiles, spacing_mm: float = NETWORK_SPACING_MM,
     with atomic_path(cache_file) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, image=image, labels=lab)
-    return TrainingCase(case.case_id, image, lab, spacing_mm)
+    return TrainingCase(case.case_id, image, lab, spacing_mm, case.annotated)
 
 
 def phantom_cases(seeds: Sequence[int], region: str = "abdomen", spacing_mm: float = NETWORK_SPACING_MM,

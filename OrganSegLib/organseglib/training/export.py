@@ -26,7 +26,8 @@ def load_init_model(folder: str | os.PathLike, device: torch.device) -> tuple[to
 
 def card_fields(result, data_description: str, spacing_mm: float, n_train: int, n_val: int,
                 init_card: Any = None, name: Optional[str] = None, description: Optional[str] = None,
-                intended_use: Optional[str] = None) -> dict:
+                intended_use: Optional[str] = None, data_sources: Optional[list] = None,
+                weights_licence: Optional[str] = None) -> dict:
     """Everything the card should say about a training run (filtered to the card's fields later)."""
     cfg = result.config
     net = result.model
@@ -47,6 +48,8 @@ def card_fields(result, data_description: str, spacing_mm: float, n_train: int, 
         "window_hu": list(cfg.window_hu),
         "training_data": trained_on,
         "intended_use": intended_use or "research; not validated for clinical use",
+        "data_sources": list(data_sources or []),
+        "weights_licence": weights_licence or "",
         "provenance": {
             "script": "organseglib.training (organseg train)", "training_crop": list(cfg.crop_shape),
             "loss": cfg.loss, "iterations": result.state.iteration, "batch_size": cfg.batch_size,

@@ -144,6 +144,8 @@ def data_fingerprint(train_cases: Sequence[TrainingCase], val_cases: Sequence[Tr
     for role, cases in (("train", train_cases), ("val", val_cases)):
         for case in cases:
             h.update(f"|{role}|{case.case_id}|{case.image.shape}|{case.spacing_mm}".encode())
+            if getattr(case, "annotated", None) is not None:
+                h.update(f"|annotated={','.join(case.annotated)}".encode())
             h.update(np.ascontiguousarray(case.labels).tobytes())
             h.update(np.ascontiguousarray(case.image.reshape(-1)[::97]).tobytes())
     if init_model is not None:
@@ -232,12 +234,14 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
             state.augmenting, state.augment_start = True, state.iteration
         sampler = augmenter if (state.augmenting and augmenter is not None) else None
         if sampler is None:
-            x, y = plain_batch(train_cases, per_rank, config.crop_shape, rng, device, config.window_hu)
+            batch = plain_batch(train_cases, per_rank, config.crop_shape, rng, device, config.window_hu)
         else:
-            x, y = sampler(train_cases, per_rank, config.crop_shape, rng, device)
+            batch = sampler(train_cases, per_rank, config.crop_shape, rng, device)
+        x, y = batch
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = net(x)
-        loss = segmentation_loss(config.loss, logits, y)
+        # partial labels: organs a case does not annotate are unknown there (marginal loss)
+        loss = segmentation_loss(config.loss, logits, y, getattr(batch, "annotated", None))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

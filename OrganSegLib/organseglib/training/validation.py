@@ -23,6 +23,7 @@ from ..metrics import dice
 from ..network import DEFAULT_WINDOW_HU
 from ..organs import organ_table
 from ..tiling import pad_to
+from .batches import annotated_mask
 from .dataset import TrainingCase
 
 VALIDATION_OVERLAP = 0.0  # tiles just cover the scan (the paper's "all sub-volumes"), as few as possible
@@ -44,7 +45,8 @@ def predict_case(model: torch.nn.Module, case: TrainingCase, crop_shape: Sequenc
         # log-probabilities as logits: their softmax is the probabilities, so the loss is unchanged
         logits = torch.from_numpy(np.log(np.maximum(probs, _TINY)))[None]
         target = torch.from_numpy(labels[box][None].astype(np.int64))
-        losses.append(float(segmentation_loss(loss_name, logits, target)))
+        ann = annotated_mask([case], probs.shape[0])  # partial labels: organs the case does not annotate ignored
+        losses.append(float(segmentation_loss(loss_name, logits, target, ann)))
 
     probs = stitch_whole(case.image, predictor, crop_shape, _num_classes(model), VALIDATION_OVERLAP,
                          tile_batch=VALIDATION_TILE_BATCH, on_tile=tile_loss if loss_name is not None else None)

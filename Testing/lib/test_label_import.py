@@ -1,0 +1,236 @@
+"""Importing per-structure masks (IRCAD, TotalSegmentator, mapping file) and the partial-label data path."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from organseglib.errors import GeometryError, InputError
+from organseglib.io import read_labels, write_labels, write_volume
+from organseglib.label_import import (ImportConfig, annotated_organs, classify_name, import_case, import_masks,
+                                      list_masks)
+from organseglib.training.batches import annotated_mask, plain_batch
+from organseglib.training.dataset import find_cases, load_case
+from organseglib.training.trainer import TrainConfig, train
+from organseglib.training_set import read_manifest
+from organseglib.volume import Volume
+from shared_data import shared_file
+
+SHAPE = (8, 10, 12)
+
+
+def _ct():
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    a = np.full(SHAPE, 40.0, np.float32)
+    a[:, :2] = -1000.0  # some air, so it reads as CT
+    a[:, -1] = 700.0
+    return Volume(a, affine)
+
+
+def _mask(ct, box):
+    a = np.zeros(SHAPE, np.uint8)
+    a[box] = 1
+    return ct.with_array(a)
+
+
+def _write_masks(folder, ct, boxes):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, box in boxes.items():
+        write_volume(_mask(ct, box), folder / f"{name}.nii.gz")
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("liver.nii.gz", ("liver", "whole")), ("leftkidney", ("kidneys", "left")),
+    ("kidney_right.nii.gz", ("kidneys", "right")), ("urinary_bladder.nii.gz", ("bladder", "whole")),
+    ("lung_middle_lobe_right.nii.gz", ("lungs", "middle_right")), ("vertebrae_L3.nii.gz", ("bone", "vertebrae")),
+    ("rib_left_11.nii.gz", ("bone", "ribs")), ("hip_right", ("bone", "pelvis")), ("sacrum", ("bone", "pelvis")),
+    ("tumor", ("background", "")), ("spleen.nii.gz", ("background", "")), ("portalvein", ("background", "")),
+    ("kidney_cyst_left.nii.gz", ("background", "")),
+])
+def test_builtin_names(name, expected):
+    assert classify_name(name) == expected
+
+
+def test_annotated_rules():
+    assert annotated_organs({"kidneys": {"left"}}) == ()  # one kidney is not both
+    assert annotated_organs({"kidneys": {"left", "right"}, "liver": {"whole"}}) == ("liver", "kidneys")
+    lobes = {"upper_left", "lower_left", "upper_right", "middle_right"}
+    assert annotated_organs({"lungs": lobes}) == ()  # right lower lobe missing
+    assert annotated_organs({"lungs": lobes | {"lower_right"}}) == ("lungs",)
+    assert annotated_organs({"lungs": {"left", "upper_right", "middle_right", "lower_right"}}) == ("lungs",)
+    # only vertebrae: bone must not be claimed annotated everywhere
+    assert annotated_organs({"bone": {"vertebrae"}}) == ()
+    assert annotated_organs({"bone": {"vertebrae"}}, ImportConfig(required_bone_groups=("vertebrae",))) == ("bone",)
+    # a TotalSegmentator v1 `total` folder (no sternum, no skull) annotates bone by default
+    v1 = {"vertebrae", "ribs", "pelvis", "femur", "humerus", "scapula", "clavicula"}
+    assert annotated_organs({"bone": v1}) == ("bone",)
+    assert annotated_organs({"bone": v1 - {"ribs"}}) == ()
+    with pytest.raises(InputError, match="bone group"):
+        ImportConfig(required_bone_groups=("vertebra",))
+
+
+def test_ircad_style_folder_with_overlap_and_non_organs(tmp_path):
+    ct = _ct()
+    _write_masks(tmp_path / "m", ct, {
+        "liver": np.s_[2:6, 2:6, 2:6], "leftkidney": np.s_[2:4, 6:8, 8:10], "rightkidney": np.s_[4:6, 6:8, 1:3],
+        "tumor": np.s_[5:8, 2:4, 2:4],         # overlaps the liver: never overwrites it
+        "spleen": np.s_[0:2, 0:2, 0:2],
+    })
+    # a bone mask overlapping the liver by one voxel row: liver wins (OVERLAP_PRIORITY)
+    write_volume(_mask(ct, np.s_[2:3, 2:10, 4:8]), tmp_path / "m" / "bone.nii.gz")
+    got = import_masks(tmp_path / "m", ct)
+    a = got.labels.array
+    assert got.annotated == ("liver", "kidneys", "bone")
+    assert a[3, 3, 3] == 1 and a[5, 3, 3] == 1  # liver, also under the tumor
+    assert a[6, 3, 3] == 0 and a[0, 0, 0] == 0  # tumor and spleen are background
+    assert a[3, 7, 9] == 4 and a[5, 7, 2] == 4
+    assert a[2, 8, 5] == 5 and a[2, 3, 5] == 1
+    # bone [2, 2:10, 4:8] ∩ liver [2:6, 2:6, 2:6] = 1 × 4 (j 2..5) × 2 (i 4, 5) voxels, kept as liver
+    assert got.overlap_voxels == {"liver<bone": 1 * 4 * 2}
+    assert got.structures["tumor"] == "background"
+
+
+def test_totalsegmentator_partial_bone_is_unknown(tmp_path):
+    ct = _ct()
+    _write_masks(tmp_path / "ts", ct, {"liver": np.s_[1:3, 1:3, 1:3], "vertebrae_L1": np.s_[4:6, 4:6, 4:6],
+                                       "kidney_left": np.s_[6:8, 1:3, 1:3]})
+    got = import_masks(tmp_path / "ts", ct)
+    assert got.annotated == ("liver",)
+    assert got.partial == {"bone": ["vertebrae"], "kidneys": ["left"]}
+    assert set(np.unique(got.labels.array)) == {0, 1}  # unannotated organs written as 0
+
+
+def test_mapping_file_and_geometry_check(tmp_path):
+    ct = _ct()
+    _write_masks(tmp_path / "x", ct, {"Leber": np.s_[1:3, 1:3, 1:3], "blase": np.s_[5:7, 5:7, 5:7]})
+    cfg = ImportConfig(mapping={"leber": "liver", "Blase": "bladder"})
+    got = import_masks(tmp_path / "x", ct, cfg)
+    assert got.annotated == ("liver", "bladder") and got.labels.array[6, 6, 6] == 2
+    other = Volume(np.zeros((4, 4, 4), np.uint8), np.eye(4))
+    write_volume(other, tmp_path / "x" / "liver.nii.gz")
+    with pytest.raises(GeometryError, match="resample"):
+        import_masks(tmp_path / "x", ct, cfg)
+    with pytest.raises(InputError, match="holds no mask"):
+        (tmp_path / "empty").mkdir()
+        list_masks(tmp_path / "empty")
+
+
+def test_import_case_writes_manifest_and_training_path_carries_annotation(tmp_path):
+    ct = _ct()
+    write_volume(ct, tmp_path / "ct.nii.gz")
+    _write_masks(tmp_path / "m", ct, {"liver": np.s_[2:6, 2:6, 2:6]})
+    entry, _ = import_case(tmp_path / "m", tmp_path / "ct.nii.gz", tmp_path / "set")
+    assert entry.annotated_organs == ("liver",)
+    assert (tmp_path / "set" / "volume-0.nii.gz").read_bytes() == (tmp_path / "ct.nii.gz").read_bytes()
+    manifest = json.loads((tmp_path / "set" / "manifest.json").read_text())
+    assert manifest["cases"][0]["annotated_organs"] == ["liver"]
+    ref, _ = import_case(tmp_path / "m", tmp_path / "ct.nii.gz", tmp_path / "set", ct_mode="reference")
+    assert ref.volume == str((tmp_path / "ct.nii.gz").resolve()) and ref.id == 1
+    assert [c.annotated_organs for c in read_manifest(tmp_path / "set")] == [("liver",), ("liver",)]
+    files = find_cases(tmp_path / "set")
+    assert files[1].volume == (tmp_path / "ct.nii.gz").resolve()
+    case = load_case(files[0], spacing_mm=4.0, cache_dir=tmp_path / "cache")
+    assert case.annotated == ("liver",)
+    assert load_case(files[0], spacing_mm=4.0, cache_dir=tmp_path / "cache").annotated == ("liver",)  # cached
+    mask = annotated_mask([case])
+    assert mask.tolist() == [[True, True, False, False, False, False]]
+    batch = plain_batch([case], 2, (8, 8, 8), np.random.default_rng(0), torch.device("cpu"))
+    x, y = batch
+    assert batch.annotated.shape == (2, 6) and not bool(batch.annotated[:, 3].any())
+    cfg = TrainConfig(iterations=2, augment="never", batch_size=2, crop_shape=(8, 8, 8), width=0.0625,
+                      validate_every=10, checkpoint_every=10)
+    result = train(cfg, [case], [], tmp_path / "run", resume=False)
+    assert np.isfinite(result.state.history["train"]).all()
+
+
+def test_legacy_cases_annotate_everything():
+    from organseglib.training.dataset import phantom_cases
+
+    assert annotated_mask(phantom_cases([0], spacing_mm=8.0)) is None
+
+
+@pytest.mark.slow
+def test_real_ircad_masks_import(tmp_path):
+    masks = shared_file("ircad1_07/masks")
+    from organseglib.io import read_ct
+
+    ct = read_ct(shared_file("ircad1_07/ct.nii.gz"))
+    got = import_masks(masks, ct)
+    assert got.annotated == ("liver", "lungs", "kidneys", "bone")  # no bladder mask: unknown
+    ml = float(np.prod(ct.spacing)) / 1000.0
+    volumes = {v: float((got.labels.array == v).sum()) * ml for v in (1, 3, 4, 5)}
+    assert 1200 < volumes[1] < 2500 and 200 < volumes[4] < 400  # liver; both kidneys (287 mL per the issue)
+    assert got.structures["tumor"] == "background" and got.structures["spleen"] == "background"
+
+
+def test_import_labels_command(tmp_path, capsys):
+    from organseglib.cli import main
+
+    ct = _ct()
+    write_volume(ct, tmp_path / "ct.nii.gz")
+    _write_masks(tmp_path / "m", ct, {"liver": np.s_[2:6, 2:6, 2:6], "vertebrae_L1": np.s_[0:2, 4:6, 4:6]})
+    (tmp_path / "map.json").write_text('{"vertebrae_L1": "bone:vertebrae"}')
+    rc = main(["import-labels", str(tmp_path / "m"), "--ct", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "set"),
+               "--bone-groups", "vertebrae", "--report", str(tmp_path / "r.json")])
+    assert rc == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["annotated_organs"] == ["liver", "bone"] and report["case"]["id"] == 0
+    labels = read_labels(tmp_path / "set" / "labels-0.nii.gz")
+    assert labels.array[1, 5, 5] == 5
+    assert main(["import-labels", "--ct", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "set")]) == 2
+
+
+@pytest.mark.slow
+def test_unlabelled_ct_becomes_a_lungs_and_bone_case(tmp_path, tiny_chest):
+    from organseglib.label_import import autolabel_case
+
+    write_volume(tiny_chest.ct, tmp_path / "ct.nii.gz")
+    entry, report = autolabel_case(tmp_path / "ct.nii.gz", tmp_path / "set")
+    assert entry.annotated_organs == ("lungs", "bone") and set(report) == {"lungs", "bone"}
+    labels = read_labels(tmp_path / "set" / entry.labels)
+    assert set(np.unique(labels.array).tolist()) <= {0, 3, 5}
+    truth = tiny_chest.labels.array == 3
+    got = labels.array == 3
+    assert 2 * (truth & got).sum() / (truth.sum() + got.sum()) > 0.9  # the lung auto-labeler on a phantom
+    assert annotated_mask([load_case(find_cases(tmp_path / "set")[0], 6.0, tmp_path / "c")]).tolist() == \
+        [[True, False, False, True, False, True]]
+
+
+def test_validation_loss_ignores_unannotated_organs():
+    from organseglib.losses import segmentation_loss
+    from organseglib.network import build_network, window_hu
+    from organseglib.training.dataset import TrainingCase
+    from organseglib.training.validation import validate
+
+    torch.manual_seed(0)
+    net = build_network(width=0.0625).eval()
+    labels = np.zeros((8, 16, 16), np.uint8)
+    labels[2:6, 4:12, 4:12] = 1
+    image = np.where(labels > 0, 60.0, -1000.0).astype(np.float32)
+    partial = TrainingCase("p", image, labels, 3.0, ("liver",))
+    full = TrainingCase("f", image, labels, 3.0)
+    with torch.no_grad():
+        logits = net(torch.from_numpy(window_hu(image)[None, None]))
+    y = torch.from_numpy(labels[None].astype(np.int64))
+    ann = torch.tensor([[True, True, False, False, False, False]])
+    got = validate(net, [partial], "iou", (8, 16, 16), torch.device("cpu"))["loss"]
+    assert got == pytest.approx(float(segmentation_loss("iou", logits, y, ann)), rel=1e-5)
+    assert validate(net, [full], "iou", (8, 16, 16), torch.device("cpu"))["loss"] == pytest.approx(
+        float(segmentation_loss("iou", logits, y)), rel=1e-5)
+
+
+def test_dicom_series_folder_as_a_mask(tmp_path):
+    """IRCAD ships MASKS_DICOM/<organ>/ series: a sub-folder is read as one DICOM mask."""
+    import shutil
+
+    from organseglib.io import read_volume
+
+    series = shared_file("dicom/ct3slice")
+    shutil.copytree(series, tmp_path / "masks" / "liver")
+    ct = read_volume(series)
+    got = import_masks(tmp_path / "masks", ct)
+    assert got.annotated == ("liver",)
+    assert (got.labels.array == 1).sum() == (np.asarray(ct.array) != 0).sum() > 0

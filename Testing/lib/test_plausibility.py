@@ -1,0 +1,146 @@
+"""Plausibility of a segmentation: volumes, sides, components and missing organs against adult ranges."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from organseglib.errors import InputError
+from organseglib.plausibility import PlausibilityConfig, check_plausibility
+from organseglib.volume import Volume
+from shared_data import shared_file
+
+# A 4 mm grid whose affine makes array axis i run towards the patient's right (+x RAS), j anterior,
+# k superior.
+SP = 4.0
+VOX_ML = SP ** 3 / 1000.0  # 0.064 mL
+
+
+def _labels(shape=(80, 60, 100)):
+    affine = np.diag([SP, SP, SP, 1.0])  # i → +x (patient's right), j → +y (anterior), k → +z (superior)
+    return Volume(np.zeros(shape, np.uint8), affine)
+
+
+def _box(arr, value, k, j, i):
+    arr[k[0]:k[1], j[0]:j[1], i[0]:i[1]] = value
+
+
+def _normal():
+    """A plausible abdomen: spine at the midline (i = 50), liver right, kidneys either side."""
+    v = _labels()
+    a = v.array
+    _box(a, 5, (0, 80), (10, 20), (45, 55))                 # spine: the midline at i = 49.5
+    _box(a, 1, (40, 60), (20, 50), (60, 90))                # liver 20·30·30 = 18000 vox = 1152 mL, right
+    _box(a, 4, (42, 50), (12, 20), (62, 75))                # right kidney 8·8·13 = 832 vox = 53 mL
+    _box(a, 4, (42, 50), (12, 20), (25, 38))
+    return v
+
+
+def test_plausible_case_has_no_warning_except_small_kidneys():
+    v = _normal()
+    a = v.array
+    # make the kidneys adult-sized: 10·10·20 = 2000 vox = 128 mL each
+    a[a == 4] = 0
+    _box(a, 4, (40, 50), (10, 20), (60, 80))
+    _box(a, 4, (40, 50), (10, 20), (20, 40))
+    report = check_plausibility(v, ("liver", "kidneys", "bone"))
+    assert report.warnings == [], report.warnings
+    assert report.organs["liver"].sides == ["right"] and sorted(report.organs["kidneys"].sides) == ["left", "right"]
+    assert report.organs["kidneys"].expected is True  # the whole liver is in view
+
+
+def test_one_small_kidney_is_flagged_with_its_volume():
+    v = _normal()
+    a = v.array
+    a[a == 4] = 0
+    _box(a, 4, (42, 48), (12, 20), (62, 72))  # 6·8·10 = 480 vox = 30.72 mL
+    report = check_plausibility(v, ("liver", "kidneys", "bone"))
+    assert report.warnings == ["kidneys: one 31 mL component — implausible, check"]
+    assert "kidneys: one 31 mL component" in report.status_line()
+
+
+def test_two_kidneys_on_one_side_and_liver_on_the_left():
+    v = _normal()
+    a = v.array
+    a[a == 1] = 0
+    _box(a, 1, (40, 60), (20, 50), (10, 40))  # liver 1152 mL on the patient's left
+    a[a == 4] = 0
+    _box(a, 4, (40, 50), (10, 20), (60, 80))
+    _box(a, 4, (60, 70), (10, 20), (60, 80))  # both on the right
+    text = " | ".join(check_plausibility(v, ("liver", "kidneys", "bone")).warnings)
+    assert "liver: lies on the patient's left" in text
+    assert "not one on each side" in text
+
+
+def test_missing_kidneys_with_whole_liver_in_view_and_empty_result():
+    v = _normal()
+    v.array[v.array == 4] = 0
+    report = check_plausibility(v, ("liver", "kidneys", "bone"))
+    assert report.warnings == ["kidneys: not found although the field of view should contain it — check"]
+    empty = check_plausibility(_labels())
+    assert empty.warnings and empty.warnings[0].startswith("no organ found")
+    assert not empty.ok
+
+
+def test_truncated_organ_skips_the_lower_bound_but_not_the_upper():
+    v = _labels()
+    _box(v.array, 1, (0, 5), (20, 50), (60, 90))  # a 288 mL sliver of liver at the bottom slice: cut by the FOV
+    assert check_plausibility(v, ("liver",)).warnings == []
+    _box(v.array, 1, (0, 80), (0, 60), (50, 100))  # 80·60·50 vox = 15360 mL: too big even if truncated
+    assert "implausible" in check_plausibility(v, ("liver",)).warnings[0]
+
+
+def test_speck_components_ignored_and_extra_parts_flagged():
+    v = _normal()
+    a = v.array
+    a[a == 4] = 0
+    a[79, 59, 99] = 1  # a 0.064 mL speck: ignored (< 5 mL)
+    report = check_plausibility(v, ("liver",))
+    assert report.organs["liver"].components_ml == [pytest.approx(18000 * VOX_ML)]
+    _box(a, 1, (5, 15), (40, 50), (60, 90))  # a 192 mL second part
+    assert any("2 separate parts" in w for w in check_plausibility(v, ("liver",)).warnings)
+
+
+def test_config_validation_and_json():
+    with pytest.raises(InputError, match="tolerance"):
+        PlausibilityConfig(tolerance=-1)
+    payload = json.dumps(check_plausibility(_normal()).to_json())
+    assert '"kidneys"' in payload
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("labels", ["ct/abdomen_totalseg_labels.nii.gz"])
+def test_real_reference_labels_pass(labels):
+    from organseglib.io import read_labels
+
+    report = check_plausibility(read_labels(shared_file(labels)))
+    assert report.warnings == []
+    assert report.organs["kidneys"].sides in (["right", "left"], ["left", "right"])
+
+
+@pytest.mark.slow
+def test_real_ircad_reference_masks_pass():
+    from organseglib.io import read_ct
+    from organseglib.label_import import import_masks
+
+    ct = read_ct(shared_file("ircad1_07/ct.nii.gz"))
+    report = check_plausibility(import_masks(shared_file("ircad1_07/masks"), ct).labels)
+    assert report.warnings == []
+    assert report.organs["liver"].sides == ["right"] and report.organs["lungs"].truncated
+
+
+def test_missing_bladder_flagged_when_the_pelvis_is_in_view():
+    v = _normal()
+    a = v.array
+    a[a == 4] = 0
+    _box(a, 4, (60, 70), (10, 20), (60, 80))  # kidneys' lower poles at k = 60 (z = 240 mm)
+    _box(a, 4, (60, 70), (10, 20), (20, 40))
+    a[a == 1] = 0
+    _box(a, 1, (62, 80), (20, 50), (60, 90))
+    # the view reaches z = 0: 240 mm below the kidneys (> 180 mm), so the bladder should be there
+    report = check_plausibility(v, ("liver", "kidneys", "bladder", "bone"))
+    assert any(w.startswith("bladder: not found") and "empty bladder is possible" in w for w in report.warnings)
+    _box(a, 2, (5, 15), (30, 40), (45, 55))  # 10·10·10 = 64 mL, on the midline
+    assert check_plausibility(v, ("kidneys", "bladder", "bone")).organs["bladder"].warnings == []
