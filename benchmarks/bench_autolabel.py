@@ -90,7 +90,7 @@ def child_autolabel(size: str, repeats: int) -> None:
 def skeleton_mask(ct) -> np.ndarray:
     """The mask the bone labeler closes: largest component of HU >= 200 (table excluded by body)."""
     from organseglib import morphology
-    from organseglib.autolabel.body import body_masks
+    from organseglib.body import body_masks
 
     a = np.asarray(ct.array, dtype=np.float32)
     body = body_masks(a, ct.array_spacing)

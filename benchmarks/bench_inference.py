@@ -111,8 +111,8 @@ def child(npz: Path, variant: str, threads: int, device: str = "cpu") -> dict:
 
     def progress(fraction: float, message: str = "") -> None:
         stage = message.split(":")[0].split(" ")[0] if message else ""
-        if message.startswith("network: body"):
-            stage = "body-crop"
+        if message.startswith("body mask"):
+            stage = "body-mask"
         if "tiles of" in message:
             notes.append(message.split(": ", 1)[-1])
         if not marks or marks[-1][1] != stage:

@@ -35,10 +35,10 @@ log = logging.getLogger("experiment")
 def evaluate(model, cases, crop, device) -> dict:
     from organseglib.metrics import dice
     from organseglib.organs import organ_table
-    from organseglib.training.validation import predict_tiles
+    from organseglib.training.validation import predict_case
 
     model.eval()
-    preds = [predict_tiles(model, case, crop, device)[0] for case in cases]  # once per case, not per organ
+    preds = [predict_case(model, case, crop, device)[0] for case in cases]  # once per case, not per organ
     out = {}
     for organ in organ_table():
         d, ratio = [], []

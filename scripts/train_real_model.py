@@ -3,8 +3,8 @@
 
 Data (every source and its licence goes into the model card's ``data_sources``):
 
-* synthetic phantoms (``organseglib.phantom``; 10 training seeds as ``train_demo_model.py``): exact
-  labels for all five organs; licence: the project's own.
+* synthetic patient-like phantoms (``organseglib.phantom``, ``realism="patient"``, 12 seeds, any
+  region): exact labels for all five organs and the confounders as background; licence: the project's own.
 * ``ircad1_07`` (3D-IRCADb-01 patient 1.7, IRCAD, CC BY-NC-ND 4.0): hand-drawn liver, kidneys, lung
   bases, bone; bladder unknown. **The weights inherit non-commercial research use.**
 * ``abdomen_totalseg`` (TotalSegmentator example CT, Apache-2.0): model-made labels of all five organs.
@@ -55,7 +55,7 @@ PRESETS = {
     "gpu": dict(iterations=3000, crop=(96, 128, 128), batch=8, augment_at=1000, device="cuda", threads=None),
 }
 DATA_SOURCES = {
-    "phantoms": {"name": "phantoms", "source": "organseglib.phantom (synthetic, seeds 0-9)",
+    "phantoms": {"name": "phantoms", "source": "organseglib.phantom, realism='patient' (synthetic, seeds 0-11)",
                  "licence": "same as OrganSeg's code", "labels": "exact, all five organs"},
     "ircad1_07": {"name": "ircad1_07", "source": "3D-IRCADb-01 patient 1.7, IRCAD (https://www.ircad.fr/research/data-sets/)",
                   "licence": "CC BY-NC-ND 4.0 (non-commercial; attribution to IRCAD)",
@@ -85,7 +85,8 @@ def real_training_cases(set_folder: Path, ids: dict, exclude=(), cache=None):
 
 
 def train_recipe(out: Path, data: Path, set_folder: Path, preset: str = "cpu", iterations=None,
-                 exclude=(), work=None, real_weight: int = 3, init=None, seed: int = 0) -> Path:
+                 exclude=(), work=None, real_weight: int = 3, init=None, seed: int = 0,
+                 n_phantoms: int = 12) -> Path:
     """Train (or resume) and write the model package ``out``; returns its path."""
     from organseglib.model_package import bundled_models_folder
     from organseglib.training.dataset import phantom_cases
@@ -101,8 +102,9 @@ def train_recipe(out: Path, data: Path, set_folder: Path, preset: str = "cpu", i
     device = torch.device(p["device"] if p["device"] != "cuda" or torch.cuda.is_available() else "cpu")
     ids = build(set_folder, data, chest=True)
     real = real_training_cases(set_folder, ids, exclude)
-    phantoms = (phantom_cases(range(0, 4), region="abdomen") + phantom_cases(range(4, 6), region="chest")
-                + phantom_cases(range(6, 8), region="both") + phantom_cases(range(8, 10), region="abdomen", contrast=True))
+    # patient-like phantoms (issue 11, item 3): spleen, heart, vessels, bowel, contrast phases, habitus and
+    # fields of view from slab to chest-abdomen-pelvis, the confounders the network must learn to reject
+    phantoms = phantom_cases(range(0, n_phantoms), region="any", realism="patient")
     train_cases = phantoms + [c for _, c in real] * int(real_weight)
     init_path = Path(init) if init else bundled_models_folder() / "demo"
     model, init_card = load_init_model(init_path, device)

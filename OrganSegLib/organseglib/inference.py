@@ -1,6 +1,6 @@
 """Sliding-window inference on the network grid (paper section V-A).
 
-The scan (already at 3 mm, cropped to the body) is covered by partially overlapping tiles
+The scan (already in the network's space: ``organseglib.network_space``) is covered by partially overlapping tiles
 (``organseglib.tiling``); the class probabilities of overlapping tiles are averaged and the argmax
 gives the label of each voxel.
 
@@ -15,7 +15,13 @@ Both add the same per-tile contributions to each voxel in the same order and div
 is why their outputs are equal bit for bit, not merely close.
 
 A *predictor* is any callable ``tile_hu[K, J, I] -> probabilities[C, K, J, I]`` (float32, summing to 1
-over C); ``TorchPredictor`` wraps a network from a model package.
+over C); ``TorchPredictor`` wraps a network from a model package. A predictor with a
+``predict_batch(tiles[N, K, J, I]) -> probabilities[N, C, K, J, I]`` method is given ``tile_batch``
+tiles per call (one forward pass of the network for several tiles: fewer, larger matrix products);
+the tiles, their order and the sums are the same, so the result equals one tile at a time to the
+float rounding of the network's batched arithmetic.
+
+This is the one sliding-window predictor: segmentation and validation during training both use it.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Callable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from .boxes import Box
 from .ct_checks import AIR_HU  # padding value: what lies outside the field of view
 from .errors import InputError, OrganSegError
 from .progress import ProgressCallback, null_progress
@@ -33,6 +40,7 @@ from .tiling import fitted_tile, pad_to, tile_grid, tile_starts, tile_weights
 log = logging.getLogger(__name__)
 
 Predictor = Callable[[np.ndarray], np.ndarray]
+TileCallback = Callable[[Box, np.ndarray], None]
 
 
 class NonFiniteOutputError(OrganSegError, ArithmeticError):
@@ -61,9 +69,35 @@ def _prepare(image: np.ndarray, tile: Sequence[int], overlap: float):
     return tile, padded, tile_grid(padded.shape, tile, overlap)
 
 
+def _check_batch(tile_batch: int) -> int:
+    if int(tile_batch) != tile_batch or tile_batch < 1:
+        raise InputError(f"tile_batch must be an integer ≥ 1 (tiles per forward call); got {tile_batch!r}")
+    return int(tile_batch)
+
+
+def tile_predictions(padded: np.ndarray, boxes: Sequence[Box], predict: Predictor, num_classes: int,
+                     tile: Sequence[int], tile_batch: int = 1) -> Iterator[tuple[Box, np.ndarray]]:
+    """``(box, probabilities[C, *tile])`` for each box in order, predicted ``tile_batch`` tiles per
+    call when ``predict`` has ``predict_batch`` (else one by one); each checked for shape and NaN."""
+    batch_fn = getattr(predict, "predict_batch", None)
+    step = _check_batch(tile_batch) if batch_fn is not None else 1
+    for first in range(0, len(boxes), step):
+        group = boxes[first:first + step]
+        if batch_fn is not None:
+            probs = batch_fn(np.stack([padded[box] for box in group]))
+            if probs.shape[:1] != (len(group),):
+                raise InputError(f"predict_batch returned shape {probs.shape} for {len(group)} tiles; "
+                                 "expected one probability map per tile first")
+        else:
+            probs = [predict(padded[box]) for box in group]
+        for box, p in zip(group, probs):
+            yield box, _checked(p, box, num_classes, tile)
+
+
 def stitch_whole(image: np.ndarray, predict: Predictor, tile_shape: Sequence[int], num_classes: int,
                  overlap: float = 0.25, weighting: str = "uniform",
-                 progress: Optional[ProgressCallback] = None) -> np.ndarray:
+                 progress: Optional[ProgressCallback] = None, tile_batch: int = 1,
+                 on_tile: Optional[TileCallback] = None) -> np.ndarray:
     """Averaged probabilities ``[C, K, J, I]`` of overlapping tiles over the whole image (reference path).
 
     Args:
@@ -74,6 +108,9 @@ def stitch_whole(image: np.ndarray, predict: Predictor, tile_shape: Sequence[int
         overlap: fraction of a tile shared by neighbours (paper: "partially-overlapping"; 25 %).
         weighting: ``"uniform"`` (plain average, the paper) or ``"gaussian"``.
         progress: ``(fraction, message)`` callback.
+        tile_batch: tiles per call of ``predict.predict_batch`` (when the predictor has one).
+        on_tile: called with ``(box, probabilities)`` of each tile (box in the image padded to at least
+            one tile with air), e.g. for the validation loss of each tile.
 
     Raises:
         InputError: bad shapes or parameters; NonFiniteOutputError: NaN/inf from the network.
@@ -84,8 +121,9 @@ def stitch_whole(image: np.ndarray, predict: Predictor, tile_shape: Sequence[int
     acc = np.zeros((num_classes, *padded.shape), dtype=np.float32)
     wsum = np.zeros(padded.shape, dtype=np.float32)
     progress(0.0, f"{len(boxes)} tiles of {tile[0]}×{tile[1]}×{tile[2]}")
-    for n, box in enumerate(boxes):
-        probs = _checked(predict(padded[box]), box, num_classes, tile)
+    for n, (box, probs) in enumerate(tile_predictions(padded, boxes, predict, num_classes, tile, tile_batch)):
+        if on_tile is not None:
+            on_tile(box, probs)
         acc[(slice(None), *box)] += probs * weights
         wsum[box] += weights
         progress((n + 1) / len(boxes), f"tile {n + 1}/{len(boxes)}")
@@ -95,13 +133,16 @@ def stitch_whole(image: np.ndarray, predict: Predictor, tile_shape: Sequence[int
 
 def iter_slabs(image: np.ndarray, predict: Predictor, tile_shape: Sequence[int], num_classes: int,
                overlap: float = 0.25, weighting: str = "uniform",
-               progress: Optional[ProgressCallback] = None) -> Iterator[tuple[int, int, np.ndarray]]:
+               progress: Optional[ProgressCallback] = None,
+               tile_batch: int = 1) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield ``(z0, z1, probabilities[C, z1 - z0, J, I])`` for consecutive finished z-slabs.
 
-    Same arguments as ``stitch_whole``; the concatenated slabs equal its output exactly.
+    Same arguments as ``stitch_whole``; the concatenated slabs equal its output exactly. Batches of
+    tiles run across rows of tiles (the tiles of one batch may finish two slabs).
     """
     progress = progress or null_progress
     tile, padded, boxes = _prepare(image, tile_shape, overlap)
+    predictions = tile_predictions(padded, boxes, predict, num_classes, tile, tile_batch)
     weights = tile_weights(tile, weighting)
     z_starts = tile_starts(padded.shape[0], tile[0], overlap)
     rows = {z: [b for b in boxes if b[0].start == z] for z in z_starts}
@@ -117,7 +158,7 @@ def iter_slabs(image: np.ndarray, predict: Predictor, tile_shape: Sequence[int],
             wsum = np.concatenate([wsum, np.zeros((grow, *plane), np.float32)], axis=0)
         for box in rows[z]:
             local = (slice(z - acc_z0, z - acc_z0 + tile[0]), box[1], box[2])
-            probs = _checked(predict(padded[box]), box, num_classes, tile)
+            _, probs = next(predictions)  # rows[z] in turn are ``boxes`` in order (tile_grid is z-major)
             acc[(slice(None), *local)] += probs * weights
             wsum[local] += weights
             done += 1
@@ -133,21 +174,22 @@ def iter_slabs(image: np.ndarray, predict: Predictor, tile_shape: Sequence[int],
 
 def stitch_slabs(image: np.ndarray, predict: Predictor, tile_shape: Sequence[int], num_classes: int,
                  overlap: float = 0.25, weighting: str = "uniform",
-                 progress: Optional[ProgressCallback] = None) -> np.ndarray:
+                 progress: Optional[ProgressCallback] = None, tile_batch: int = 1) -> np.ndarray:
     """Argmax channel ``[K, J, I]`` (uint8) of the averaged probabilities, computed slab by slab."""
     out = np.zeros(image.shape, dtype=np.uint8)
-    for z0, z1, probs in iter_slabs(image, predict, tile_shape, num_classes, overlap, weighting, progress):
+    for z0, z1, probs in iter_slabs(image, predict, tile_shape, num_classes, overlap, weighting, progress,
+                                    tile_batch):
         out[z0:z1] = np.argmax(probs, axis=0)
     return out
 
 
 def predict_channels(image: np.ndarray, predict: Predictor, tile_shape: Sequence[int], num_classes: int,
                      overlap: float = 0.25, weighting: str = "uniform", slabs: bool = True,
-                     progress: Optional[ProgressCallback] = None) -> np.ndarray:
+                     progress: Optional[ProgressCallback] = None, tile_batch: int = 1) -> np.ndarray:
     """Argmax channel per voxel ``[K, J, I]`` (uint8), by slabs (default) or over the whole volume."""
     if slabs:
-        return stitch_slabs(image, predict, tile_shape, num_classes, overlap, weighting, progress)
-    probs = stitch_whole(image, predict, tile_shape, num_classes, overlap, weighting, progress)
+        return stitch_slabs(image, predict, tile_shape, num_classes, overlap, weighting, progress, tile_batch)
+    probs = stitch_whole(image, predict, tile_shape, num_classes, overlap, weighting, progress, tile_batch)
     return np.argmax(probs, axis=0).astype(np.uint8)
 
 
@@ -167,12 +209,12 @@ class TorchPredictor:
         self.window = tuple(float(w) for w in window_hu)
         self.bf16 = bool(bf16)
 
-    def _forward(self, tile: np.ndarray) -> np.ndarray:
+    def _forward(self, tiles: np.ndarray) -> np.ndarray:
         import torch
 
         from .network import window_hu
 
-        x = torch.from_numpy(np.ascontiguousarray(tile, dtype=np.float32))[None, None].to(self.device)
+        x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32))[:, None].to(self.device)
         x = window_hu(x, self.window)
         with torch.inference_mode():
             if self.device.type == "cuda" and self.bf16:
@@ -180,23 +222,28 @@ class TorchPredictor:
                     logits = self.model(x)
             else:
                 logits = self.model(x)
-            probs = torch.softmax(logits.float(), dim=1)[0]
+            probs = torch.softmax(logits.float(), dim=1)
         return probs.cpu().numpy()
 
-    def __call__(self, tile: np.ndarray) -> np.ndarray:
+    def predict_batch(self, tiles: np.ndarray) -> np.ndarray:
+        """Probabilities ``[N, C, K, J, I]`` of tiles ``[N, K, J, I]`` (HU) in one forward pass."""
         import torch
 
         try:
-            return self._forward(tile)
+            return self._forward(tiles)
         except torch.cuda.OutOfMemoryError:
             if self.device.type != "cuda":
                 raise
-            log.warning("CUDA out of memory on a %s tile; continuing on the CPU (slower)", tile.shape)
+            log.warning("CUDA out of memory on %d tiles of %s; continuing on the CPU (slower)",
+                        len(tiles), tiles.shape[1:])
             torch.cuda.empty_cache()
             self.device = torch.device("cpu")
             self.model = self.model.to(self.device)
-            return self._forward(tile)
+            return self._forward(tiles)
+
+    def __call__(self, tile: np.ndarray) -> np.ndarray:
+        return self.predict_batch(np.asarray(tile)[None])[0]
 
 
-__all__ = ["NonFiniteOutputError", "Predictor", "TorchPredictor", "iter_slabs", "predict_channels",
-           "stitch_slabs", "stitch_whole"]
+__all__ = ["NonFiniteOutputError", "Predictor", "TileCallback", "TorchPredictor", "iter_slabs", "predict_channels",
+           "stitch_slabs", "stitch_whole", "tile_predictions"]

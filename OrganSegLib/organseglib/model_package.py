@@ -40,6 +40,8 @@ from typing import Any, Iterable, Optional, Union
 
 from .atomic import new_file_mode, remove_stale_temporaries, temporary_name
 from .errors import InputError, MissingFileError, ModelPackageError, OutputExistsError
+from .network_space import NETWORK_ORIENTATION, NETWORK_SPACING_MM
+from .network_spec import ARCHITECTURES, NetworkSpec
 from .organs import organ_table
 
 log = logging.getLogger(__name__)
@@ -51,8 +53,8 @@ WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
 ENV_MODELS = "ORGANSEG_MODELS"  # extra folders holding model packages, os.pathsep-separated
 DEMO_MODEL = "demo"
-# network.ARCHITECTURES, repeated so that reading a card needs no torch (the Slicer GUI reads cards)
-CARD_ARCHITECTURES = ("googlenet3d",)
+# the network's rules, from the torch-free spec (the Slicer GUI reads cards without torch)
+CARD_ARCHITECTURES = ARCHITECTURES
 
 
 def default_classes() -> tuple[dict, ...]:
@@ -108,10 +110,10 @@ class ModelCard:
     width: float = 1.0
     num_classes: int = 6
     in_channels: int = 1
-    spacing_mm: float = 3.0
+    spacing_mm: float = NETWORK_SPACING_MM
     tile_shape: tuple = (160, 120, 120)
     window_hu: tuple = (-1000.0, 1000.0)
-    orientation: str = "LPS"
+    orientation: str = NETWORK_ORIENTATION
     classes: tuple = field(default_factory=default_classes)
     training_data: str = "unknown"
     provenance: dict = field(default_factory=dict)
@@ -140,14 +142,12 @@ class ModelCard:
             object.__setattr__(self, "orientation", check_axis_code(self.orientation))
         except InputError as exc:
             raise bad("orientation", self.orientation, "must be an axis code such as 'LPS'") from exc
-        if self.architecture not in CARD_ARCHITECTURES:
-            raise bad("architecture", self.architecture, f"must be one of {CARD_ARCHITECTURES}")
-        if int(self.in_channels) != 1:
-            raise bad("in_channels", self.in_channels, "must be 1 (the network reads one CT channel)")
+        try:  # the network's own rules (one definition: network_spec.NetworkSpec)
+            NetworkSpec(self.architecture, self.num_classes, self.width, self.in_channels)
+        except (InputError, TypeError, ValueError) as exc:
+            raise ModelPackageError(f"model card: {exc}") from exc
         if not (math.isfinite(float(self.spacing_mm)) and float(self.spacing_mm) > 0):
             raise bad("spacing_mm", self.spacing_mm, "must be a positive, finite number of mm")
-        if not 0 < float(self.width) <= 4:
-            raise bad("width", self.width, "must be in (0, 4]")
         object.__setattr__(self, "width", float(self.width))
         object.__setattr__(self, "spacing_mm", float(self.spacing_mm))
         classes = tuple(dict(c) for c in self.classes)

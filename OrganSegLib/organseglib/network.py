@@ -23,7 +23,6 @@ window/level operation the data augmentation randomises.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -31,8 +30,8 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .network_spec import ARCHITECTURES, NetworkSpec
 
-ARCHITECTURES = ("googlenet3d",)
 # Tile (K, J, I) = 160 slices × 120 × 120 at 3 mm: the paper's 120×120×160 input (section V-A).
 PAPER_TILE_SHAPE = (160, 120, 120)
 DOWNSAMPLING = 8  # stride-2 convolution and two max-pools (Table I)
@@ -98,26 +97,6 @@ class Inception3d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.path1(x), self.path3(x), self.path5(x), self.pathp(x)], dim=1)
-
-
-@dataclass(frozen=True)
-class NetworkSpec:
-    """What ``build_network`` was asked for (recorded in model cards)."""
-
-    architecture: str = "googlenet3d"
-    num_classes: int = 6   # background + the five organs (Table I: 6 outputs)
-    width: float = 1.0     # channel multiplier; 1.0 is Table I
-    in_channels: int = 1
-
-    def __post_init__(self) -> None:
-        if self.architecture not in ARCHITECTURES:
-            raise InputError(f"architecture must be one of {ARCHITECTURES}; got {self.architecture!r}")
-        if int(self.num_classes) != self.num_classes or self.num_classes < 2:
-            raise InputError(f"num_classes must be an integer ≥ 2; got {self.num_classes!r}")
-        if not (0 < float(self.width) <= 4):
-            raise InputError(f"width must be in (0, 4]; got {self.width!r} (1.0 is the paper's network)")
-        if int(self.in_channels) != self.in_channels or self.in_channels < 1:
-            raise InputError(f"in_channels must be an integer ≥ 1; got {self.in_channels!r}")
 
 
 class GoogLeNet3d(nn.Module):

@@ -31,6 +31,11 @@ import numpy as np
 from .errors import GeometryError, InputError
 from .volume import Volume
 
+# The axis order this project works in: DICOM's and the phantoms', the auto-labelers' (axial slices
+# along array axis 0, anterior/posterior along axis 1), the overlays', and the networks' trained here
+# (``network_space.NETWORK_ORIENTATION``). The one place the string "LPS" is written.
+DEFAULT_AXIS_CODE = "LPS"
+
 _LETTERS = {"R": (0, 1.0), "L": (0, -1.0), "A": (1, 1.0), "P": (1, -1.0), "S": (2, 1.0), "I": (2, -1.0)}
 
 
@@ -89,7 +94,7 @@ class Reorientation:
         return Volume(np.ascontiguousarray(arr), self.original_matrix)
 
 
-def reorient(volume: Volume, code: str = "LPS") -> tuple[Volume, Reorientation]:
+def reorient(volume: Volume, code: str = DEFAULT_AXIS_CODE) -> tuple[Volume, Reorientation]:
     """``volume`` with its array permuted and flipped so that ``i``, ``j``, ``k`` point as close as
     possible to ``code``'s directions; same voxels, same world positions.
 
@@ -120,4 +125,4 @@ def reorient(volume: Volume, code: str = "LPS") -> tuple[Volume, Reorientation]:
     return out, Reorientation(tuple(source), flip, m.copy(), matrix)  # type: ignore[arg-type]
 
 
-__all__ = ["Reorientation", "axis_codes", "check_axis_code", "reorient"]
+__all__ = ["DEFAULT_AXIS_CODE", "Reorientation", "axis_codes", "check_axis_code", "reorient"]

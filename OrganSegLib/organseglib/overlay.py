@@ -44,12 +44,12 @@ def _blend(gray: np.ndarray, labels: Optional[np.ndarray], alpha: float) -> np.n
 
 def _display_grid(ct: Volume, labels: Optional[Volume], index: Optional[Sequence[int]]):
     """``ct`` and ``labels`` in LPS array order, and ``index`` (k, j, i of the original grid) on it."""
-    from .orientation import reorient
+    from .orientation import DEFAULT_AXIS_CODE, reorient
 
     if labels is not None:
         ct.require_same_grid(labels)
-    shown, record = reorient(ct, "LPS")
-    shown_labels = None if labels is None else reorient(labels, "LPS")[0]
+    shown, record = reorient(ct, DEFAULT_AXIS_CODE)
+    shown_labels = None if labels is None else reorient(labels, DEFAULT_AXIS_CODE)[0]
     if index is not None:
         # new array axis n holds ijk axis a = 2 - n, i.e. original array axis 2 - source[a]
         moved = []

@@ -2,15 +2,15 @@
 
 Pipeline (``segment_ct``):
 
-1. resample the CT to the model's spacing (3 mm, Gaussian anti-alias; ``resample_ct``) and put the
-   array into the axis order the model was trained on (the card's ``orientation``, e.g. LPS; exact
-   axis permutations and flips, ``organseglib.orientation``), so a RAS-ordered NIfTI and an
-   LPS-ordered DICOM series of the same patient give the network the same array;
-2. crop to the patient's body (``autolabel.body.body_masks``: the table and the air around it go);
+1. put the CT into the project's axis order (``orientation.DEFAULT_AXIS_CODE``, LPS; exact) once and,
+   when auto-labelers run, compute the patient's body mask there once (``organseglib.body``): the
+   labelers and the crop both use it (network only: the crop finds the body on the 3 mm grid);
+2. enter the network's space (``organseglib.network_space``: resample to the card's spacing, 3 mm,
+   reorient to the card's axis order, crop to the body's box);
 3. sliding-window inference with overlapping tiles, probabilities averaged, argmax
-   (``organseglib.inference``), z-slab by z-slab;
-4. keep the organs the network is asked for; nearest neighbour back to the native grid
-   (``GridMapping.labels_to_native``, voxel centres aligned: no half-voxel shift);
+   (``organseglib.inference``), z-slab by z-slab, several tiles per forward call;
+4. keep the organs the network is asked for; back out of the network's space onto the native voxels
+   (``NetworkSpace.labels_to_native``: nearest neighbour, voxel centres aligned);
 5. lungs and bone from the morphological auto-labelers at native resolution override the network
    where they apply (the paper found them more accurate: 97.8 vs 91.8 lung Dice, 93.2 vs 79.3 bone);
 6. each network organ cleaned to its plausible components on the final native labels
@@ -31,6 +31,7 @@ import numpy as np
 
 from .ct_checks import nonfinite_problem
 from .errors import InputError, NotCTError
+from .network_space import BODY_MARGIN_MM
 from .organs import organ_by_key, organ_table, parse_organ_list
 from .progress import ProgressCallback, null_progress, scaled
 from .volume import Volume
@@ -59,6 +60,10 @@ class SegmentConfig:
         crop_to_body: tile only the body's bounding box (paper 003 crops to the body contour).
         body_margin_mm: margin around the body box, mm.
         bf16: bf16 autocast on CUDA (ignored on CPU).
+        tile_batch: tiles per forward call of the network (same result as one at a time, to float
+            rounding; more uses more memory). None: ``GPU_TILE_BATCH`` on CUDA, where one tile does not
+            fill the device, and 1 on the CPU, where batching gains nothing (the forward pass is
+            compute-bound; BENCHMARKS.md, issue 14) and each extra tile costs ~0.5 GB.
         tile_shape: network input ``(K, J, I)`` overriding the model card's (multiples of 8), e.g. one
             tile a little larger than the card's to cover a scan in one pass; None: the card's.
 
@@ -74,9 +79,10 @@ class SegmentConfig:
     weighting: str = "uniform"
     slabs: bool = True
     crop_to_body: bool = True
-    body_margin_mm: float = 6.0
+    body_margin_mm: float = BODY_MARGIN_MM
     bf16: bool = True
     tile_shape: Optional[tuple] = None
+    tile_batch: Optional[int] = None
 
     def __post_init__(self) -> None:
         from .autolabel import supported_organ_keys
@@ -98,11 +104,16 @@ class SegmentConfig:
             object.__setattr__(self, "tile_shape", tile)
         if not float(self.body_margin_mm) >= 0:
             raise InputError(f"body_margin_mm must be ≥ 0 mm; got {self.body_margin_mm!r}")
+        if self.tile_batch is not None and (int(self.tile_batch) != self.tile_batch or self.tile_batch < 1):
+            raise InputError(f"tile_batch must be an integer ≥ 1 (tiles per forward call); got {self.tile_batch!r}")
 
     @property
     def network_organs(self) -> tuple[str, ...]:
         """Organs the network provides: the requested ones not taken from the auto-labelers."""
         return tuple(k for k in self.organs if k not in self.autolabel_organs)
+
+
+GPU_TILE_BATCH = 4  # tiles per forward call on CUDA when ``SegmentConfig.tile_batch`` is None
 
 
 # Components kept per organ when cleaning: (how many, minimum volume field or None).
@@ -114,7 +125,7 @@ def clean_organs(labels: np.ndarray, spacing_mm: tuple, organs: tuple[str, ...],
     of at least ``min_kidney_ml``, lungs up to two (left and right); bone is left as it is (many
     separate bones). Removed voxels become background. Returns a new array."""
     from .morphology import largest_components
-    from .tiling import mask_bounding_box
+    from .boxes import mask_bounding_box
 
     out = labels.copy()
     voxel_ml = float(np.prod(spacing_mm)) / 1000.0
@@ -133,17 +144,6 @@ def clean_organs(labels: np.ndarray, spacing_mm: tuple, organs: tuple[str, ...],
     return out
 
 
-def _body_box(ct3: Volume, margin_mm: float):
-    from .autolabel.body import BodyParams, body_masks
-    from .tiling import mask_bounding_box
-
-    # a 6 mm working grid is plenty for a bounding box and keeps the per-slice hulls cheap
-    coarse = max(6.0, 2.0 * max(ct3.array_spacing))
-    body = body_masks(ct3.array, ct3.array_spacing, BodyParams(coarse_mm=min(coarse, 10.0))).body
-    margin = tuple(int(np.ceil(margin_mm / s)) for s in ct3.array_spacing)
-    return mask_bounding_box(body, margin)
-
-
 ModelSpec = Union[None, str, "os.PathLike[str]", tuple]
 
 
@@ -156,34 +156,33 @@ def _load(model: ModelSpec) -> tuple[Any, Any]:
     return load_model_package(resolve_model(model), device="cpu")
 
 
-def network_labels(ct3: Volume, model, card, config: SegmentConfig, device,
-                   progress: Optional[ProgressCallback] = None) -> Volume:
-    """Network labels on the network grid ``ct3`` (organ values, only ``config.network_organs``).
+def _tile_batch(config: SegmentConfig, device) -> int:
+    if config.tile_batch is not None:
+        return int(config.tile_batch)
+    return GPU_TILE_BATCH if getattr(device, "type", str(device)) == "cuda" else 1
+
+
+def network_labels(image: np.ndarray, model, card, config: SegmentConfig, device,
+                   progress: Optional[ProgressCallback] = None) -> np.ndarray:
+    """Network labels (organ values, only ``config.network_organs``) of ``image``, a CT in HU on the
+    network grid (``organseglib.network_space``).
 
     Raises:
         InputError: the model has no channel for a requested organ.
     """
     from .inference import TorchPredictor, predict_channels
 
-    progress = progress or null_progress
     values = card.channel_values
     wanted = {organ_by_key(k).value for k in config.network_organs}
     missing = sorted(wanted - set(values))
     if missing:
         raise InputError(f"model {card.name!r} has no output for label values {missing} (its classes: {values}); "
                          "take those organs from the auto-labelers or drop them from --organs")
-    progress(0.0, "body box")
-    box = _body_box(ct3, config.body_margin_mm) if config.crop_to_body else None
-    if box is None:  # not cropping, or no body found: the whole grid
-        box = tuple(slice(0, n) for n in ct3.shape)
     predictor = TorchPredictor(model, card.window_hu, device, bf16=config.bf16)
-    channels = predict_channels(np.asarray(ct3.array[box], dtype=np.float32), predictor,
-                                config.tile_shape or card.tile_shape,
-                                int(card.num_classes), config.overlap, config.weighting, config.slabs, progress)
+    channels = predict_channels(image, predictor, config.tile_shape or card.tile_shape, int(card.num_classes),
+                                config.overlap, config.weighting, config.slabs, progress, _tile_batch(config, device))
     lut = np.array([v if v in wanted else 0 for v in values], dtype=np.uint8)
-    labels = np.zeros(ct3.shape, dtype=np.uint8)
-    labels[box] = lut[channels]
-    return ct3.with_array(labels)
+    return lut[channels]
 
 
 def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConfig] = None,
@@ -206,9 +205,10 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
         ModelPackageError: the model cannot be loaded; InputError: bad configuration or device;
         NotCTError: NaN or infinite voxels in the CT.
     """
+    from .body import body_masks
     from .devices import resolve_device
-    from .orientation import reorient
-    from .resample import resample_ct
+    from .network_space import enter_for_card, find_body_on_network_grid
+    from .orientation import DEFAULT_AXIS_CODE, reorient
 
     config = config or SegmentConfig()
     progress = progress or null_progress
@@ -216,28 +216,39 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
     nonfinite = nonfinite_problem(ct.array)
     if nonfinite:
         raise NotCTError(nonfinite)
-    out = np.zeros(ct.shape, dtype=np.uint8)
+    # One axis order for the body mask, the auto-labelers and (for the cards trained here) the
+    # network: the CT is reoriented once, exactly, and the labels put back once at the end.
+    work, back = reorient(ct, DEFAULT_AXIS_CODE)
+    body = None
+    if config.autolabel_organs:  # the labelers need the native body mask; the crop reuses it
+        progress(0.0, "body mask")
+        body = body_masks(np.asarray(work.array, dtype=np.float32), work.array_spacing)  # once per run
+    crop = None
+    if config.network_organs and config.crop_to_body:  # network only: found on the 3 mm grid, cheaper
+        crop = work.with_array(body.body) if body is not None else find_body_on_network_grid
+    out = np.zeros(work.shape, dtype=np.uint8)
     if config.network_organs:
         dev = resolve_device(device)
         progress(0.0, "loading model")
         net, card = _load(model)
         progress(0.02, f"resampling to {card.spacing_mm:g} mm")
         # on a GPU the resampling's matrix products run there too (the CPU path is numpy)
-        ct3, mapping = resample_ct(ct, card.spacing_mm, device=dev if dev.type == "cuda" else None)
+        image, space = enter_for_card(work, card, body=crop, margin_mm=config.body_margin_mm,
+                                      device=dev if dev.type == "cuda" else None)
         net_end = 0.75 if config.autolabel_organs else 0.95
         sub = scaled(progress, 0.1, net_end, "network")
-        net_grid, back = reorient(ct3, card.orientation)
-        labels3 = back(network_labels(net_grid, net, card, config, dev, sub))
+        labels = network_labels(image, net, card, config, dev, sub)
         progress(net_end, "labels back to the native grid")
-        out = mapping.labels_to_native(labels3).array.astype(np.uint8, copy=True)
+        out = space.labels_to_native(labels).array.astype(np.uint8, copy=True)
     if config.autolabel_organs:
         from .autolabel import autolabel
 
         start = 0.75 if config.network_organs else 0.0
         sub = scaled(progress, start, 0.98, "auto-labels")
-        auto = autolabel(ct, organs=config.autolabel_organs, progress=sub).array
+        auto = autolabel(work, organs=config.autolabel_organs, body=body, progress=sub).array
         override = auto != 0
         out[override] = auto[override]
+    out = back(work.with_array(out)).array
     if config.clean and config.network_organs:
         progress(0.98, "cleaning")  # on the final native labels, so the output keeps the promise
         out = clean_organs(out, ct.array_spacing, config.network_organs, config.min_kidney_ml)

@@ -18,9 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .boxes import Box
 from .errors import InputError
-
-Box = tuple[slice, slice, slice]
 
 
 def tile_starts(size: int, tile: int, overlap: float) -> tuple[int, ...]:
@@ -88,22 +87,6 @@ def tile_weights(tile: Sequence[int], mode: str = "uniform", sigma_fraction: flo
     return np.maximum(w / w.max(), 1e-3).astype(np.float32)
 
 
-def mask_bounding_box(mask: np.ndarray, margin: Sequence[int] | None = None) -> Box | None:
-    """Smallest box holding every True voxel, grown by ``margin`` voxels per axis (default none) and
-    clipped to the array; None when the mask is empty. Any number of dimensions."""
-    if not mask.any():
-        return None
-    margin = (0,) * mask.ndim if margin is None else margin
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hit = np.flatnonzero(mask.any(axis=other))
-        lo = max(0, int(hit[0]) - int(margin[axis]))
-        hi = min(mask.shape[axis], int(hit[-1]) + 1 + int(margin[axis]))
-        box.append(slice(lo, hi))
-    return tuple(box)  # type: ignore[return-value]
-
-
 def pad_to(array: np.ndarray, shape: Sequence[int], value: float) -> np.ndarray:
     """``array`` padded at the high end of each axis to at least ``shape`` with ``value``."""
     pad = [(0, max(0, int(s) - n)) for s, n in zip(shape, array.shape)]
@@ -112,4 +95,4 @@ def pad_to(array: np.ndarray, shape: Sequence[int], value: float) -> np.ndarray:
     return np.pad(array, pad, mode="constant", constant_values=value)
 
 
-__all__ = ["Box", "fitted_tile", "mask_bounding_box", "pad_to", "tile_grid", "tile_starts", "tile_weights"]
+__all__ = ["Box", "fitted_tile", "pad_to", "tile_grid", "tile_starts", "tile_weights"]

@@ -1,9 +1,10 @@
 """The one type that flows through OrganSeg: a 3D array on a grid in RAS space.
 
-``Volume.array`` is indexed ``[k, j, i]`` (slice, row, column), the order
-``slicer.util.arrayFromVolume`` returns. ``Volume.ijk_to_ras`` is the 4x4 matrix taking
+``Grid`` is the geometry alone: the array shape ``(K, J, I)`` and the 4x4 matrix ``ijk_to_ras`` taking
 homogeneous voxel indices ``(i, j, k, 1)`` to RAS millimetres, as Slicer's ``GetIJKToRASMatrix``.
-Spacing, origin and direction are derived from that matrix and never stored twice.
+``Volume`` is a grid plus its voxels: ``Volume.array`` is indexed ``[k, j, i]`` (slice, row, column),
+the order ``slicer.util.arrayFromVolume`` returns, and ``Volume.grid`` is its ``Grid``. Spacing,
+origin and direction are derived from the matrix and never stored twice.
 """
 
 from __future__ import annotations
@@ -16,78 +17,44 @@ import numpy as np
 from .errors import GeometryError
 
 
+def _checked_matrix(ijk_to_ras) -> np.ndarray:
+    matrix = np.asarray(ijk_to_ras, dtype=np.float64)
+    if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
+        raise GeometryError(f"ijk_to_ras must be a finite 4x4 matrix; got {matrix!r}")
+    if not np.allclose(matrix[3], [0.0, 0.0, 0.0, 1.0]):
+        raise GeometryError(f"ijk_to_ras must be affine (last row 0 0 0 1); got row {matrix[3]!r}")
+    spacing = np.linalg.norm(matrix[:3, :3], axis=0)
+    if np.any(spacing <= 0) or abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
+        raise GeometryError(
+            f"voxel spacing must be positive on every axis; got {tuple(spacing)} mm. "
+            "Fix the file header (pixdim / space directions) or pass the real spacing."
+        )
+    matrix = matrix.copy()
+    matrix.setflags(write=False)
+    return matrix
+
+
 @dataclass(frozen=True, eq=False)
-class Volume:
-    """A 3D image or label map with its voxel-to-RAS geometry.
+class Grid:
+    """Where the voxels of a 3D array lie: its shape ``(K, J, I)`` and its IJK→RAS matrix.
 
     Args:
-        array: 3D array indexed ``[k, j, i]``.
+        shape: array shape ``(K, J, I)`` (three positive sizes).
         ijk_to_ras: 4x4 affine from ``(i, j, k, 1)`` to RAS mm; its 3x3 part must be invertible.
 
     Raises:
-        GeometryError: the array is not 3D, or the matrix is not a finite invertible affine.
+        GeometryError: not three positive sizes, or the matrix is not a finite invertible affine.
     """
 
-    array: np.ndarray
+    shape: tuple[int, int, int]
     ijk_to_ras: np.ndarray
 
     def __post_init__(self) -> None:
-        array = np.asarray(self.array)
-        if array.ndim != 3:
-            raise GeometryError(
-                f"a Volume needs a 3D array indexed [k, j, i]; got {array.ndim}D with shape "
-                f"{array.shape}. Squeeze singleton axes of 4D images or stack 2D slices first."
-            )
-        matrix = np.asarray(self.ijk_to_ras, dtype=np.float64)
-        if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
-            raise GeometryError(f"ijk_to_ras must be a finite 4x4 matrix; got {matrix!r}")
-        if not np.allclose(matrix[3], [0.0, 0.0, 0.0, 1.0]):
-            raise GeometryError(f"ijk_to_ras must be affine (last row 0 0 0 1); got row {matrix[3]!r}")
-        spacing = np.linalg.norm(matrix[:3, :3], axis=0)
-        if np.any(spacing <= 0) or abs(np.linalg.det(matrix[:3, :3])) < 1e-12:
-            raise GeometryError(
-                f"voxel spacing must be positive on every axis; got {tuple(spacing)} mm. "
-                "Fix the file header (pixdim / space directions) or pass the real spacing."
-            )
-        matrix = matrix.copy()
-        matrix.setflags(write=False)
-        object.__setattr__(self, "array", array)
-        object.__setattr__(self, "ijk_to_ras", matrix)
-
-    # --- construction -------------------------------------------------------------------------
-    @classmethod
-    def from_geometry(
-        cls,
-        array: np.ndarray,
-        spacing: Sequence[float] = (1.0, 1.0, 1.0),
-        origin: Sequence[float] = (0.0, 0.0, 0.0),
-        direction: np.ndarray | None = None,
-    ) -> "Volume":
-        """Build from Slicer-style geometry: spacing and origin in (i, j, k) / RAS order,
-        direction a 3x3 matrix whose columns are the unit RAS directions of i, j and k."""
-        spacing = np.asarray(spacing, dtype=np.float64)
-        if spacing.shape != (3,) or np.any(~np.isfinite(spacing)) or np.any(spacing <= 0):
-            raise GeometryError(
-                f"spacing must be three positive numbers in mm (i, j, k order); got {tuple(spacing)!r}"
-            )
-        direction = np.eye(3) if direction is None else np.asarray(direction, dtype=np.float64)
-        matrix = np.eye(4)
-        matrix[:3, :3] = direction * spacing[None, :]
-        matrix[:3, 3] = np.asarray(origin, dtype=np.float64)
-        return cls(np.asarray(array), matrix)
-
-    def with_array(self, array: np.ndarray) -> "Volume":
-        """Same grid, new voxels (e.g. a label map for this CT)."""
-        array = np.asarray(array)
-        if array.shape != self.shape:
-            raise GeometryError(f"array shape {array.shape} differs from the grid shape {self.shape}")
-        return Volume(array, self.ijk_to_ras)
-
-    # --- derived geometry ---------------------------------------------------------------------
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """Array shape ``(K, J, I)``."""
-        return tuple(self.array.shape)  # type: ignore[return-value]
+        shape = tuple(int(n) for n in self.shape)
+        if len(shape) != 3 or any(n < 1 for n in shape):
+            raise GeometryError(f"a grid needs three positive sizes (K, J, I); got {self.shape!r}")
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "ijk_to_ras", _checked_matrix(self.ijk_to_ras))
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -118,11 +85,22 @@ class Volume:
         ijk = np.asarray(ijk, dtype=np.float64)
         return ijk @ self.ijk_to_ras[:3, :3].T + self.ijk_to_ras[:3, 3]
 
-    def same_grid(self, other: "Volume", atol: float = 1e-4) -> bool:
-        """True when both volumes have the same shape and (to ``atol`` mm) the same matrix."""
-        return self.shape == other.shape and np.allclose(self.ijk_to_ras, other.ijk_to_ras, atol=atol)
+    def cropped(self, box: Sequence[slice]) -> "Grid":
+        """The grid of ``array[box]`` (``box``: one slice per array axis, step 1, within the grid)."""
+        starts = [0 if s.start is None else int(s.start) for s in box]
+        stops = [n if s.stop is None else int(s.stop) for s, n in zip(box, self.shape)]
+        if len(starts) != 3 or any(not 0 <= a < b <= n for a, b, n in zip(starts, stops, self.shape)):
+            raise GeometryError(f"crop box {tuple(box)!r} does not lie inside the grid of shape {self.shape}")
+        matrix = np.array(self.ijk_to_ras, dtype=np.float64)
+        matrix[:3, 3] += matrix[:3, :3] @ np.asarray(starts[::-1], dtype=np.float64)  # (i, j, k) of the corner
+        return Grid(tuple(b - a for a, b in zip(starts, stops)), matrix)  # type: ignore[arg-type]
 
-    def require_same_grid(self, other: "Volume", what: str = "labels") -> None:
+    def same_grid(self, other, atol: float = 1e-4) -> bool:
+        """True when ``other`` (a Grid or a Volume) has the same shape and (to ``atol`` mm) the same matrix."""
+        return tuple(self.shape) == tuple(other.shape) and np.allclose(self.ijk_to_ras, other.ijk_to_ras, atol=atol)
+
+    def require_same_grid(self, other, what: str = "labels") -> None:
+        """Raise GeometryError unless ``other`` lies on this grid (``same_grid``)."""
         if not self.same_grid(other):
             raise GeometryError(
                 f"{what} are not on the CT's grid: shape {other.shape} vs {self.shape}, "
@@ -131,7 +109,98 @@ class Volume:
             )
 
     def __repr__(self) -> str:
+        return (f"Grid(shape={self.shape}, spacing={tuple(round(s, 4) for s in self.spacing)}, "
+                f"origin={tuple(round(o, 3) for o in self.origin)})")
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A 3D image or label map with its voxel-to-RAS geometry: a ``Grid`` plus an array.
+
+    Args:
+        array: 3D array indexed ``[k, j, i]``.
+        ijk_to_ras: 4x4 affine from ``(i, j, k, 1)`` to RAS mm; its 3x3 part must be invertible.
+
+    Raises:
+        GeometryError: the array is not 3D, or the matrix is not a finite invertible affine.
+    """
+
+    array: np.ndarray
+    ijk_to_ras: np.ndarray
+
+    def __post_init__(self) -> None:
+        array = np.asarray(self.array)
+        if array.ndim != 3:
+            raise GeometryError(
+                f"a Volume needs a 3D array indexed [k, j, i]; got {array.ndim}D with shape "
+                f"{array.shape}. Squeeze singleton axes of 4D images or stack 2D slices first."
+            )
+        matrix = _checked_matrix(self.ijk_to_ras)
+        object.__setattr__(self, "array", array)
+        object.__setattr__(self, "ijk_to_ras", matrix)
+
+    # --- construction -------------------------------------------------------------------------
+    @classmethod
+    def on_grid(cls, array: np.ndarray, grid: Grid) -> "Volume":
+        """``array`` on ``grid`` (shapes must agree)."""
+        array = np.asarray(array)
+        if array.shape != grid.shape:
+            raise GeometryError(f"array shape {array.shape} differs from the grid shape {grid.shape}")
+        return cls(array, grid.ijk_to_ras)
+
+    @classmethod
+    def from_geometry(
+        cls,
+        array: np.ndarray,
+        spacing: Sequence[float] = (1.0, 1.0, 1.0),
+        origin: Sequence[float] = (0.0, 0.0, 0.0),
+        direction: np.ndarray | None = None,
+    ) -> "Volume":
+        """Build from Slicer-style geometry: spacing and origin in (i, j, k) / RAS order,
+        direction a 3x3 matrix whose columns are the unit RAS directions of i, j and k."""
+        spacing = np.asarray(spacing, dtype=np.float64)
+        if spacing.shape != (3,) or np.any(~np.isfinite(spacing)) or np.any(spacing <= 0):
+            raise GeometryError(
+                f"spacing must be three positive numbers in mm (i, j, k order); got {tuple(spacing)!r}"
+            )
+        direction = np.eye(3) if direction is None else np.asarray(direction, dtype=np.float64)
+        matrix = np.eye(4)
+        matrix[:3, :3] = direction * spacing[None, :]
+        matrix[:3, 3] = np.asarray(origin, dtype=np.float64)
+        return cls(np.asarray(array), matrix)
+
+    def with_array(self, array: np.ndarray) -> "Volume":
+        """Same grid, new voxels (e.g. a label map for this CT)."""
+        array = np.asarray(array)
+        if array.shape != self.shape:
+            raise GeometryError(f"array shape {array.shape} differs from the grid shape {self.shape}")
+        return Volume(array, self.ijk_to_ras)
+
+    # --- derived geometry (the grid's) --------------------------------------------------------
+    @property
+    def grid(self) -> Grid:
+        """The voxels' geometry without the voxels."""
+        return Grid(self.array.shape, self.ijk_to_ras)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Array shape ``(K, J, I)``."""
+        return tuple(self.array.shape)  # type: ignore[return-value]
+
+    spacing = Grid.spacing
+    array_spacing = Grid.array_spacing
+    origin = Grid.origin
+    direction = Grid.direction
+    ras_to_ijk = Grid.ras_to_ijk
+    ijk_to_ras_points = Grid.ijk_to_ras_points
+    same_grid = Grid.same_grid
+    require_same_grid = Grid.require_same_grid
+
+    def __repr__(self) -> str:
         return (
             f"Volume(shape={self.shape}, dtype={self.array.dtype}, spacing="
             f"{tuple(round(s, 4) for s in self.spacing)}, origin={tuple(round(o, 3) for o in self.origin)})"
         )
+
+
+__all__ = ["Grid", "Volume"]

@@ -129,7 +129,7 @@ def _paper_bone_reference(ct: np.ndarray, body: np.ndarray, spacing) -> np.ndarr
 
 
 def test_paper_bone_preset_equals_the_papers_steps():
-    from organseglib.autolabel.body import body_masks
+    from organseglib.body import body_masks
     from organseglib.autolabel.bone import label_bone
 
     p = make_phantom(seed=0, region="chest", size="tiny", table=False)

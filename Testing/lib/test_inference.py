@@ -10,7 +10,8 @@ from organseglib.errors import InputError
 from organseglib.inference import (NonFiniteOutputError, TorchPredictor, iter_slabs, predict_channels,
                                    stitch_slabs, stitch_whole)
 from organseglib.network import build_network
-from organseglib.tiling import fitted_tile, mask_bounding_box, pad_to, tile_grid, tile_starts, tile_weights
+from organseglib.boxes import mask_bounding_box
+from organseglib.tiling import fitted_tile, pad_to, tile_grid, tile_starts, tile_weights
 
 
 # --- tile placement ---------------------------------------------------------------------------------------
@@ -264,3 +265,60 @@ def test_slab_stitching_memory_does_not_grow_with_the_scan_length():
     whole_growth = peak(stitch_whole, 480) - peak(stitch_whole, 240)
     assert whole_growth >= 240 * plane * 4 * 4                       # ≥ one [C, ΔK, J, I] float32 accumulator
     assert slab_growth <= 240 * plane * 1 + 64 * 1024                # the uint8 output (+ allocator noise)
+
+
+# --- several tiles per forward call -------------------------------------------------------------------------
+class _Counting:
+    """A predictor wrapper counting forward calls and tiles (TorchPredictor underneath)."""
+
+    def __init__(self, predictor):
+        self.inner, self.calls, self.tiles = predictor, [], 0
+
+    def predict_batch(self, tiles):
+        self.calls.append(len(tiles))
+        return self.inner.predict_batch(tiles)
+
+    def __call__(self, tile):
+        return self.predict_batch(tile[None])[0]
+
+
+@pytest.mark.parametrize("tile_batch", [2, 3, 4, 64])
+@pytest.mark.parametrize("overlap, weighting", [(0.25, "uniform"), (0.5, "gaussian")])
+def test_batched_tiles_equal_one_tile_at_a_time(tile_batch, overlap, weighting):
+    """The real (small) network, BN and all: tiles in batches give the one-at-a-time probabilities to
+    float tolerance, slabs and whole volume alike, and the batches cross rows of tiles."""
+    torch.manual_seed(0)
+    net = build_network(width=0.0625).eval()
+    img = np.random.default_rng(5).normal(-200, 500, size=(40, 24, 20)).astype(np.float32)
+    one = stitch_whole(img, TorchPredictor(net, (-1000, 1000), "cpu"), (16, 16, 16), 6, overlap, weighting)
+    counting = _Counting(TorchPredictor(net, (-1000, 1000), "cpu"))
+    batched = stitch_whole(img, counting, (16, 16, 16), 6, overlap, weighting, tile_batch=tile_batch)
+    n_tiles = len(tile_grid(img.shape, (16, 16, 16), overlap))
+    assert sum(counting.calls) == n_tiles and max(counting.calls) == min(tile_batch, n_tiles)
+    np.testing.assert_allclose(batched, one, rtol=0, atol=1e-5)
+    slabs = np.concatenate([p for _, _, p in iter_slabs(img, counting, (16, 16, 16), 6, overlap, weighting,
+                                                         tile_batch=tile_batch)], axis=1)
+    np.testing.assert_array_equal(slabs, batched)  # same batches, same sums: bit for bit
+    top2 = np.sort(one, axis=0)[-2:]
+    decided = top2[1] - top2[0] > 1e-4
+    labels = predict_channels(img, counting, (16, 16, 16), 6, overlap, weighting, tile_batch=tile_batch)
+    assert np.array_equal(labels[decided], np.argmax(one, 0)[decided])
+
+
+def test_tile_batch_is_validated_and_plain_callables_still_work(image):
+    with pytest.raises(InputError, match="tile_batch"):
+        stitch_whole(image, TorchPredictor(PointwiseNet().eval(), (-1000, 1000), "cpu"), (16, 8, 8), 6,
+                     tile_batch=0)
+    # a predictor without predict_batch is called one tile at a time, whatever tile_batch says
+    np.testing.assert_array_equal(stitch_whole(image, per_voxel, (16, 8, 8), 4, tile_batch=4),
+                                  stitch_whole(image, per_voxel, (16, 8, 8), 4))
+
+
+def test_on_tile_sees_every_tile_once_with_its_probabilities(image):
+    seen = []
+    stitch_whole(image, position_dependent, (16, 8, 8), 4, 0.25, on_tile=lambda box, p: seen.append((box, p)))
+    boxes = tile_grid(image.shape, (16, 8, 8), 0.25)
+    assert [b for b, _ in seen] == boxes
+    padded = pad_to(image, (16, 8, 8), -1000.0)
+    for box, p in seen:
+        np.testing.assert_array_equal(p, position_dependent(padded[box]))

@@ -301,3 +301,13 @@ def test_fill_holes_equals_scipy(shape, density, seed, box):
         m[1:-1, 1:-1, 1:-1] = True
         m[2:-2, 2:-2, 2:-2] = rng.random(tuple(n - 4 for n in shape)) < density
     np.testing.assert_array_equal(M.fill_holes(m), ndi.binary_fill_holes(m))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
+def test_count_values_equals_numpy_unique(dtype):
+    rng = np.random.default_rng(11)
+    labels = rng.choice([0, 1, 3, 5], p=[0.7, 0.1, 0.15, 0.05], size=(9, 17, 13)).astype(dtype)
+    values, counts = np.unique(labels, return_counts=True)
+    assert M.count_values(labels) == {int(v): int(c) for v, c in zip(values, counts)}
+    assert M.count_values(np.zeros((2, 2, 2), np.uint8)) == {0: 8}
+    assert M.count_values(np.asfortranarray(labels)) == M.count_values(labels)

@@ -54,9 +54,9 @@ def test_parameter_count_at_full_width_on_meta_device():
 
 
 def test_width_and_classes_are_honoured():
-    net = build_network(num_classes=3, width=0.0625, in_channels=2).eval()
+    net = build_network(num_classes=3, width=0.0625).eval()
     with torch.no_grad():
-        out = net(torch.rand(2, 2, 16, 16, 24))
+        out = net(torch.rand(2, 1, 16, 16, 24))
     assert out.shape == (2, 3, 16, 16, 24)
     assert isinstance(net, GoogLeNet3d) and net.spec.width == 0.0625
 
@@ -75,7 +75,8 @@ def test_translation_by_8_voxels_is_nearly_equivariant_in_the_interior():
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"architecture": "unet"}, "architecture"), ({"num_classes": 1}, "num_classes"),
-    ({"width": 0.0}, "width"), ({"in_channels": 0}, "in_channels")])
+    ({"width": 0.0}, "width"), ({"in_channels": 0}, "in_channels"),
+    ({"in_channels": 2}, "in_channels")])
 def test_bad_specs_raise(kwargs, match):
     with pytest.raises(InputError, match=match):
         build_network(**kwargs)

@@ -58,7 +58,7 @@ def test_labels_round_trip_3mm_without_half_voxel_shift():
     blocks = np.zeros(coarse.shape, np.uint8)
     blocks[2:5, 3:7, 1:2] = 3
     blocks[6, 6, 6] = 5
-    back = resample_labels_to_grid(coarse.with_array(blocks), native)
+    back = resample_labels_to_grid(Volume.on_grid(blocks, coarse), native)
     expected = np.repeat(np.repeat(np.repeat(blocks, 3, 0), 3, 1), 3, 2)
     np.testing.assert_array_equal(back.array, expected)  # a half-voxel shift would move every edge
     again = resample_labels_to_grid(back, coarse)
@@ -84,7 +84,7 @@ def test_real_scan_to_3mm_and_back():
     from organseglib.io import read_ct
 
     ct = read_ct(shared_file("ct/chest_lung1.nrrd"))
-    out, mapping = resample_ct(ct)
+    out, mapping = resample_ct(ct, 3.0)
     assert out.shape == (80, 98, 98)
     body = out.with_array((out.array > -500).astype(np.uint8))
     back = mapping.labels_to_native(body)

@@ -101,3 +101,64 @@ def test_cuda_device_path_equals_numpy():
     finally:
         torch.backends.cuda.matmul.allow_tf32 = False
     np.testing.assert_allclose(on_cuda.array, on_numpy.array, rtol=0, atol=0.02)
+
+
+def batched_apply_separable(image: np.ndarray, operators) -> np.ndarray:
+    """The former product order (slow reference): axis j as a batch of one small product per slice."""
+    a_k, a_j, a_i = (np.asarray(op, dtype=np.float32) for op in operators)
+    k, j, i = image.shape
+    y = image.astype(np.float32).reshape(k * j, i) @ a_i.T.copy()
+    y = a_j @ y.reshape(k, j, a_i.shape[0])
+    y = a_k @ y.reshape(k, a_j.shape[0] * a_i.shape[0])
+    return y.reshape(a_k.shape[0], a_j.shape[0], a_i.shape[0])
+
+
+@pytest.mark.parametrize("shape,out_shape,seed", [((7, 9, 11), (3, 4, 5), 0), ((13, 5, 8), (20, 7, 3), 1),
+                                                  ((1, 6, 6), (2, 1, 4), 2)])
+def test_separable_product_as_one_gemm_per_axis_equals_the_batched_reference(shape, out_shape, seed):
+    from organseglib.resample import apply_separable
+
+    rng = np.random.default_rng(seed)
+    image = ct_like(shape, seed)
+    ops = [rng.normal(size=(m, n)) for m, n in zip(out_shape, shape)]
+    ref = batched_apply_separable(image, ops)
+    np.testing.assert_allclose(apply_separable(image, ops), ref, rtol=1e-5, atol=1e-2)
+    torch = pytest.importorskip("torch")
+    np.testing.assert_allclose(apply_separable(image, ops, device=torch.device("cpu")), ref, rtol=1e-5, atol=1e-2)
+
+
+@pytest.mark.parametrize("spacing,direction", [((3.0, 3.0, 3.0), None),
+                                               ((3.0, 3.0, 3.0), np.diag([-1.0, -1.0, 1.0])),
+                                               ((3.0, 3.0, 3.0), np.array([[0.0, 1, 0], [1, 0, 0], [0, 0, -1]]))])
+def test_a_ct_already_on_the_target_grid_is_copied_not_resampled(spacing, direction, monkeypatch):
+    import organseglib.resample as rs
+
+    ct = Volume.from_geometry(ct_like((6, 7, 8), 5), spacing=spacing, origin=(10.5, -3.0, 7.25), direction=direction)
+    ref = scipy_resample_ct(ct, 3.0, -1000.0)  # the slow path samples every voxel centre: the voxels
+    np.testing.assert_allclose(ref, ct.array, rtol=0, atol=1e-3)
+
+    def no_resampling(*args, **kwargs):
+        raise AssertionError("resampled a CT that is already on the target grid")
+
+    monkeypatch.setattr(rs, "_linear_separable", no_resampling)
+    out, mapping = rs.resample_ct(ct, 3.0)
+    assert mapping.identity and out.same_grid(ct)
+    np.testing.assert_array_equal(out.array, ct.array)
+    assert out.array.dtype == np.float32 and not np.shares_memory(out.array, ct.array)
+    labels = out.with_array((out.array > 0).astype(np.uint8))
+    np.testing.assert_array_equal(mapping.labels_to_native(labels).array, labels.array)
+
+
+def test_identity_is_detected_exactly_not_approximately():
+    from organseglib.resample import is_identity_map
+
+    ct = Volume.from_geometry(np.zeros((4, 5, 6), np.float32), spacing=(3.0, 3.0, 3.0))
+    assert is_identity_map(ct, ct.grid)
+    shifted = ct.grid.cropped((slice(0, 4), slice(0, 5), slice(0, 6)))
+    assert is_identity_map(ct, shifted)
+    nudged = np.array(ct.ijk_to_ras)
+    nudged[0, 3] += 3.0 * 1e-6  # a millionth of a voxel: no longer the same centres
+    assert not is_identity_map(ct, Volume(ct.array, nudged))
+    assert not is_identity_map(ct, Volume.from_geometry(np.zeros((4, 5, 7)), spacing=(3.0, 3.0, 3.0)))
+    out, mapping = __import__("organseglib.resample", fromlist=["resample_ct"]).resample_ct(ct, 2.9)
+    assert not mapping.identity and out.shape != ct.shape

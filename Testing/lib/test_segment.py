@@ -147,6 +147,12 @@ def test_bad_config_is_refused(kwargs, match):
         SegmentConfig(**kwargs)
 
 
+def test_tile_batch_is_validated():
+    with pytest.raises(InputError, match="tile_batch"):
+        SegmentConfig(tile_batch=0)
+    assert SegmentConfig().tile_batch is None and SegmentConfig(tile_batch=3).tile_batch == 3
+
+
 def test_config_network_organs():
     assert SegmentConfig().network_organs == ("liver", "bladder", "kidneys")
     assert SegmentConfig(organs=("lungs", "liver")).autolabel_organs == ("lungs",)
@@ -154,14 +160,17 @@ def test_config_network_organs():
 
 
 class Spy(ThresholdNet):
-    """ThresholdNet that records the shape and value range of every tile it is given."""
+    """ThresholdNet that records the shape and value range of every tile it is given, and how many
+    tiles each forward call held."""
 
     def __init__(self, rules):
         super().__init__(rules)
         self.seen = []
+        self.batches = []
 
     def forward(self, x):
-        self.seen.append((tuple(x.shape[2:]), float(x.min()), float(x.max())))
+        self.batches.append(int(x.shape[0]))
+        self.seen.extend((tuple(t.shape[1:]), float(t.min()), float(t.max())) for t in x)
         return super().forward(x)
 
 
@@ -183,6 +192,11 @@ def test_network_sees_windowed_tiles_of_the_3mm_grid_with_25_percent_overlap_by_
     spy = Spy([(1, 0, 500)])
     segment_ct(ct, (spy, card), config, device="cpu")
     assert len(spy.seen) == 12 and {s[0] for s in spy.seen} == {(16, 16, 16)}
+    assert spy.batches == [1] * 12  # on the CPU one tile per forward call by default
+    labels_one = segment_ct(ct, (spy, card), config, device="cpu").array
+    spy.batches.clear()
+    labels_batched = segment_ct(ct, (spy, card), replace(config, tile_batch=5), device="cpu").array
+    assert spy.batches == [5, 5, 2] and np.array_equal(labels_batched, labels_one)
     assert min(s[1] for s in spy.seen) >= 0.0 and max(s[2] for s in spy.seen) <= 1.0   # HU windowed (eq. 3)
     spy.seen.clear()
     segment_ct(ct, (spy, card), replace(config, overlap=0.0), device="cpu")
@@ -243,3 +257,40 @@ def test_a_nan_voxel_is_reported_as_bad_input_not_as_corrupt_weights(chest):
     array[3, 4, 5] = np.nan
     with pytest.raises(NotCTError, match="1 NaN or infinite voxels"):
         segment_ct(chest.ct.with_array(array), fake(RULES), SegmentConfig(autolabel_organs=()), device="cpu")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stored", ["LPS", "RAS"])
+def test_a_hybrid_run_computes_the_body_mask_once_and_reorients_the_ct_once(chest, stored, monkeypatch):
+    """The body mask serves the auto-labelers and the network's crop; the CT is put into the working
+    axis order once (the auto-labelers receive it already in that order: no second copy)."""
+    import organseglib.body as body_mod
+    import organseglib.orientation as orientation_mod
+    from organseglib.body import body_masks
+    from organseglib.orientation import reorient
+
+    ct, _ = reorient(chest.ct, stored)
+    expected = segment_ct(ct, fake(RULES, spacing_mm=6.0), device="cpu").array
+    calls = {"body": 0, "copies": 0}
+
+    def counting_body(*args, **kwargs):
+        calls["body"] += 1
+        return body_masks(*args, **kwargs)
+
+    def counting_reorient(volume, code="LPS"):
+        out = reorient(volume, code)
+        if volume.shape == ct.shape and np.issubdtype(volume.array.dtype, np.floating) \
+                and not np.shares_memory(out[0].array, volume.array):
+            calls["copies"] += 1  # a native-size CT array rearranged
+        return out
+
+    monkeypatch.setattr(body_mod, "body_masks", counting_body)
+    monkeypatch.setattr(orientation_mod, "reorient", counting_reorient)
+    out = segment_ct(ct, fake(RULES, spacing_mm=6.0), device="cpu").array
+    assert calls["body"] == 1
+    assert calls["copies"] == (0 if stored == "LPS" else 1)
+    np.testing.assert_array_equal(out, expected)
+    # the auto-labelers given the body mask label exactly as when they compute it themselves
+    lps, _ = reorient(ct, "LPS")
+    masks = body_masks(np.asarray(lps.array, np.float32), lps.array_spacing)
+    np.testing.assert_array_equal(autolabel(lps, body=masks).array, autolabel(lps).array)

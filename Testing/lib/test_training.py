@@ -259,7 +259,7 @@ def test_shipped_demo_model_says_it_is_synthetic_and_segments_a_phantom():
     unseen phantom."""
     from organseglib.metrics import dice
     from organseglib.model_package import load_model_package
-    from organseglib.training.validation import predict_tiles
+    from organseglib.training.validation import predict_case
 
     if not (DEMO / "card.json").exists():
         pytest.skip(f"demo model not trained yet: run scripts/train_demo_model.py to create {DEMO}")
@@ -269,7 +269,7 @@ def test_shipped_demo_model_says_it_is_synthetic_and_segments_a_phantom():
     assert "not for clinical use" in card.intended_use.lower() and "not a clinical model" in card.description.lower()
     case = phantom_cases([4242], region="abdomen")[0]
     torch.set_num_threads(1)
-    pred, _ = predict_tiles(model, case, card.tile_shape, torch.device("cpu"), card.window_hu)
+    pred, _ = predict_case(model, case, card.tile_shape, torch.device("cpu"), card.window_hu)
     assert dice(pred == 1, case.labels == 1) > 0.7  # liver
     assert dice(pred == 5, case.labels == 5) > 0.5  # bone
 

@@ -99,12 +99,6 @@ def test_random_crop_is_a_window_of_the_scan_or_padded_with_air():
     assert (img == ds.AIR_HU).sum() == 8 ** 3 - image.size and lab.sum() == labels.sum()
 
 
-def test_tile_starts_cover_with_the_last_tile_flush():
-    assert ds.tile_starts(10, 4) == [0, 4, 6]
-    assert ds.tile_starts(8, 4) == [0, 4]
-    assert ds.tile_starts(3, 4) == [0]
-
-
 def test_batches_are_windowed_and_reproducible_from_the_generator_state():
     cases = ds.phantom_cases([0], spacing_mm=6.0)
     dev = torch.device("cpu")
@@ -150,3 +144,27 @@ def test_augmented_batches_use_the_models_window():
     hu = x_wide * 2000.0 - 1000.0  # undo the wide window (nothing is clipped by it in this phantom)
     expected = torch.clamp((hu + 200.0) / 500.0, 0.0, 1.0)
     assert torch.allclose(x_narrow, expected, atol=1e-4)
+
+
+def test_training_cases_enter_through_the_networks_door(tiny_abdomen, monkeypatch):
+    """Training arrays are what ``network_space`` gives inference (same grid, same axis order), and
+    phantoms rendered on the network grid are reordered, never resampled."""
+    import organseglib.resample as rs
+    from organseglib.network_space import enter_network_space
+
+    img, lab = ds.resample_case(tiny_abdomen.ct, tiny_abdomen.labels, 6.0)
+    image, space = enter_network_space(tiny_abdomen.ct, 6.0, ds.TRAINING_ORIENTATION)
+    np.testing.assert_array_equal(img, image)
+    np.testing.assert_array_equal(lab, space.labels_to_network(tiny_abdomen.labels))
+    assert lab.shape == space.grid.shape and space.grid.same_grid(space.uncropped)  # training: no crop
+
+    def no_resampling(*args, **kwargs):
+        raise AssertionError("a phantom rendered on the network grid was resampled")
+
+    monkeypatch.setattr(rs, "_linear_separable", no_resampling)
+    case = ds.phantom_cases([0], spacing_mm=6.0)[0]
+    from organseglib.phantom import make_phantom
+
+    p = make_phantom(seed=0, region="abdomen", size="small", spacing=(6.0,) * 3)
+    np.testing.assert_array_equal(case.image, p.ct.array.astype(np.float32))  # phantoms are LPS-ordered
+    np.testing.assert_array_equal(case.labels, p.labels.array)

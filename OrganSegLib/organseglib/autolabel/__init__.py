@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..organs import organ_by_key, parse_organ_list
 from ..progress import ProgressCallback, null_progress, scaled
 from ..volume import Volume
-from .body import BodyMasks, BodyParams, body_masks
+from ..body import BodyMasks, BodyParams, body_masks
 from .bone import BoneParams, BoneReport, label_bone
 from .lungs import LungParams, LungReport, label_lungs
 from .noise import NoiseParams
@@ -69,12 +69,13 @@ def supported_organ_keys(organs: Union[str, Iterable[str]], what: str = "organs"
 def autolabel_with_report(ct: Volume, organs: Union[str, Iterable[str]] = SUPPORTED,
                           ignore_mask: Optional[Volume | np.ndarray] = None,
                           params: Optional[AutoLabelParams] = None,
-                          progress: Optional[ProgressCallback] = None) -> tuple[Volume, dict]:
+                          progress: Optional[ProgressCallback] = None,
+                          body: Optional[BodyMasks] = None) -> tuple[Volume, dict]:
     """Like ``autolabel``, also returning a report: per organ its volume (``ml``), what the labeler
     found and rejected, and ``warnings`` (strings); ``report["warnings"]`` gathers them all as
     ``"organ: message"`` (a labeler that finds nothing, drops more than it keeps, or touches the
     volume border through a leak)."""
-    from ..orientation import reorient
+    from ..orientation import DEFAULT_AXIS_CODE, reorient
 
     params = params or AutoLabelParams()
     progress = progress or null_progress
@@ -88,21 +89,31 @@ def autolabel_with_report(ct: Volume, organs: Union[str, Iterable[str]] = SUPPOR
         if ignore.shape != ct.shape:
             raise InputError(f"ignore_mask must have the CT's shape {ct.shape}; got {ignore.shape}")
     # The labelers work slice by slice on axial slices (array axis 0) with anterior/posterior along
-    # axis 1: put any stored axis order (sagittal, coronal, RAS) into LPS first, exactly, and back.
-    lps, back = reorient(ct, "LPS")
+    # axis 1: put any stored axis order (sagittal, coronal, RAS) into LPS first, exactly, and back
+    # (no copy when the CT already is in that order, as ``segment_ct`` passes it).
+    lps, back = reorient(ct, DEFAULT_AXIS_CODE)
+
+    def to_lps(mask: np.ndarray) -> np.ndarray:
+        if np.asarray(mask).shape != ct.shape:
+            raise InputError(f"body masks must have the CT's shape {ct.shape}; got {np.asarray(mask).shape}")
+        return reorient(ct.with_array(mask), DEFAULT_AXIS_CODE)[0].array
+
     if ignore is not None:
-        ignore = reorient(ct.with_array(ignore), "LPS")[0].array
-    labels, report = _autolabel_lps(lps, keys, ignore, params, progress)
+        ignore = to_lps(ignore)
+    if body is not None:
+        body = BodyMasks(*(to_lps(m) for m in (body.body, body.inner, body.hull)))
+    labels, report = _autolabel_lps(lps, keys, ignore, params, progress, body)
     return back(lps.with_array(labels)), report
 
 
 def _autolabel_lps(ct: Volume, keys: Sequence[str], ignore: Optional[np.ndarray], params: AutoLabelParams,
-                   progress: ProgressCallback) -> tuple[np.ndarray, dict]:
+                   progress: ProgressCallback, body: Optional[BodyMasks] = None) -> tuple[np.ndarray, dict]:
     """The labelers on a CT whose arrays are in LPS order; returns the label array and the report."""
     array = np.asarray(ct.array, dtype=np.float32)
     spacing = ct.array_spacing
-    progress(0.0, "body mask")
-    body: BodyMasks = body_masks(array, spacing, params.body)
+    if body is None:
+        progress(0.0, "body mask")
+        body = body_masks(array, spacing, params.body)
     labels = np.zeros(array.shape, dtype=np.uint8)
     report: dict = {}
     steps = {"lungs": (0.1, 0.5), "bone": (0.5, 1.0)} if len(keys) == 2 else {keys[0]: (0.1, 1.0)}
@@ -128,7 +139,7 @@ def _autolabel_lps(ct: Volume, keys: Sequence[str], ignore: Optional[np.ndarray]
 
 def autolabel(ct: Volume, organs: Union[str, Iterable[str]] = SUPPORTED,
               ignore_mask: Optional[Volume | np.ndarray] = None, params: Optional[AutoLabelParams] = None,
-              progress: Optional[ProgressCallback] = None) -> Volume:
+              progress: Optional[ProgressCallback] = None, body: Optional[BodyMasks] = None) -> Volume:
     """Label lungs (3) and bone (5) of a CT by morphology (paper III-B, III-C).
 
     Args:
@@ -138,6 +149,8 @@ def autolabel(ct: Volume, organs: Union[str, Iterable[str]] = SUPPORTED,
             on the CT's grid or an array of its shape.
         params: parameters (defaults from the paper).
         progress: ``(fraction, message)`` callback.
+        body: the body masks of this CT (``organseglib.body.body_masks`` with ``params.body``, arrays
+            on the CT's grid) when the caller already has them; None: computed here.
 
     Returns:
         uint8 label Volume on the CT's grid (0 elsewhere and on ignored voxels).
@@ -145,7 +158,7 @@ def autolabel(ct: Volume, organs: Union[str, Iterable[str]] = SUPPORTED,
     Raises:
         InputError: unknown organ, ignore mask on another grid.
     """
-    labels, report = autolabel_with_report(ct, organs, ignore_mask, params, progress)
+    labels, report = autolabel_with_report(ct, organs, ignore_mask, params, progress, body)
     for w in report["warnings"]:
         log.warning("%s", w)
     return labels

@@ -31,7 +31,7 @@ import cc3d
 import numpy as np
 
 from .. import morphology
-from .body import _strides, _upsample
+from ..body import _strides, _upsample
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ import numpy as np
 from .. import morphology
 from ..errors import InputError
 from ..progress import ProgressCallback, null_progress
-from ..tiling import mask_bounding_box
+from ..boxes import mask_bounding_box
 from .blood import BloodPools, find_blood_pools
 from .noise import NoiseParams, smoothed_if_noisy
 

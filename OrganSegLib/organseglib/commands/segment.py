@@ -23,6 +23,7 @@ from ..devices import DEVICE_HELP
 from ..dicom_seg import check_dicom_seg_request, is_dicom_seg_path, write_dicom_seg
 from ..io import LABEL_EXTENSIONS, read_ct, write_labels
 from ..errors import InputError, UnsupportedFormatError
+from ..morphology import count_values
 from ..organs import organ_by_key, organ_by_value
 from ..plausibility import check_plausibility
 from ..progress import Progress
@@ -82,8 +83,8 @@ def run(args: argparse.Namespace) -> int:
         write_labels(labels, args.output, organs=organs)
     seconds = time.perf_counter() - start
     voxel_ml = float(np.prod(ct.spacing)) / 1000.0
-    values, counts = np.unique(labels.array, return_counts=True)
-    volumes = {organ_by_value(v).key: round(float(c) * voxel_ml, 1) for v, c in zip(values, counts) if v}
+    counts = count_values(labels.array)  # fastremap: one pass over the native labels
+    volumes = {organ_by_value(v).key: round(float(c) * voxel_ml, 1) for v, c in sorted(counts.items()) if v}
     check = check_plausibility(labels, tuple(config.organs))  # never a silent success (issue 11, item 6)
     warnings = list(check.warnings) + [w for w in missing_organ_warnings(config.organs, volumes)
                                        if not any(p.startswith(w.split(":")[0] + ":") for p in check.warnings)]

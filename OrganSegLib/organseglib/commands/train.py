@@ -15,6 +15,7 @@ import types
 from pathlib import Path
 
 from .. import cli
+from ..network_space import NETWORK_SPACING_MM
 from ..devices import DEVICE_HELP
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--validate-every", type=int, help="iterations between validations (default %(default)s)")
     p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (default %(default)s)")
     p.add_argument("--seed", type=int, help="random seed (default %(default)s)")
-    p.add_argument("--spacing", type=float, default=3.0, help="training resolution in mm (default 3)")
+    p.add_argument("--spacing", type=float, default=NETWORK_SPACING_MM,
+                   help="training resolution in mm (default %(default)g, the paper's)")
     p.add_argument("--cache", help="folder for the 3 mm cache (default ~/.cache/organseg/training)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--no-amp", action="store_true", help="disable bfloat16 mixed precision on CUDA")

@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..tiling import mask_bounding_box
+from ..boxes import mask_bounding_box
 from .ball import make_ball
 from .operations import closing, dilation, erosion
 

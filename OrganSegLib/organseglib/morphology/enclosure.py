@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..tiling import mask_bounding_box
+from ..boxes import mask_bounding_box
 
 
 def _enclosed_along(mask: np.ndarray, coords: tuple[np.ndarray, ...], axis: int, max_span: float) -> np.ndarray:

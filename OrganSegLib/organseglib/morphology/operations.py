@@ -32,7 +32,7 @@ import numpy as np
 import scipy.ndimage as ndi
 
 from ..errors import InputError
-from ..tiling import mask_bounding_box
+from ..boxes import mask_bounding_box
 from . import edt as _edt_mod
 from .ball import Ball, make_ball
 from .fft import ScipyFFT, TorchFFT, padded_shape

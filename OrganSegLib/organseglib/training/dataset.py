@@ -2,8 +2,9 @@
 
 One loader reads both folder kinds: CT-ORG's layout (``volume-N.nii.gz`` with ``labels-N.nii.gz``;
 values 1 liver … 5 bone, 6 brain folded into background) and the folder the Slicer correction panel
-exports (the same layout plus an optional ``manifest.json`` listing the cases). Each case is
-resampled once to the network spacing (3 mm, section V-A) and cached as ``.npz`` in a cache folder
+exports (the same layout plus an optional ``manifest.json`` listing the cases). Each case enters the
+network's space once (``organseglib.network_space``: 3 mm, section V-A, in the network's axis order;
+the same door inference goes through) and is cached as ``.npz`` in a cache folder
 keyed by the files' path, size and modification time (never written into the input folder).
 
 Training batches are random crops (section V-A: "selecting a 120×120×160 subregion from the scan
@@ -24,17 +25,17 @@ import numpy as np
 from ..atomic import atomic_path
 from ..ct_checks import AIR_HU
 from ..errors import InputError, MissingFileError
+from ..network_space import NETWORK_ORIENTATION, NETWORK_SPACING_MM, enter_network_space
 from ..organs import check_label_values
 from ..training_set import MANIFEST, parse_case_file, read_manifest
 from ..volume import Volume
 
 log = logging.getLogger(__name__)
 
-NETWORK_SPACING_MM = 3.0  # section V-A
 CACHE_VERSION = 2  # 2: arrays reoriented to TRAINING_ORIENTATION
 # Axis order of every training array (``organseglib.orientation``); the exported card records it so
 # ``segment`` puts a scan into the same order before the network sees it.
-TRAINING_ORIENTATION = "LPS"
+TRAINING_ORIENTATION = NETWORK_ORIENTATION
 CT_ORG_BRAIN = 6  # CT-ORG's sixth label, not one of our five organs: folded into background
 
 
@@ -113,17 +114,9 @@ def _cache_key(case: CaseFiles, spacing_mm: float) -> str:
 
 def resample_case(ct: Volume, labels: Volume, spacing_mm: float = NETWORK_SPACING_MM) -> tuple[np.ndarray, np.ndarray]:
     """Anti-aliased CT and nearest-neighbour labels on the ``spacing_mm`` grid (section V-A), in
-    ``TRAINING_ORIENTATION`` axis order."""
-    from ..resample import resample_ct, resample_labels_to_grid
-
-    from ..orientation import reorient
-
-    image, mapping = resample_ct(ct, spacing_mm)
-    lab = resample_labels_to_grid(labels, mapping.network)
-    # One axis order for every case, whatever order the file stored (NIfTI is often RAS-ordered).
-    image, _ = reorient(image, TRAINING_ORIENTATION)
-    lab, _ = reorient(lab, TRAINING_ORIENTATION)
-    return image.array.astype(np.float32, copy=False), lab.array.astype(np.uint8, copy=False)
+    ``TRAINING_ORIENTATION`` axis order: the CT through the network's door, the labels with it."""
+    image, space = enter_network_space(ct, spacing_mm, TRAINING_ORIENTATION)
+    return image, space.labels_to_network(labels).astype(np.uint8, copy=False)
 
 
 def load_case(case: CaseFiles, spacing_mm: float = NETWORK_SPACING_MM,
@@ -158,16 +151,15 @@ def load_case(case: CaseFiles, spacing_mm: float = NETWORK_SPACING_MM,
 
 def phantom_cases(seeds: Sequence[int], region: str = "abdomen", spacing_mm: float = NETWORK_SPACING_MM,
                   **phantom_kwargs) -> list[TrainingCase]:
-    """Synthetic training cases rendered directly on the ``spacing_mm`` grid (no resampling)."""
-    from ..orientation import reorient
+    """Synthetic training cases rendered directly on the ``spacing_mm`` grid (the network's door then
+    only reorders the axes: a CT already on the network's grid is not resampled)."""
     from ..phantom import make_phantom
 
     out = []
     for seed in seeds:
         p = make_phantom(seed=int(seed), region=region, size="small", spacing=(spacing_mm,) * 3, **phantom_kwargs)
-        ct, _ = reorient(p.ct, TRAINING_ORIENTATION)
-        labels, _ = reorient(p.labels, TRAINING_ORIENTATION)
-        out.append(TrainingCase(f"phantom-{seed}", ct.array.astype(np.float32), labels.array, spacing_mm))
+        ct, labels = resample_case(p.ct, p.labels, spacing_mm)
+        out.append(TrainingCase(f"phantom-{seed}", ct, labels, spacing_mm))
     return out
 
 
@@ -218,13 +210,3 @@ def random_crop(image: np.ndarray, labels: np.ndarray, shape: Sequence[int], rng
     img_out[tuple(dst)] = image[tuple(src)]
     lab_out[tuple(dst)] = labels[tuple(src)]
     return img_out, lab_out
-
-
-def tile_starts(size: int, tile: int) -> list[int]:
-    """Starts of tiles of length ``tile`` covering ``size`` (the last one flush with the end)."""
-    if size <= tile:
-        return [0]
-    starts = list(range(0, size - tile + 1, tile))
-    if starts[-1] != size - tile:
-        starts.append(size - tile)
-    return starts

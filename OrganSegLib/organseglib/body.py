@@ -1,6 +1,7 @@
 """The patient's body without the exam table, on a coarse grid (cheap and robust).
 
-Both labelers need to know what is inside the patient: the lung labeler to drop air outside the
+Computed once per run and shared: segmentation crops the network's input to it
+(``organseglib.network_space``) and the auto-labelers use it (``organseglib.autolabel``). Both labelers need to know what is inside the patient: the lung labeler to drop air outside the
 body (paper III-B removes air connected to the edges of each axial slice), the bone labeler to keep
 the exam table's dense shell out of the skeleton. Real tables touch the patient through a mattress
 and enclose foam or air, so "air connected to the slice edge" is not enough on its own:
@@ -23,8 +24,8 @@ from typing import Optional
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError
 
-from ..errors import InputError
-from .. import morphology
+from . import morphology
+from .errors import InputError
 
 log = logging.getLogger(__name__)
 
