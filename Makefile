@@ -27,6 +27,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e "OrganSegLib[bench]" "$(TORCH)"  # MONAI, the sliding-window peer
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean-venv:

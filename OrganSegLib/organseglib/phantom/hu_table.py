@@ -11,7 +11,8 @@ Measured (median, IQR):
 * ``abdomen_totalseg`` (no contrast, 3 mm; TotalSegmentator labels, model-made): liver 47 (38..55),
   kidney 16 (6..26), bladder 14 (3..23), bone 135 (77..234), lung −809, fat −96 (−110..−74),
   unlabelled soft tissue mode 27 (muscle).
-* ``ircad1_07`` (portal venous, 0.78×0.78×1.6 mm; IRCAD hand-drawn masks): liver 121 (113..130),
+* ``ircad1_07`` (portal venous, 0.78×0.78×1.6 mm; IRCAD hand-drawn masks; 3D-IRCADb-01 patient 1.7,
+  © IRCAD, CC BY-NC-ND 4.0: only these summary statistics are used here, no image data): liver 121 (113..130),
   spleen 117 (110..126), kidney 174 (157..189), artery 170 (158..182), portalvein 159 (146..171),
   venoussystem 127 (102..155), bone 285 (187..473), lung −890, fat −90 (−104..−73), muscle mode 51.
 * ``chest_cropped_totalseg`` (arterial, 1.5 mm; no labels): blood pool of aorta and left heart
