@@ -132,3 +132,11 @@ def test_evaluate_set_never_overwrites_its_inputs(scored_set, capsys):
     assert {p.name: p.read_bytes() for p in set_dir.iterdir()} == before
     assert {p.name: p.read_bytes() for p in pred.iterdir()} == pred_before
     assert not (scored_set / "elsewhere").exists()
+
+
+def test_evaluate_device_help_is_the_shared_one(capsys):
+    from organseglib.devices import DEVICE_HELP
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "cuda:N" in " ".join(capsys.readouterr().out.split()) and "cuda:N" in DEVICE_HELP  # was "auto, cpu, cuda"
