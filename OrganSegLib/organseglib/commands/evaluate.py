@@ -84,8 +84,8 @@ def _run_set(args: argparse.Namespace) -> int:
 
 def _check_set_outputs(args: argparse.Namespace, cases) -> None:
     """Every output of ``--set`` checked before any work: none may name the manifest, a case's CT or
-    labels, or a prediction read; ``--save-pred`` may not be the set or prediction folder (it would
-    replace the reference ``labels-N`` files)."""
+    labels, or a prediction read; ``--save-pred`` (only with ``--model``, so never the prediction folder)
+    may not be the set folder nor write over any case file."""
     from pathlib import Path
 
     from .. import scorecard as sc
@@ -106,15 +106,15 @@ def _check_set_outputs(args: argparse.Namespace, cases) -> None:
         raise InputError("--save-pred goes with --model (it keeps the predictions the model made); leave it out "
                          "with --pred-dir")
     save = Path(args.save_pred).expanduser().resolve()
-    folders = {Path(args.set_folder).expanduser().resolve(): "the --set folder"}
-    if args.pred_dir:
-        folders[Path(args.pred_dir).expanduser().resolve()] = "the --pred-dir folder"
-    for case in cases:
-        for path in (case.volume, case.labels):
-            folders.setdefault(Path(path).expanduser().resolve().parent, f"the folder of {str(path)!r}")
-    if save in folders:
-        raise OutputExistsError(f"--save-pred {args.save_pred!r} is {folders[save]}: its labels-N files would "
-                                "replace the inputs; choose another folder (inputs are never overwritten)")
+    if save == Path(args.set_folder).expanduser().resolve():
+        raise OutputExistsError(f"--save-pred {args.save_pred!r} is the --set folder: its labels-N files would "
+                                "replace the reference labels; choose another folder (inputs are never overwritten)")
+    read = {Path(p).expanduser().resolve() for p in inputs}
+    for case in cases:  # a case file referenced from elsewhere (ct_mode "reference") named like a prediction
+        target = save / f"labels-{case.file_id or case.case_id}.nii.gz"
+        if target in read:
+            raise OutputExistsError(f"--save-pred {args.save_pred!r} would replace {str(target)!r}, an input; "
+                                    "choose another folder (inputs are never overwritten)")
     for what, path in (("--csv", args.csv), ("--json", args.json)):
         if path is not None and Path(path).expanduser().resolve() == save:
             raise OutputExistsError(f"{what} and --save-pred both name {args.save_pred!r}; give each its own path")
