@@ -140,3 +140,16 @@ def test_evaluate_device_help_is_the_shared_one(capsys):
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     assert "cuda:N" in " ".join(capsys.readouterr().out.split()) and "cuda:N" in DEVICE_HELP  # was "auto, cpu, cuda"
+
+
+def test_save_pred_never_replaces_a_referenced_ct(tmp_path, capsys):
+    ct = _ct()
+    (tmp_path / "cts").mkdir()
+    write_volume(ct, tmp_path / "cts" / "labels-0.nii.gz")  # a CT unluckily named like a prediction
+    add_case_files(tmp_path / "cts" / "labels-0.nii.gz", ct.with_array(np.zeros(SHAPE, np.uint8)), tmp_path / "set",
+                   "a: ref", ["liver"], ct_mode="reference")
+    before = (tmp_path / "cts" / "labels-0.nii.gz").read_bytes()
+    assert main(["evaluate", "--set", str(tmp_path / "set"), "--model", "bundled",
+                 "--save-pred", str(tmp_path / "cts")]) == 2
+    assert "would replace" in capsys.readouterr().err
+    assert (tmp_path / "cts" / "labels-0.nii.gz").read_bytes() == before
