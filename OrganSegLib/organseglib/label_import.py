@@ -288,16 +288,21 @@ def import_case(masks: PathLike, ct_path: PathLike, folder: PathLike, config: Im
                 ct_mode: str = "copy", source: Optional[str] = None):
     """Import a mask folder for the CT at ``ct_path`` as a new training-set case in ``folder``.
 
+    The CT is read once, with the CT checks (``io.read_ct``), and handed to ``add_case_files``.
+
     Returns:
-        ``(TrainingCase entry, ImportedLabels)``.
+        ``(training_set.ManifestEntry, ImportedLabels)``.
+
+    Raises:
+        NotCTError: ``ct_path`` does not look like a CT in HU; and what ``import_masks`` raises.
     """
     from .io import read_ct
     from .training_set import add_case_files
 
-    ct = read_ct(ct_path, check=False)
+    ct = read_ct(ct_path)
     imported = import_masks(masks, ct, config)
     entry = add_case_files(ct_path, imported.labels, folder, source or f"import-labels {masks}",
-                           imported.annotated, ct_mode=ct_mode)
+                           imported.annotated, ct_mode=ct_mode, ct=ct)
     return entry, imported
 
 
@@ -307,7 +312,8 @@ def autolabel_case(ct_path: PathLike, folder: PathLike, organs: Iterable[str] = 
     unsupervised labels, section III): liver, kidneys and bladder stay unknown there.
 
     Returns:
-        ``(TrainingCase entry, autolabel report)``.
+        ``(training_set.ManifestEntry, autolabel report)`` (the report's ``warnings`` gathers the
+        labelers' warnings).
     """
     from .autolabel import autolabel_with_report, supported_organ_keys
     from .io import read_ct
@@ -316,5 +322,5 @@ def autolabel_case(ct_path: PathLike, folder: PathLike, organs: Iterable[str] = 
     keys = supported_organ_keys(list(organs))
     ct = read_ct(ct_path)
     labels, report = autolabel_with_report(ct, keys)
-    entry = add_case_files(ct_path, labels, folder, source or f"autolabel {ct_path}", keys, ct_mode=ct_mode)
+    entry = add_case_files(ct_path, labels, folder, source or f"autolabel {ct_path}", keys, ct_mode=ct_mode, ct=ct)
     return entry, report

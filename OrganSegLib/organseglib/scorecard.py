@@ -25,7 +25,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 
-from .errors import MissingFileError
+from .errors import MissingFileError, OutputExistsError
 from .metrics import OrganScores, score_masks
 from .organs import organ_by_key
 from .volume import Volume
@@ -148,26 +148,36 @@ def from_model(model, config=None, device: str = "auto", save_dir: Optional[Path
             loaded = _load(model)
         labels = segment_ct(read_ct(case.volume), loaded, config, device)
         if save_dir is not None:
+            target = Path(save_dir) / f"labels-{case.file_id or case.case_id}.nii.gz"
+            if target.resolve() in (Path(case.labels).resolve(), Path(case.volume).resolve()):
+                raise OutputExistsError(f"save_dir {str(save_dir)!r} would replace {str(target)!r}, an input of case "
+                                        f"{case.case_id!r}; choose another folder (inputs are never overwritten)")
             Path(save_dir).mkdir(parents=True, exist_ok=True)
-            write_labels(labels, Path(save_dir) / f"labels-{case.file_id or case.case_id}.nii.gz")
+            write_labels(labels, target)
         return labels
 
     return predict
 
 
 def summary(rows: Sequence[CaseScore]) -> Dict[str, dict]:
-    """Per organ (Table II order): number of cases, mean and sample SD of Dice (fractions), mean ASSD (mm)."""
+    """Per organ (Table II order): number of cases scored, mean and sample SD of Dice (fractions), mean
+    ASSD (mm), and ``both_empty``: cases left out because reference and prediction were both empty (an
+    annotated organ absent from the scan and rightly not predicted; counting them as Dice 1 would
+    inflate the mean). ``n`` counts only the cases in the mean; with none, the mean is NaN."""
     out = {}
     for key in TABLE_II_ORDER:
-        dice = np.array([r.scores.dice for r in rows if r.organ == key], float)
-        if dice.size == 0:
+        organ_rows = [r for r in rows if r.organ == key]
+        if not organ_rows:
             continue
-        assd = np.array([r.scores.assd_mm for r in rows if r.organ == key], float)
+        kept = [r for r in organ_rows if r.scores.status != "both empty"]
+        dice = np.array([r.scores.dice for r in kept], float)
+        assd = np.array([r.scores.assd_mm for r in kept], float)
         finite = assd[np.isfinite(assd)]
-        out[key] = {"n": int(dice.size), "dice_mean": float(dice.mean()),
+        out[key] = {"n": int(dice.size), "dice_mean": float(dice.mean()) if dice.size else math.nan,
                     "dice_sd": float(dice.std(ddof=1)) if dice.size > 1 else 0.0,
                     "assd_mm_mean": float(finite.mean()) if finite.size else math.inf,
-                    "assd_mm_failed": int(assd.size - finite.size)}
+                    "assd_mm_failed": int(assd.size - finite.size),
+                    "both_empty": len(organ_rows) - len(kept)}
     return out
 
 
@@ -177,16 +187,23 @@ def format_scorecard(rows: Sequence[CaseScore]) -> str:
     organs = [k for k in TABLE_II_ORDER if any(r.organ == k for r in rows)]
     width = max([4] + [len(c) for c in cases]) + 2
     head = f"{'case':<{width}}" + "".join(f"{k:>10}" for k in organs)
-    lines = ["Dice per case (- = organ not annotated in the reference, not scored)", head, "-" * len(head)]
+    lines = ["Dice per case (- = organ not annotated in the reference, not scored; empty = reference and "
+             "prediction both empty, not in the mean)", head, "-" * len(head)]
     by = {(r.case_id, r.organ): r.scores for r in rows}
     for case in cases:
-        cells = [f"{by[(case, k)].dice:10.3f}" if (case, k) in by else f"{'-':>10}" for k in organs]
+        cells = [f"{'-':>10}" if (case, k) not in by else f"{'empty':>10}" if by[(case, k)].status == "both empty"
+                 else f"{by[(case, k)].dice:10.3f}" for k in organs]
         lines.append(f"{case:<{width}}" + "".join(cells))
     lines += ["", "Table II layout: average Dice per CT volume (%), mean ± SD over the cases that annotate the organ",
-              f"{'organ':<10}{'n':>4}{'Dice % mean ± SD':>20}{'ASSD mm':>10}"]
+              "(both empty = reference and prediction empty: left out of the mean)",
+              f"{'organ':<10}{'n':>4}{'Dice % mean ± SD':>20}{'ASSD mm':>10}{'both empty':>12}"]
     for key, s in summary(rows).items():
         assd = "inf" if math.isinf(s["assd_mm_mean"]) else f"{s['assd_mm_mean']:.1f}"
-        lines.append(f"{key:<10}{s['n']:>4}{100 * s['dice_mean']:>12.1f} ± {100 * s['dice_sd']:<5.1f}{assd:>10}")
+        if s["n"]:
+            dice = f"{100 * s['dice_mean']:>12.1f} ± {100 * s['dice_sd']:<5.1f}"
+        else:
+            dice, assd = f"{'-':>12}{'':8}", "-"
+        lines.append(f"{key:<10}{s['n']:>4}{dice}{assd:>10}{s['both_empty']:>12}")
     return "\n".join(lines)
 
 

@@ -281,11 +281,12 @@ CT_MODES = ("copy", "reference")
 
 def add_case_files(ct_path: PathLike, labels: Volume, folder: PathLike, source: str,
                    annotated_organs: Iterable[str], ct_mode: str = "copy", case_id: Optional[int] = None,
-                   date: Optional[str] = None) -> ManifestEntry:
+                   date: Optional[str] = None, ct: Optional[Volume] = None) -> ManifestEntry:
     """Add a case whose CT is a file already on disk: copied byte for byte (``ct_mode="copy"``; a
     ``.nii.gz`` file is copied as is, any other format or a DICOM folder is converted to
     ``volume-N.nii.gz`` without changing a voxel) or referenced by its absolute path
-    (``"reference"``). The CT is never modified. ``labels`` must be on the CT's grid.
+    (``"reference"``). The CT is never modified. ``labels`` must be on the CT's grid. ``ct``: the CT
+    already read from ``ct_path`` (and checked) by the caller, so it is not read again.
 
     Raises:
         InputError: an unknown ``ct_mode`` or organ key; GeometryError: labels off the CT grid;
@@ -299,7 +300,8 @@ def add_case_files(ct_path: PathLike, labels: Volume, folder: PathLike, source: 
     if ct_mode not in CT_MODES:
         raise InputError(f"ct_mode must be one of {CT_MODES}; got {ct_mode!r}")
     ct_path = Path(ct_path).expanduser().resolve()
-    ct = read_ct(ct_path, check=False)
+    if ct is None:
+        ct = read_ct(ct_path, check=False)
     ct.require_same_grid(labels, what="imported labels")
     check_label_values(labels.array, "imported labels")
     annotated = [str(o) for o in annotated_organs]
@@ -318,7 +320,7 @@ def add_case_files(ct_path: PathLike, labels: Volume, folder: PathLike, source: 
                 with atomic_path(folder / volume) as tmp:
                     shutil.copyfile(ct_path, tmp)
             else:
-                write_volume(read_ct(ct_path, check=False), folder / volume)
+                write_volume(ct, folder / volume)
         entry = ManifestEntry(id=cid, volume=volume, labels=labels_name(cid), source=str(source),
                              date=date or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                              corrected_organs=(), annotated_organs=organs)

@@ -234,3 +234,73 @@ def test_dicom_series_folder_as_a_mask(tmp_path):
     got = import_masks(tmp_path / "masks", ct)
     assert got.annotated == ("liver",)
     assert (got.labels.array == 1).sum() == (np.asarray(ct.array) != 0).sum() > 0
+
+
+def test_import_labels_checks_report_and_output_before_any_work(tmp_path, capsys):
+    from organseglib.cli import main
+
+    ct = _ct()
+    write_volume(ct, tmp_path / "ct.nii.gz")
+    _write_masks(tmp_path / "m", ct, {"liver": np.s_[2:6, 2:6, 2:6]})
+    base = ["import-labels", str(tmp_path / "m"), "--ct", str(tmp_path / "ct.nii.gz")]
+    # the report's folder does not exist: exited 2 but had written volume-0, labels-0 and manifest.json
+    assert main(base + ["-o", str(tmp_path / "set"), "--report", str(tmp_path / "nodir" / "report.json")]) == 2
+    assert "nodir" in capsys.readouterr().err and not (tmp_path / "set").exists()
+    (tmp_path / "afile").write_text("x")  # the output folder is a file
+    assert main(base + ["-o", str(tmp_path / "afile"), "--report", str(tmp_path / "r.json")]) == 2
+    assert not (tmp_path / "r.json").exists()
+    # a report inside the (new) output folder is fine, but never over the manifest
+    assert main(base + ["-o", str(tmp_path / "set2"), "--report", str(tmp_path / "set2" / "manifest.json")]) == 2
+    assert not (tmp_path / "set2" / "labels-0.nii.gz").exists()
+    assert main(base + ["-o", str(tmp_path / "set3"), "--report", str(tmp_path / "set3" / "r.json")]) == 0
+    assert json.loads((tmp_path / "set3" / "r.json").read_text())["warnings"] == []
+
+
+def test_import_labels_warnings_go_to_stderr_exit_3_and_the_report(tmp_path, capsys):
+    from organseglib.cli import main
+
+    ct = _ct()
+    write_volume(ct, tmp_path / "ct.nii.gz")
+    _write_masks(tmp_path / "m", ct, {"liver": np.s_[2:6, 2:6, 2:6], "rib_left_3": np.s_[0:2, 4:6, 4:6]})
+    rc = main(["import-labels", str(tmp_path / "m"), "--ct", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "set"),
+               "--report", str(tmp_path / "r.json")])
+    out, err = capsys.readouterr()
+    assert rc == 3 and "warning:" not in out and "only ribs" not in out  # was: "warning: ..." on stdout and exit 0
+    assert "organseg import-labels: warning: bone: only ribs present" in err
+    assert json.loads((tmp_path / "r.json").read_text())["warnings"][0].startswith("bone: only ribs present")
+
+
+def test_import_labels_autolabel_warnings_and_numpy_report(tmp_path, capsys, monkeypatch):
+    from organseglib.cli import main
+    from organseglib.commands import import_labels
+    from organseglib.training_set import ManifestEntry
+
+    entry = ManifestEntry(0, "volume-0.nii.gz", "labels-0.nii.gz", "autolabel", "2026-01-01", (), ("lungs", "bone"))
+    found = {"lungs": {"ml": np.float32(1.5), "box": np.array([1, 2])}, "warnings": ["bone: not found (0 voxels)"]}
+    monkeypatch.setattr(import_labels, "autolabel_case", lambda *a, **k: (entry, found))
+    rc = main(["import-labels", "--autolabel", "--ct", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "set"),
+               "--report", str(tmp_path / "r.json")])
+    assert rc == 3  # the --autolabel path's warnings were dropped (exit 0)
+    assert "organseg import-labels: warning: bone: not found (0 voxels)" in capsys.readouterr().err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["warnings"] == ["bone: not found (0 voxels)"]
+    assert report["autolabel"]["lungs"] == {"ml": 1.5, "box": [1, 2]}  # numpy values as plain JSON, not str
+
+
+def test_import_case_checks_the_ct_and_reads_it_once(tmp_path, monkeypatch):
+    import organseglib.io as io_mod
+    from organseglib.errors import NotCTError
+
+    ct = _ct()
+    write_volume(ct, tmp_path / "ct.nrrd")  # not .nii.gz: converted into the set
+    _write_masks(tmp_path / "m", ct, {"liver": np.s_[2:6, 2:6, 2:6]})
+    calls = []
+    real = io_mod.read_volume
+    monkeypatch.setattr(io_mod, "read_volume", lambda path, *a, **k: (calls.append(str(path)), real(path, *a, **k))[1])
+    entry, _ = import_case(tmp_path / "m", tmp_path / "ct.nrrd", tmp_path / "set")
+    assert [c for c in calls if c.endswith("ct.nrrd")] == [str(tmp_path / "ct.nrrd")]  # was read three times
+    assert np.array_equal(real(tmp_path / "set" / entry.volume).array, ct.array)
+    write_volume(ct.with_array(np.full(SHAPE, 0.5, np.float32)), tmp_path / "notct.nii.gz")  # a normalised image
+    with pytest.raises(NotCTError):
+        import_case(tmp_path / "m", tmp_path / "notct.nii.gz", tmp_path / "set4")
+    assert not (tmp_path / "set4").exists()

@@ -51,7 +51,7 @@ def test_only_annotated_organs_scored_and_table_ii_summary(scored_set):
     assert s["liver"]["n"] == 2 and s["liver"]["dice_mean"] == pytest.approx(5 / 6)
     assert s["liver"]["dice_sd"] == pytest.approx((1 - 2 / 3) / np.sqrt(2))  # sample SD of {1, 2/3}
     assert s["kidneys"] == pytest.approx({"n": 1, "dice_mean": 0.0, "dice_sd": 0.0, "assd_mm_mean": float("inf"),
-                                          "assd_mm_failed": 1})
+                                          "assd_mm_failed": 1, "both_empty": 0})
     text = format_scorecard(rows)
     assert "83.3 ± 23.6" in text and list(s) == ["liver", "kidneys"]  # Table II order: lungs, liver, bone, ...
 
@@ -88,3 +88,68 @@ def test_evaluate_set_with_a_model_segments_each_case(tmp_path, tiny_abdomen, ca
                  "--json", str(tmp_path / "t.json")]) == 0
     again = json.loads((tmp_path / "t.json").read_text())
     assert [c["dice"] for c in again["cases"]] == [c["dice"] for c in data["cases"]]
+
+
+def test_both_empty_cases_are_left_out_of_the_mean_and_counted(scored_set):
+    from organseglib.scorecard import scorecard_to_json, score_case
+
+    ct = _ct()
+    ref = np.zeros(SHAPE, np.uint8)
+    ref[1:3, 2:4, 2:4] = 1
+    half = np.zeros(SHAPE, np.uint8)
+    half[1:2, 2:4, 2:4] = 1  # Dice 2/3
+    empty = ct.with_array(np.zeros(SHAPE, np.uint8))
+    rows = (score_case(ct.with_array(half), ct.with_array(ref), "a", ["liver"])
+            + score_case(empty, empty, "b", ["liver", "kidneys"]))  # annotated, absent, rightly not predicted
+    s = summary(rows)
+    # without the fix: n 2 and mean (2/3 + 1) / 2 = 83.3 %
+    assert s["liver"]["n"] == 1 and s["liver"]["dice_mean"] == pytest.approx(2 / 3)
+    assert s["liver"]["both_empty"] == 1 and s["liver"]["dice_sd"] == 0.0
+    assert s["kidneys"]["n"] == 0 and s["kidneys"]["both_empty"] == 1 and np.isnan(s["kidneys"]["dice_mean"])
+    text = format_scorecard(rows)
+    assert "66.7 ± 0.0" in text and "83.3" not in text and "both empty" in text
+    liver_line = [line for line in text.splitlines() if line.startswith("liver ")][0]
+    assert liver_line.split()[-1] == "1"
+    data = json.loads(scorecard_to_json(rows))
+    assert data["summary"]["liver"]["both_empty"] == 1 and data["summary"]["kidneys"]["dice_mean"] is None
+
+
+def test_evaluate_set_never_overwrites_its_inputs(scored_set, capsys):
+    set_dir, pred = scored_set / "set", scored_set / "pred"
+    before = {p.name: p.read_bytes() for p in set_dir.iterdir()}
+    pred_before = {p.name: p.read_bytes() for p in pred.iterdir()}
+    runs = [
+        ["--pred-dir", str(set_dir), "--json", str(set_dir / "manifest.json")],  # exited 0 and replaced it
+        ["--pred-dir", str(pred), "--csv", str(set_dir / "labels-0.nii.gz")],
+        ["--pred-dir", str(pred), "--json", str(pred / "b.nii.gz")],  # a prediction read
+        ["--model", "bundled", "--save-pred", str(set_dir)],  # would replace the reference labels-N
+        ["--pred-dir", str(pred), "--save-pred", str(scored_set / "elsewhere")],  # --save-pred needs --model
+    ]
+    for extra in runs:
+        assert main(["evaluate", "--set", str(set_dir)] + extra) == 2, extra
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "Table II" not in err, (extra, err)
+    assert {p.name: p.read_bytes() for p in set_dir.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in pred.iterdir()} == pred_before
+    assert not (scored_set / "elsewhere").exists()
+
+
+def test_evaluate_device_help_is_the_shared_one(capsys):
+    from organseglib.devices import DEVICE_HELP
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "cuda:N" in " ".join(capsys.readouterr().out.split()) and "cuda:N" in DEVICE_HELP  # was "auto, cpu, cuda"
+
+
+def test_save_pred_never_replaces_a_referenced_ct(tmp_path, capsys):
+    ct = _ct()
+    (tmp_path / "cts").mkdir()
+    write_volume(ct, tmp_path / "cts" / "labels-0.nii.gz")  # a CT unluckily named like a prediction
+    add_case_files(tmp_path / "cts" / "labels-0.nii.gz", ct.with_array(np.zeros(SHAPE, np.uint8)), tmp_path / "set",
+                   "a: ref", ["liver"], ct_mode="reference")
+    before = (tmp_path / "cts" / "labels-0.nii.gz").read_bytes()
+    assert main(["evaluate", "--set", str(tmp_path / "set"), "--model", "bundled",
+                 "--save-pred", str(tmp_path / "cts")]) == 2
+    assert "would replace" in capsys.readouterr().err
+    assert (tmp_path / "cts" / "labels-0.nii.gz").read_bytes() == before

@@ -10,6 +10,7 @@ from .. import cli
 from ..atomic import check_outputs, double_suffix, write_text_atomic
 from ..autolabel import SUPPORTED, autolabel_with_report
 from ..errors import UnsupportedFormatError
+from ..jsonable import jsonable
 from ..io import LABEL_EXTENSIONS, read_ct, read_labels, write_labels
 from ..organs import parse_organ_list
 from ..progress import Progress
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if args.progress != "json":  # in json mode stdout holds only progress records
         for organ, found in organs.items():
             print(f"{organ:6s} {found['ml']:9.1f} mL")
-    report = json.loads(json.dumps(report, default=_jsonable))  # numpy values -> plain JSON
+    report = json.loads(json.dumps(report, default=jsonable))  # numpy values -> plain JSON
     if args.report:
         write_text_atomic(args.report, json.dumps(report, indent=2))
     warnings = list(report.get("warnings", []))  # "organ: message", one per warning
@@ -59,9 +60,3 @@ def run(args: argparse.Namespace) -> int:
                     volumes_ml={k: float(v["ml"]) for k, v in organs.items()}, report=report)
     return print_warnings("autolabel", warnings)
 
-
-def _jsonable(value):
-    """numpy scalars and arrays (the labelers' reports hold some) as plain JSON values."""
-    import numpy as np
-
-    return value.tolist() if isinstance(value, (np.ndarray, np.generic)) else float(value)

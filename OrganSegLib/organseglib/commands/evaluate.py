@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..atomic import check_outputs, write_text_atomic
-from ..errors import InputError
+from ..atomic import check_outputs, make_output_folder, write_text_atomic
+from ..devices import DEVICE_HELP
+from ..errors import InputError, MissingFileError, OutputExistsError
 from ..io import read_labels
 from ..metrics import evaluate_labels, format_table, scores_to_csv, scores_to_json
 from ..organs import parse_organ_list
@@ -29,7 +30,7 @@ def register(sub) -> None:
                    help="score a whole set: a training-set folder (manifest.json) or CT-ORG folder")
     p.add_argument("--pred-dir", default=None, help="with --set: folder of predictions labels-N.nii.gz / N.nii.gz")
     p.add_argument("--model", default=None, help="with --set: segment each CT with this model ('bundled': the default)")
-    p.add_argument("--device", default="auto", help="with --model: auto, cpu, cuda")
+    p.add_argument("--device", default="auto", help=f"with --model: {DEVICE_HELP}")
     p.add_argument("--network-only", action="store_true", help="with --model: every organ from the network")
     p.add_argument("--save-pred", default=None, help="with --model: also write the predictions to this folder")
     p.add_argument("--organs", default=None, help="comma-separated organs (default: all five)")
@@ -63,6 +64,7 @@ def _run_set(args: argparse.Namespace) -> int:
         raise InputError("with --set give exactly one of --pred-dir DIR or --model MODEL (and no PRED REF)")
     organs = [o.key for o in parse_organ_list(args.organs)] if args.organs else None
     cases = sc.list_set(args.set_folder, organs)
+    _check_set_outputs(args, cases)
     if args.pred_dir:
         predict = sc.from_folder(args.pred_dir)
     else:
@@ -78,3 +80,42 @@ def _run_set(args: argparse.Namespace) -> int:
     if args.json:
         write_text_atomic(args.json, sc.scorecard_to_json(rows))
     return 0
+
+
+def _check_set_outputs(args: argparse.Namespace, cases) -> None:
+    """Every output of ``--set`` checked before any work: none may name the manifest, a case's CT or
+    labels, or a prediction read; ``--save-pred`` (only with ``--model``, so never the prediction folder)
+    may not be the set folder nor write over any case file."""
+    from pathlib import Path
+
+    from .. import scorecard as sc
+
+    inputs = [Path(args.set_folder) / "manifest.json"]
+    for case in cases:
+        inputs += [case.volume, case.labels]
+        if args.pred_dir:
+            for case_id in dict.fromkeys(i for i in (case.case_id, case.file_id) if i):
+                try:
+                    inputs.append(sc.prediction_path(args.pred_dir, case_id))
+                except MissingFileError:
+                    pass  # reported when the case is scored
+    check_outputs({"--csv": args.csv, "--json": args.json}, inputs)
+    if args.save_pred is None:
+        return
+    if args.model is None:
+        raise InputError("--save-pred goes with --model (it keeps the predictions the model made); leave it out "
+                         "with --pred-dir")
+    save = Path(args.save_pred).expanduser().resolve()
+    if save == Path(args.set_folder).expanduser().resolve():
+        raise OutputExistsError(f"--save-pred {args.save_pred!r} is the --set folder: its labels-N files would "
+                                "replace the reference labels; choose another folder (inputs are never overwritten)")
+    read = {Path(p).expanduser().resolve() for p in inputs}
+    for case in cases:  # a case file referenced from elsewhere (ct_mode "reference") named like a prediction
+        target = save / f"labels-{case.file_id or case.case_id}.nii.gz"
+        if target in read:
+            raise OutputExistsError(f"--save-pred {args.save_pred!r} would replace {str(target)!r}, an input; "
+                                    "choose another folder (inputs are never overwritten)")
+    for what, path in (("--csv", args.csv), ("--json", args.json)):
+        if path is not None and Path(path).expanduser().resolve() == save:
+            raise OutputExistsError(f"{what} and --save-pred both name {args.save_pred!r}; give each its own path")
+    make_output_folder(args.save_pred, "--save-pred folder")

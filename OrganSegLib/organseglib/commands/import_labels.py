@@ -12,11 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
 
-from ..atomic import write_text_atomic
+from ..atomic import check_outputs, make_output_folder, write_text_atomic
 from ..errors import InputError
+from ..jsonable import jsonable
 from ..label_import import (BONE_GROUPS, DEFAULT_BONE_GROUPS, ImportConfig, autolabel_case, import_case,
                             read_mapping_file)
+from ..result_warnings import print_warnings
 from ..training_set import CT_MODES
 
 log = logging.getLogger(__name__)
@@ -44,8 +47,10 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.autolabel == (args.masks is not None):
         raise InputError("give either a MASKS folder or --autolabel (not both, not neither)")
+    _check_outputs(args)
     if args.autolabel:
         entry, found = autolabel_case(args.ct, args.output, ct_mode=args.ct_mode)
+        warnings = [str(w) for w in found.get("warnings", [])]
         report = {"annotated_organs": list(entry.annotated_organs or ()), "autolabel": found}
     else:
         mapping = read_mapping_file(args.mapping) if args.mapping else {}
@@ -54,10 +59,26 @@ def run(args: argparse.Namespace) -> int:
         report = imported.report()
         for name, target in sorted(report["structures"].items()):
             print(f"  {name:28s} -> {target}")
-        for key, parts in report["partial_not_annotated"].items():
-            print(f"warning: {key}: only {', '.join(parts)} present; {key} is unknown in this case")
+        warnings = [f"{key}: only {', '.join(parts)} present; {key} is unknown in this case (not annotated)"
+                    for key, parts in report["partial_not_annotated"].items()]
     report["case"] = entry.to_json()
+    report["warnings"] = warnings
     print(f"case {entry.id} in {args.output}: annotates {', '.join(entry.annotated_organs or ()) or 'no organ'}")
     if args.report:
-        write_text_atomic(args.report, json.dumps(report, indent=2, default=str) + "\n")
-    return 0
+        write_text_atomic(args.report, json.dumps(report, indent=2, default=jsonable) + "\n")
+    return print_warnings("import-labels", warnings)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """The report and the output folder checked before any work: a report that cannot be written must
+    not leave a half-added case behind, and the report may not replace the folder's manifest."""
+    inputs = [args.ct, args.masks, args.mapping]
+    folder = Path(args.output).expanduser().resolve()
+    report_in_folder = bool(args.report) and Path(args.report).expanduser().resolve().parent == folder
+    if report_in_folder and Path(args.report).name == "manifest.json":
+        raise InputError(f"--report {args.report!r} would replace the training set's manifest; choose another name")
+    if args.report and not report_in_folder:
+        check_outputs({"--report": args.report}, inputs)
+    make_output_folder(args.output, "-o/--output folder")
+    if report_in_folder:  # its folder exists only now
+        check_outputs({"--report": args.report}, inputs)
