@@ -27,15 +27,16 @@ import threading
 import time
 from typing import Callable, Deque, List, Optional, Sequence
 
+from organseglib.errors import EXIT_WARNINGS
 from organseglib.progress import Record as ProgressRecord
 from organseglib.progress import done_record, parse_line, parse_record
 
 log = logging.getLogger(__name__)
 
 RUNNING, DONE, ERROR, CANCELLED, NOT_STARTED = "running", "done", "error", "cancelled", "not started"
-# organseg's exit status when the output was written with warnings (organseglib.errors.EXIT_WARNINGS):
-# with a done record it is a result (its ``warnings`` list says what to look at), not a failure
-COMPLETED_WITH_WARNINGS = 3
+# organseg's exit status when the output was written with warnings: with a done record it is a
+# result (its ``warnings`` list says what to look at), not a failure. The library's one constant.
+COMPLETED_WITH_WARNINGS = EXIT_WARNINGS
 __all__ = ["CANCELLED", "DONE", "ERROR", "NOT_STARTED", "RUNNING", "ProcessRunner", "ProgressRecord",
            "parse_line", "python_command"]
 

@@ -2,7 +2,10 @@
 
 Each command module defines ``register(subparsers)``, which adds its parser and sets
 ``func=run`` with ``run(args) -> int``. Errors derived from ``OrganSegError`` print one clear line
-(and, with ``--progress json``, a JSON error record the Slicer GUI shows) and exit with status 2.
+(and, with ``--progress json``, a JSON error record the Slicer GUI shows) and exit with status 2
+(``errors.EXIT_ERROR``). So do failures of the system (``OSError`` such as a full disk,
+``MemoryError``, PyTorch's ``RuntimeError`` such as CUDA out of memory), with a hint; their traceback
+is logged at debug level (``-v``) so that a programming error stays visible.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import sys
 from typing import Optional, Sequence
 
 from . import __version__
-from .errors import OrganSegError
+from .errors import EXIT_ERROR, OrganSegError
 from .progress import MODES, Progress
 
 # Add a command by writing organseglib/commands/<name>.py and listing it here.
@@ -52,13 +55,31 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return int(args.func(args) or 0)
     except OrganSegError as exc:
-        if getattr(args, "progress", None) == "json":
-            Progress(args.command, mode="json").error(str(exc))
-        print(f"organseg {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args, str(exc))
+    except (OSError, MemoryError, RuntimeError) as exc:
+        log.debug("organseg %s failed", args.command, exc_info=True)
+        return _fail(args, f"{type(exc).__name__}: {exc or 'no message'}; {_hint(exc)} "
+                           "(run with -v for the traceback)")
     except KeyboardInterrupt:
         print(f"organseg {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _hint(exc: BaseException) -> str:
+    """What to try after a failure of the system rather than of the input."""
+    if isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
+        return "not enough memory: close other programs, use --device cpu, or a smaller --tile"
+    if isinstance(exc, OSError):
+        return "check free disk space and that the paths are readable/writable"
+    return "check the device (--device cpu to rule out the GPU) and the inputs"
+
+
+def _fail(args: argparse.Namespace, message: str) -> int:
+    """One stderr line, plus the JSON error record with ``--progress json``; the exit status."""
+    if getattr(args, "progress", None) == "json":
+        Progress(args.command, mode="json").error(message)
+    print(f"organseg {args.command}: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,8 +25,8 @@ from typing import Iterable, Optional, Union
 import numpy as np
 
 from .atomic import atomic_path, double_suffix
-from .errors import GeometryError, InputError, MissingFileError, UnsupportedFormatError
-from .organs import Organ, check_label_values, organ_by_value
+from .errors import GeometryError, InputError, MissingFileError, OutputPathError, UnsupportedFormatError
+from .organs import Organ, check_label_values, organ_by_value, organ_for_segment
 from .volume import Volume
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,17 @@ def check_dicom_seg_request(output: PathLike, source: PathLike) -> None:
 
     Raises:
         UnsupportedFormatError / MissingFileError: as ``series_files`` and ``require_highdicom``.
+        OutputPathError: the output lies inside the source series folder (writing there changes the
+            input: the next read of that folder would see one more file).
     """
     if is_dicom_seg_path(output):
         series_files(source)
+        out_dir = Path(os.path.abspath(os.fspath(output))).parent.resolve()
+        src_dir = Path(os.fspath(source)).resolve()
+        if out_dir == src_dir or src_dir in out_dir.parents:
+            raise OutputPathError(f"cannot write {str(output)!r}: it lies inside the source series folder "
+                                  f"{str(source)!r}, and OrganSeg never changes its input; write the DICOM SEG "
+                                  "next to the folder instead (e.g. -o series_seg.dcm)")
         require_highdicom()
 
 
@@ -239,8 +247,6 @@ def read_dicom_seg(path: PathLike, source_series_dir: PathLike, reference: Optio
     import highdicom as hd
     import pydicom
 
-    from .organs import organ_table
-
     files = series_files(source_series_dir)
     if reference is None:
         from .io import read_volume
@@ -250,7 +256,6 @@ def read_dicom_seg(path: PathLike, source_series_dir: PathLike, reference: Optio
         seg = hd.seg.segread(str(path))
     except (OSError, AttributeError, ValueError, pydicom.errors.InvalidDicomError) as exc:
         raise InputError(f"cannot read {str(path)!r} as a DICOM SEG ({exc}); pass a Segmentation Storage file") from None
-    by_code = {organ.type[1]: organ for organ in organ_table()}
     uids = [pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in files]
     referenced = {item.ReferencedSOPInstanceUID for series in seg.get("ReferencedSeriesSequence", [])
                   for item in series.get("ReferencedInstanceSequence", [])}
@@ -258,8 +263,8 @@ def read_dicom_seg(path: PathLike, source_series_dir: PathLike, reference: Optio
         raise InputError(f"{str(path)!r} does not reference the {len(uids)} slices of series {str(source_series_dir)!r} "
                          f"({len(set(uids) - referenced)} unreferenced); pass the series it was made from")
     out = np.zeros(reference.shape, dtype=np.uint8)
-    for number in sorted(seg.get_segment_numbers(), key=lambda n: _organ_of(seg, n, by_code, path).value):
-        organ = _organ_of(seg, number, by_code, path)
+    for number in sorted(seg.get_segment_numbers(), key=lambda n: _organ_of(seg, n, path).value):
+        organ = _organ_of(seg, number, path)
         try:
             mask = seg.get_pixels_by_source_instance(source_sop_instance_uids=uids, segment_numbers=[number],
                                                      combine_segments=True, relabel=False,
@@ -270,17 +275,13 @@ def read_dicom_seg(path: PathLike, source_series_dir: PathLike, reference: Optio
     return reference.with_array(out)
 
 
-def _organ_of(seg, number: int, by_code: dict, path) -> Organ:
+def _organ_of(seg, number: int, path) -> Organ:
+    """The organ of segment ``number``: by its type code, then its label (``organs.organ_for_segment``)."""
     description = seg.get_segment_description(number)
-    organ = by_code.get(description.segmented_property_type.value)
+    organ = organ_for_segment(description.segment_label, description.segmented_property_type.value)
     if organ is None:
-        try:
-            from .organs import organ_by_key
-
-            organ = organ_by_key(description.segment_label)
-        except InputError:
-            raise InputError(f"{str(path)!r}: segment {number} ({description.segment_label!r}) is no organ of the "
-                             "organ table (liver, bladder, lungs, kidneys, bone)") from None
+        raise InputError(f"{str(path)!r}: segment {number} ({description.segment_label!r}) is no organ of the "
+                         "organ table (liver, bladder, lungs, kidneys, bone)")
     return organ
 
 

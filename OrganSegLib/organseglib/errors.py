@@ -10,7 +10,8 @@ from __future__ import annotations
 # Exit statuses of the ``organseg`` command (README "Exit status"):
 EXIT_OK = 0  # done, nothing to warn about
 EXIT_ERROR = 2  # refused or failed: one line says why; no output was written
-EXIT_WARNINGS = 3  # the output was written, but a result needs a look (an organ asked for was not found);
+EXIT_WARNINGS = 3  # the output was written, but a result needs a look (an organ asked for was not found, an
+#                   implausible volume or side, an auto-labeler's drop or leak);
 #                   the warnings are printed and carried by the JSON done record's ``warnings`` list
 
 

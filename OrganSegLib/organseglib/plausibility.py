@@ -3,8 +3,9 @@
 After every segmentation each organ is measured (volume in mL, connected components of at least
 ``min_component_ml``, centroid side, whether it touches the edge of the field of view) and compared
 with adult reference ranges. What is implausible becomes a one-line warning
-(``"kidneys: one 29 mL component — implausible, check"``); an empty result, or a missing organ that
-the field of view should contain, is a warning too — never a silent success.
+(``"kidneys: one 29 mL component — implausible, check"``); an empty result and every requested organ
+that came out empty are warnings too (worded more strongly when the field of view should contain it)
+— never a silent success. This module is the one owner of ``segment``'s empty-organ warnings.
 
 Adult reference ranges (``REFERENCE_ML``; deliberately the broad published ranges, not the means):
 
@@ -152,7 +153,9 @@ def check_plausibility(labels: Volume, organs: Optional[Tuple[str, ...]] = None,
 
     Args:
         labels: the segmentation on its native grid.
-        organs: the organ keys that were segmented (others are not judged); default all five.
+        organs: the organ keys that were segmented (others are not judged): each one that is empty is
+            a warning. Default (None): all five, an empty one only warned about when the field of view
+            should contain it (a reference label map need not hold every organ).
     """
     from scipy import ndimage
 
@@ -195,11 +198,12 @@ def check_plausibility(labels: Volume, organs: Optional[Tuple[str, ...]] = None,
                          for _, c, _ in comps]
     _judge_presence(findings, extents, (lo_mm, hi_mm), config)
     for finding in findings.values():
-        _judge_organ(finding, config)
-    warnings = [w for f in findings.values() for w in f.warnings]
-    if organs is None or len(keys) > 1:
-        if not any(findings[k].ml > 0 for k in keys):
-            warnings.insert(0, "no organ found: the segmentation is empty — check the input is a CT of the trunk")
+        _judge_organ(finding, config, requested=organs is not None)
+    if len(keys) > 1 and not any(findings[k].ml > 0 for k in keys):  # one line, not one per organ
+        warnings = [f"no organ found: the segmentation is empty ({', '.join(keys)} all 0 voxels) — check the "
+                    "input is a CT of the trunk in HU and that the model suits it"]
+    else:
+        warnings = [w for f in findings.values() for w in f.warnings]
     return PlausibilityReport(findings, warnings)
 
 
@@ -221,16 +225,19 @@ def _judge_presence(findings: Dict[str, OrganFinding], extents: Dict[str, Tuple[
         findings["bladder"].expected = True
 
 
-def _judge_organ(f: OrganFinding, config: PlausibilityConfig) -> None:
+def _judge_organ(f: OrganFinding, config: PlausibilityConfig, requested: bool) -> None:
+    if f.ml == 0:  # every organ asked for that is empty is a warning: never a silent empty result
+        if f.expected:
+            note = " (an empty bladder is possible)" if f.organ == "bladder" else ""
+            f.warnings.append(f"{f.organ}: not found although the field of view should contain it{note} — check")
+        elif requested:
+            f.warnings.append(f"{f.organ}: not found (0 voxels): not in the field of view, or missed; check the "
+                              "result, or leave it out of --organs")
+        return
     if f.organ == "bone":
         return
     low, high = REFERENCE_ML[f.organ]
     low_ok, high_ok = low * (1 - config.tolerance), high * (1 + config.tolerance)
-    if f.ml == 0:
-        if f.expected:
-            note = " (an empty bladder is possible)" if f.organ == "bladder" else ""
-            f.warnings.append(f"{f.organ}: not found although the field of view should contain it{note} — check")
-        return
     n = len(f.components_ml)
     if f.organ == "kidneys":
         small = [v for v, cut in zip(f.components_ml, f.component_truncated) if v < low_ok and not cut]

@@ -55,7 +55,8 @@ def grid_with_spacing(volume: GridLike, spacing_mm: Union[float, Sequence[float]
     r = _as_spacing(spacing_mm)
     u = np.asarray(volume.spacing)
     n = np.asarray(volume.shape[::-1], dtype=np.float64)  # i, j, k
-    n_new = np.maximum(np.ceil(n * u / r - 1e-6), 1).astype(int)
+    # a scan whose spacing is the target's up to float32 rounding (3.0000002 mm) keeps its size
+    n_new = np.maximum(np.ceil(n * u / r - IDENTITY_TOLERANCE_VOXELS), 1).astype(int)
     # centre of the field of view in input index coordinates, and the new grid's first voxel there
     first = (n - 1) / 2.0 - (n_new - 1) / 2.0 * (r / u)
     matrix = np.eye(4)
@@ -76,17 +77,22 @@ def _axis_aligned(matrix: np.ndarray) -> bool:
     return bool(np.allclose(matrix, np.diag(np.diag(matrix)), atol=1e-9))
 
 
-IDENTITY_TOLERANCE_VOXELS = 1e-9  # far below float32's resolution of a linear weight (6e-8)
+# Largest displacement (in voxels, anywhere on the grid) still treated as "the same voxels": spacings
+# stored as float32 (3.0000002 mm for 3 mm, relative error ~6e-8) drift by n × 6e-8 voxels across n
+# voxels, far below this; a linear interpolation weight of 1e-4 changes a HU value by < 0.1 HU.
+IDENTITY_TOLERANCE_VOXELS = 1e-4
 
 
 def is_identity_map(source: GridLike, target: GridLike) -> bool:
-    """True when ``target``'s voxel centres are ``source``'s own (same shape; the index map is the
-    identity to ``IDENTITY_TOLERANCE_VOXELS``): resampling would return the voxels unchanged."""
+    """True when ``target``'s voxel centres are ``source``'s own (same shape; no voxel centre moves
+    by more than ``IDENTITY_TOLERANCE_VOXELS`` anywhere on the grid): resampling would return the
+    voxels unchanged, to float rounding."""
     if tuple(source.shape) != tuple(target.shape):
         return False
     matrix, offset = _index_map(source, target)
-    return bool(np.all(np.abs(matrix - np.eye(3)) <= IDENTITY_TOLERANCE_VOXELS)
-                and np.all(np.abs(offset) <= IDENTITY_TOLERANCE_VOXELS))
+    extent = np.maximum(np.asarray(target.shape, dtype=np.float64) - 1, 0)  # k, j, i
+    drift = np.abs(matrix - np.eye(3)) @ extent + np.abs(offset)  # the largest displacement, per axis
+    return bool(np.all(drift <= IDENTITY_TOLERANCE_VOXELS))
 
 
 def linear_operator(n: int, scale: float, offset: float, m: int) -> tuple[np.ndarray, np.ndarray]:

@@ -187,6 +187,16 @@ def network_labels(image: np.ndarray, model, card, config: SegmentConfig, device
 
 def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConfig] = None,
                device: str = "auto", progress: Optional[ProgressCallback] = None) -> Volume:
+    """``segment_ct_with_report`` without the warnings (the auto-labelers' are logged)."""
+    labels, warnings = segment_ct_with_report(ct, model, config, device, progress)
+    for w in warnings:
+        log.warning("%s", w)
+    return labels
+
+
+def segment_ct_with_report(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConfig] = None,
+                           device: str = "auto",
+                           progress: Optional[ProgressCallback] = None) -> tuple[Volume, list[str]]:
     """Segment lungs, liver, bone, kidneys and bladder in a CT (hybrid by default; see the module doc).
 
     Args:
@@ -199,7 +209,8 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
         progress: ``(fraction, message)`` callback.
 
     Returns:
-        uint8 label Volume on ``ct``'s grid with CT-ORG values.
+        (uint8 label Volume on ``ct``'s grid with CT-ORG values, the auto-labelers' warnings as
+        ``"organ: message"`` strings: a labeler that drops more than it keeps, leaks to the border...).
 
     Raises:
         ModelPackageError: the model cannot be loaded; InputError: bad configuration or device;
@@ -227,6 +238,7 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
     if config.network_organs and config.crop_to_body:  # network only: found on the 3 mm grid, cheaper
         crop = work.with_array(body.body) if body is not None else find_body_on_network_grid
     out = np.zeros(work.shape, dtype=np.uint8)
+    warnings: list[str] = []
     if config.network_organs:
         dev = resolve_device(device)
         progress(0.0, "loading model")
@@ -241,11 +253,13 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
         progress(net_end, "labels back to the native grid")
         out = space.labels_to_native(labels).array.astype(np.uint8, copy=True)
     if config.autolabel_organs:
-        from .autolabel import autolabel
+        from .autolabel import autolabel_with_report
 
         start = 0.75 if config.network_organs else 0.0
         sub = scaled(progress, start, 0.98, "auto-labels")
-        auto = autolabel(work, organs=config.autolabel_organs, body=body, progress=sub).array
+        auto_volume, report = autolabel_with_report(work, organs=config.autolabel_organs, body=body, progress=sub)
+        auto = auto_volume.array
+        warnings.extend(report["warnings"])
         override = auto != 0
         out[override] = auto[override]
     out = back(work.with_array(out)).array
@@ -253,8 +267,8 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
         progress(0.98, "cleaning")  # on the final native labels, so the output keeps the promise
         out = clean_organs(out, ct.array_spacing, config.network_organs, config.min_kidney_ml)
     progress(1.0, "done")
-    return ct.with_array(out)
+    return ct.with_array(out), warnings
 
 
 __all__ = ["ALL_ORGANS", "AUTOLABEL_DEFAULT", "SegmentConfig", "clean_organs", "network_labels",
-           "segment_ct"]
+           "segment_ct", "segment_ct_with_report"]

@@ -85,3 +85,51 @@ def test_structured_fields_reach_progress_and_spare_plain_callbacks(capsys):
 def test_python_dash_m_runs_the_command():
     out = subprocess.run([sys.executable, "-m", "organseglib", "--help"], capture_output=True, text=True, check=True)
     assert "evaluate" in out.stdout and "demo" in out.stdout
+
+
+@pytest.mark.parametrize("exc, hint", [(OSError(28, "No space left on device"), "disk space"),
+                                       (MemoryError(), "memory"),
+                                       (RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), "memory")])
+def test_a_failure_of_the_system_is_one_line_and_a_json_error_record(monkeypatch, capsys, tmp_path, exc, hint):
+    """A full disk, no memory, a CUDA OOM: no traceback, one line with a hint, the JSON error record
+    with --progress json, exit 2 (errors.EXIT_ERROR); the traceback only at debug level."""
+    import logging
+
+    import organseglib.commands.segment as command
+    from organseglib.errors import EXIT_ERROR
+
+    def failing(args):
+        raise exc
+
+    monkeypatch.setattr(command, "run", failing)  # main builds its parser afterwards: the patched run
+    argv = ["segment", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "out.nii.gz")]
+    assert main([*argv, "--progress", "json"]) == EXIT_ERROR
+    captured = capsys.readouterr()
+    record = json.loads(captured.out.strip().splitlines()[-1])
+    assert record["status"] == "error" and type(exc).__name__ in record["message"] and hint in record["message"]
+    assert captured.err.count("\n") == 1 and captured.err.startswith("organseg segment: error: ")
+    assert "Traceback" not in captured.err
+    logger = logging.getLogger("organseglib")
+    records = []
+    handler = logging.Handler(level=logging.DEBUG)
+    handler.emit = records.append
+    logger.addHandler(handler)
+    old = logger.level
+    logger.setLevel(logging.DEBUG)
+    try:
+        assert main([*argv, "--progress", "none"]) == EXIT_ERROR
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
+    assert any(r.exc_info and r.exc_info[1] is exc for r in records)
+
+
+def test_a_programming_error_is_not_swallowed(monkeypatch, tmp_path):
+    import organseglib.commands.segment as command
+
+    def buggy(args):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(command, "run", buggy)
+    with pytest.raises(KeyError):
+        main(["segment", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "out.nii.gz")])

@@ -143,3 +143,18 @@ def test_read_dicom_seg_refuses_a_seg_of_another_series_and_non_seg_files(tmp_pa
         read_dicom_seg(out, second)
     with pytest.raises(InputError, match="cannot read .* as a DICOM SEG"):
         read_dicom_seg(series_files(first)[0], first)
+
+
+def test_an_output_inside_the_source_series_folder_is_refused(tmp_path):
+    """``segment SERIES -o SERIES/x.dcm`` would change the input folder (one more file in the series)."""
+    from organseglib.dicom_seg import check_dicom_seg_request
+    from organseglib.errors import OutputPathError
+
+    folder = tmp_path / "series"
+    write_ct_series(folder, phantom_hu(), (1, 0, 0), (0, 1, 0), (0, 0, 0), (0, 0, 2.5))
+    before = sorted(p.name for p in folder.iterdir())
+    for inside in (folder / "x.dcm", folder / "sub" / "x.dcm"):
+        with pytest.raises(OutputPathError, match="inside the source series folder"):
+            check_dicom_seg_request(inside, folder)
+    check_dicom_seg_request(tmp_path / "x.dcm", folder)  # next to it: fine
+    assert sorted(p.name for p in folder.iterdir()) == before

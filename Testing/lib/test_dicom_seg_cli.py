@@ -47,7 +47,7 @@ def test_segment_real_dicom_series_writes_a_dicom_seg_matching_the_label_map(tmp
     assert f"wrote {tmp_path / 'organs.dcm'}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("case", ["nifti", "missing", "empty_folder", "no_highdicom"])
+@pytest.mark.parametrize("case", ["nifti", "missing", "empty_folder", "no_highdicom", "inside_the_series"])
 def test_dcm_output_without_a_dicom_series_is_refused_before_any_work(tmp_path, tiny_abdomen, monkeypatch,
                                                                      capsys, case):
     import organseglib.commands.segment as segment_command
@@ -56,7 +56,7 @@ def test_dcm_output_without_a_dicom_series_is_refused_before_any_work(tmp_path, 
         raise AssertionError("work started before the output was checked")
 
     monkeypatch.setattr(segment_command, "read_ct", no_work)
-    monkeypatch.setattr(segment_command, "segment_ct", no_work)
+    monkeypatch.setattr(segment_command, "segment_ct_with_report", no_work)
     if case == "nifti":
         source = write_volume(tiny_abdomen.ct, tmp_path / "ct.nii.gz")
         message = "is a file, not a DICOM series folder"
@@ -67,17 +67,21 @@ def test_dcm_output_without_a_dicom_series_is_refused_before_any_work(tmp_path, 
         source.mkdir()
         (source / "notes.txt").write_text("not DICOM")
         message = "holds no DICOM series"
+    elif case == "inside_the_series":  # -o SERIES/x.dcm would add a file to the input series
+        source = tmp_path / "series"
+        write_ct_series(source, phantom_hu(), (1, 0, 0), (0, 1, 0), (0, 0, 0), (0, 0, 2.5))
+        message = "inside the source series folder"
     else:  # a good series, but a Python without highdicom (Slicer 5.8's Python 3.9)
         source = tmp_path / "series"
         write_ct_series(source, phantom_hu(), (1, 0, 0), (0, 1, 0), (0, 0, 0), (0, 0, 2.5))
         monkeypatch.setitem(sys.modules, "highdicom", None)
         message = "DICOM SEG output needs highdicom"
-    out = tmp_path / "organs.dcm"
+    out = (source if case == "inside_the_series" else tmp_path) / "organs.dcm"
     assert main(["segment", str(source), "-o", str(out), "--progress", "none"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
-    assert not out.exists() and not list(tmp_path.glob(".organs.dcm*"))
+    assert not out.exists() and not list(out.parent.glob(".organs.dcm*"))
 
 
 def test_unknown_output_extension_names_dcm(tmp_path, capsys):

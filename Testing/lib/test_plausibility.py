@@ -144,3 +144,18 @@ def test_missing_bladder_flagged_when_the_pelvis_is_in_view():
     assert any(w.startswith("bladder: not found") and "empty bladder is possible" in w for w in report.warnings)
     _box(a, 2, (5, 15), (30, 40), (45, 55))  # 10·10·10 = 64 mL, on the midline
     assert check_plausibility(v, ("kidneys", "bladder", "bone")).organs["bladder"].warnings == []
+
+
+def test_every_requested_empty_organ_is_a_warning_even_where_the_view_need_not_hold_it():
+    """Plausibility is segment's one owner of empty-organ warnings: an empty organ is never silent,
+    worded by whether the field of view should contain it; an all-empty result is one line."""
+    v = _normal()  # no bladder and no lungs; nothing implies them (kidneys' poles, liver dome near the top)
+    report = check_plausibility(v, ("liver", "bladder", "lungs", "bone"))
+    assert [w.split(":")[0] for w in report.warnings] == ["bladder", "lungs"], report.warnings
+    assert all(": not found" in w for w in report.warnings) and not report.ok
+    assert "bladder: not found (0 voxels)" in report.warnings[0]  # the view need not hold it: warned anyway
+    v.array[v.array == 5] = 0
+    assert check_plausibility(v, ("bone",)).warnings[0].startswith("bone: not found")  # bone too
+    empty = check_plausibility(_labels(), ("liver", "kidneys"))
+    assert len(empty.warnings) == 1 and empty.warnings[0].startswith("no organ found")
+    assert "liver, kidneys" in empty.warnings[0]

@@ -100,3 +100,24 @@ def test_labels_back_to_native_reach_the_first_and_last_slices():
     out, mapping = resample_ct(ct, 3.0)
     back = mapping.labels_to_native(out.with_array(np.full(out.shape, 4, np.uint8)))
     assert back.same_grid(ct) and np.all(back.array == 4)
+
+
+@pytest.mark.parametrize("spacing, target, n", [(3.0, 3.0, 20), (0.8, 0.8, 375), (1.5, 3.0, 40)])
+def test_float32_rounded_spacing_keeps_the_grid_size_and_the_voxels(spacing, target, n):
+    """A spacing stored as float32 (3 mm -> 3.0000002 as some writers round it, 0.8 -> 0.80000001)
+    is the target's: the grid keeps its size (not one voxel more) and a CT already there is untouched."""
+    from organseglib.resample import is_identity_map
+
+    u = float(np.nextafter(np.float32(spacing), np.float32(np.inf)))  # float32 rounding upwards
+    assert u > spacing
+    v = Volume.from_geometry(np.zeros((n, 4, 4), np.float32), spacing=(spacing, spacing, u))  # k axis rounded
+    g = grid_with_spacing(v, target)
+    assert g.shape[0] == round(n * spacing / target)
+    if spacing == target:
+        assert g.shape == v.shape and is_identity_map(v, g)
+        v.array[:] = np.arange(n, dtype=np.float32)[:, None, None]
+        out, mapping = resample_ct(v, target)
+        assert mapping.identity and np.array_equal(out.array, v.array)
+    # a real half-voxel shift or a 1 % different spacing is still not the identity
+    w = Volume.from_geometry(np.zeros((n, 4, 4), np.float32), spacing=(spacing, spacing, spacing * 1.01))
+    assert not is_identity_map(w, grid_with_spacing(w, (spacing, spacing, spacing * 1.01 * (1 + 1e-3))))

@@ -149,7 +149,9 @@ def test_a_ct_already_on_the_target_grid_is_copied_not_resampled(spacing, direct
     np.testing.assert_array_equal(mapping.labels_to_native(labels).array, labels.array)
 
 
-def test_identity_is_detected_exactly_not_approximately():
+def test_identity_is_detected_to_float_rounding_not_beyond():
+    """Float rounding of the geometry (1e-6 voxel) is still the identity (a float32-stored spacing
+    must not trigger a resampling); a thousandth of a voxel is not (IDENTITY_TOLERANCE_VOXELS = 1e-4)."""
     from organseglib.resample import is_identity_map
 
     ct = Volume.from_geometry(np.zeros((4, 5, 6), np.float32), spacing=(3.0, 3.0, 3.0))
@@ -157,7 +159,9 @@ def test_identity_is_detected_exactly_not_approximately():
     shifted = ct.grid.cropped((slice(0, 4), slice(0, 5), slice(0, 6)))
     assert is_identity_map(ct, shifted)
     nudged = np.array(ct.ijk_to_ras)
-    nudged[0, 3] += 3.0 * 1e-6  # a millionth of a voxel: no longer the same centres
+    nudged[0, 3] += 3.0 * 1e-6  # a millionth of a voxel: float rounding, the same centres
+    assert is_identity_map(ct, Volume(ct.array, nudged))
+    nudged[0, 3] += 3.0 * 1e-3  # a thousandth of a voxel: no longer the same centres
     assert not is_identity_map(ct, Volume(ct.array, nudged))
     assert not is_identity_map(ct, Volume.from_geometry(np.zeros((4, 5, 7)), spacing=(3.0, 3.0, 3.0)))
     out, mapping = __import__("organseglib.resample", fromlist=["resample_ct"]).resample_ct(ct, 2.9)

@@ -294,3 +294,18 @@ def test_a_hybrid_run_computes_the_body_mask_once_and_reorients_the_ct_once(ches
     lps, _ = reorient(ct, "LPS")
     masks = body_masks(np.asarray(lps.array, np.float32), lps.array_spacing)
     np.testing.assert_array_equal(autolabel(lps, body=masks).array, autolabel(lps).array)
+
+
+def test_the_auto_labelers_warnings_come_back_with_the_labels(chest, caplog):
+    """A hybrid run passes the labelers' warnings up (here: a scan without bone) instead of only
+    logging them; ``segment_ct`` keeps its Volume return and logs them."""
+    from organseglib.segment import segment_ct_with_report
+
+    ct = chest.ct.with_array(np.minimum(chest.ct.array, 100.0).astype(chest.ct.array.dtype))  # no bone left
+    config = SegmentConfig(organs=("lungs", "bone"))
+    labels, warnings = segment_ct_with_report(ct, None, config, device="cpu")
+    assert labels.same_grid(ct) and (labels.array == 3).any() and not (labels.array == 5).any()
+    assert [w for w in warnings if w.startswith("bone: no bone found")], warnings
+    caplog.set_level("WARNING", logger="organseglib")
+    assert np.array_equal(segment_ct(ct, None, config, device="cpu").array, labels.array)
+    assert any("no bone found" in r.getMessage() for r in caplog.records)

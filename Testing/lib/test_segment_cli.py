@@ -94,3 +94,45 @@ def test_segment_reports_plausibility_warnings(files, capsys):
     assert main(["segment", str(ct), "-o", str(out), "--model", str(model), "--device", "cpu",
                  "--network-only", "--organs", "liver,kidneys", "--progress", "none"]) == 3
     assert "organseg segment: warning: " in capsys.readouterr().err
+
+
+def test_segment_passes_the_auto_labelers_warnings_and_ok_follows_all_warnings(files, monkeypatch, capsys):
+    """The auto-labelers' warnings reach the stderr lines, the done record, the exit status and the
+    --report, whose ``ok`` is false whenever ``warnings`` is not empty (not only plausibility's)."""
+    import organseglib.commands.segment as command
+    from organseglib.io import read_ct
+
+    tmp, ct, model = files
+    drop = "bone: the bone labeler dropped more dense tissue (900 mL) than it kept as skeleton (100 mL)"
+
+    def fake_segment(volume, *args, **kwargs):
+        out = np.zeros(volume.shape, np.uint8)
+        out[2:6, 2:6, 2:6] = 5  # bone found: plausibility has nothing to say about it
+        return volume.with_array(out), [drop]
+
+    monkeypatch.setattr(command, "segment_ct_with_report", fake_segment)
+    out, report = tmp / "bone_only.nii.gz", tmp / "bone_only.json"
+    rc = main(["segment", str(ct), "-o", str(out), "--organs", "bone", "--report", str(report),
+               "--progress", "json"])
+    final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rc == 3 and final["warnings"] == [drop] and final["plausibility"]["ok"] is True
+    written = json.loads(report.read_text())
+    assert written["warnings"] == [drop] and written["ok"] is False
+    assert read_ct(ct).shape == read_labels(out).shape
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize("option, match", [(["--device", "cuda"], "no CUDA"),
+                                           (["--model", "no-such-name"], "no-such-name")])
+def test_a_bad_device_or_model_fails_before_the_ct_is_read(files, monkeypatch, capsys, option, match):
+    import organseglib.commands.segment as command
+
+    tmp, ct, _ = files
+
+    def never(*args, **kwargs):
+        raise AssertionError("the CT was read before the device and the model were checked")
+
+    monkeypatch.setattr(command, "read_ct", never)
+    rc = main(["segment", str(ct), "-o", str(tmp / "never.nii.gz"), "--progress", "none", *option])
+    assert rc == 2 and match in capsys.readouterr().err
+    assert not (tmp / "never.nii.gz").exists()

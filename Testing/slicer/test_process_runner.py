@@ -194,3 +194,12 @@ def test_exit_3_after_a_done_record_is_a_result_with_warnings(tmp_path):
     runner = ProcessRunner(args).start()
     assert runner.wait(timeout=60) == DONE
     assert runner.error is None and runner.result["warnings"] == ["liver: not found"]
+
+
+def test_the_warnings_status_is_the_librarys_one_constant():
+    """The runner reads organseglib.errors.EXIT_WARNINGS (no second copy of the number to drift)."""
+    from organseglib import errors
+    from OrganSegCommon import process_runner
+
+    assert process_runner.EXIT_WARNINGS is errors.EXIT_WARNINGS
+    assert process_runner.COMPLETED_WITH_WARNINGS == errors.EXIT_WARNINGS

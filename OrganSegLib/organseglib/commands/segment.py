@@ -19,7 +19,7 @@ import numpy as np
 
 from ..atomic import check_outputs, double_suffix, write_text_atomic
 from ..cli import add_progress_argument
-from ..devices import DEVICE_HELP
+from ..devices import DEVICE_HELP, parse_device, resolve_device
 from ..dicom_seg import check_dicom_seg_request, is_dicom_seg_path, write_dicom_seg
 from ..io import LABEL_EXTENSIONS, read_ct, write_labels
 from ..errors import InputError, UnsupportedFormatError
@@ -27,8 +27,9 @@ from ..morphology import count_values
 from ..organs import organ_by_key, organ_by_value
 from ..plausibility import check_plausibility
 from ..progress import Progress
-from ..result_warnings import missing_organ_warnings, print_warnings
-from ..segment import SegmentConfig, segment_ct
+from ..model_package import resolve_model
+from ..result_warnings import print_warnings
+from ..segment import SegmentConfig, segment_ct_with_report
 
 log = logging.getLogger(__name__)
 # The options' defaults are SegmentConfig's (one place for them; Testing checks they agree).
@@ -70,11 +71,15 @@ def run(args: argparse.Namespace) -> int:
     check_outputs({"-o/--output": args.output, "--report": args.report},
                   [args.ct, args.model])  # before any work, not after it
     config = segment_config(args)
+    model, device = args.model, parse_device(args.device)
+    if config.network_organs:  # a bad device or model name fails now, not after reading the CT
+        resolve_device(device)
+        model = resolve_model(args.model)
     progress = Progress("segment", mode=args.progress)
     start = time.perf_counter()
     progress(0.0, f"reading {args.ct}")
     ct = read_ct(args.ct)
-    labels = segment_ct(ct, args.model, config, args.device, progress.sub(0.05, 0.97))
+    labels, auto_warnings = segment_ct_with_report(ct, model, config, device, progress.sub(0.05, 0.97))
     progress(0.98, f"writing {args.output}")
     organs = [organ_by_value(v) for v in _values(config)]
     if is_dicom_seg_path(args.output):
@@ -85,13 +90,14 @@ def run(args: argparse.Namespace) -> int:
     voxel_ml = float(np.prod(ct.spacing)) / 1000.0
     counts = count_values(labels.array)  # fastremap: one pass over the native labels
     volumes = {organ_by_value(v).key: round(float(c) * voxel_ml, 1) for v, c in sorted(counts.items()) if v}
-    check = check_plausibility(labels, tuple(config.organs))  # never a silent success (issue 11, item 6)
-    warnings = list(check.warnings) + [w for w in missing_organ_warnings(config.organs, volumes)
-                                       if not any(p.startswith(w.split(":")[0] + ":") for p in check.warnings)]
+    # plausibility owns the empty/missing-organ warnings (never a silent success, issue 11 item 6);
+    # the auto-labelers add theirs (a labeler that drops more than it keeps, a leak to the border)
+    check = check_plausibility(labels, tuple(config.organs))
+    warnings = list(check.warnings) + list(auto_warnings)
     if args.report:
         write_text_atomic(args.report, json.dumps({"output": str(args.output), "seconds": round(seconds, 2),
                                                    "volumes_ml": volumes, **check.to_json(),
-                                                   "warnings": warnings}, indent=2) + "\n")
+                                                   "ok": not warnings, "warnings": warnings}, indent=2) + "\n")
     progress.result(output=str(args.output), seconds=round(seconds, 2), volumes_ml=volumes,
                     warnings=warnings, plausibility=check.to_json())
     if args.progress != "json":
