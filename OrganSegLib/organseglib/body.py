@@ -61,19 +61,6 @@ class BodyMasks:
     hull: np.ndarray
 
 
-def _strides(spacing: tuple[float, float, float], coarse_mm: float) -> tuple[int, int, int]:
-    return tuple(max(1, int(round(coarse_mm / s))) for s in spacing)  # type: ignore[return-value]
-
-
-def _upsample(coarse: np.ndarray, strides: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
-    out = coarse
-    for axis, (s, n) in enumerate(zip(strides, shape)):
-        if s > 1:
-            out = np.repeat(out, s, axis=axis)
-        out = out[(slice(None),) * axis + (slice(0, n),)]
-    return out
-
-
 def _slice_hull(plane: np.ndarray) -> np.ndarray:
     """Convex hull of the True pixels of a 2D mask (pixel corners included)."""
     rows = np.flatnonzero(plane.any(axis=1))
@@ -106,7 +93,7 @@ def body_masks(ct: np.ndarray, spacing: tuple[float, float, float],
         InputError: bad parameters.
     """
     params = params or BodyParams()
-    strides = _strides(spacing, params.coarse_mm)
+    strides = morphology.block_factors(spacing, params.coarse_mm)
     coarse_spacing = tuple(s * t for s, t in zip(spacing, strides))
     tissue = ct[tuple(slice(None, None, t) for t in strides)] > params.tissue_hu
     if params.table_gap_mm > 0:
@@ -131,4 +118,4 @@ def body_masks(ct: np.ndarray, spacing: tuple[float, float, float],
             hull[k] = _slice_hull(body[k])
     # erosion with outside = foreground: a body cut by the volume border keeps its cut faces
     inner = morphology.erosion(body, params.skin_mm, coarse_spacing) if params.skin_mm > 0 else body
-    return BodyMasks(*(_upsample(m, strides, ct.shape) for m in (body, inner, hull)))
+    return BodyMasks(*(morphology.repeat_blocks(m, strides, ct.shape) for m in (body, inner, hull)))

@@ -31,7 +31,6 @@ import cc3d
 import numpy as np
 
 from .. import morphology
-from ..body import _strides, _upsample
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ def find_blood_pools(ct: np.ndarray, allowed: np.ndarray, spacing: tuple[float, 
     empty = BloodPools(np.zeros(ct.shape, dtype=bool), None, 0.0, [])
     if params.blood_core_mm <= 0:
         return empty
-    strides = _strides(spacing, params.coarse_mm)
+    strides = morphology.block_factors(spacing, params.coarse_mm)
     cs = tuple(a * b for a, b in zip(spacing, strides))
     # block means average the noise and speckle of the blood away; block maxima keep thin cortex
     coarse_ct, coarse_max = _block_mean_max(ct, strides)
@@ -135,8 +134,8 @@ def find_blood_pools(ct: np.ndarray, allowed: np.ndarray, spacing: tuple[float, 
     lumen = morphology.dilation(blood, r, cs)
     rim = morphology.dilation(blood, r + step, cs)
     level = float(np.average([m for m, _ in levels], weights=[w for _, w in levels]))
-    full = _upsample(rim, strides, ct.shape) & (ct < params.blood_max_hu)
-    full |= _upsample(lumen, strides, ct.shape)
+    full = morphology.repeat_blocks(rim, strides, ct.shape) & (ct < params.blood_max_hu)
+    full |= morphology.repeat_blocks(lumen, strides, ct.shape)
     full &= allowed & (ct >= params.tau1_hu)
     ml = round(float(lumen.sum()) * voxel_ml, 1)
     return BloodPools(full, level, ml, found)

@@ -54,7 +54,9 @@ def _pool(mask: np.ndarray, factors: tuple[int, ...], any_: bool) -> np.ndarray:
     return out
 
 
-def _repeat(coarse: np.ndarray, factors: tuple[int, ...], shape: tuple[int, ...]) -> np.ndarray:
+def repeat_blocks(coarse: np.ndarray, factors: Sequence[int], shape: Sequence[int]) -> np.ndarray:
+    """Each coarse voxel repeated ``factors`` times along each axis, trimmed to ``shape`` (the inverse
+    of block pooling; nearest neighbour onto the fine grid)."""
     out = coarse
     for axis, (f, n) in enumerate(zip(factors, shape)):
         if f > 1:
@@ -84,7 +86,7 @@ def _on_grid(mask: np.ndarray, radius_mm: float, spacing: Sequence[float], grid_
         # two voxels r apart lie in blocks whose centres are at most r + one block diagonal (centre to
         # farthest voxel, twice) apart: the larger ball makes the dilation a superset (the erosion a subset)
         radius_mm = radius_mm + float(np.sqrt(sum(((f - 1) * float(s)) ** 2 for f, s in zip(factors, spacing))))
-    result = _repeat(exact(pooled, radius_mm, coarse_spacing), factors, sub.shape)
+    result = repeat_blocks(exact(pooled, radius_mm, coarse_spacing), factors, sub.shape)
     if op == "e":
         result &= sub
     elif op == "c":
