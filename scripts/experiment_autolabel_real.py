@@ -6,7 +6,7 @@ pools and organs, lung voxels far from lung-density tissue, and border-touching 
     python scripts/experiment_autolabel_real.py                 # our defaults
     python scripts/experiment_autolabel_real.py --paper         # the paper's labelers exactly
     python scripts/experiment_autolabel_real.py --png /tmp/rev  # also write PNG overlays there
-    python scripts/experiment_autolabel_real.py --bone-off canal,cartilage,fill_before_guard  # without
+    python scripts/experiment_autolabel_real.py --bone-off canal,discs,cartilage,fill_before_guard  # without
         # the bone rules of issue 12's second round (BoneParams switches set to False)
 
 Nothing derived from ircad1_07 is written into the repository (its licence is CC BY-NC-ND): PNGs go

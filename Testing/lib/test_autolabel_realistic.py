@@ -42,9 +42,10 @@ def test_contrast_blood_pools_are_not_bone(chest):
     labels, report = autolabel_with_report(ct, "bone")
     paper, _ = autolabel_with_report(ct, "bone", params=AutoLabelParams.paper())
     ours_d, paper_d = dice(labels.array == BONE, truth), dice(paper.array == BONE, truth)
-    # measured 0.912 (ours) and 0.821 (paper); the issue's goal of 0.95 is not reached: the pools'
-    # partial-volume rim along the spine and ribs still reads as bone (about 20 mL here)
-    assert ours_d >= 0.89 and ours_d >= paper_d + 0.05
+    # measured 0.925 (ours; 0.912 before the disc rule) and 0.821 (paper); the issue's goal of 0.95 is
+    # not reached: the pools' partial-volume rim along the spine and ribs still reads as bone (about
+    # 20 mL here), and the partial-volume edge step (made for hand-drawn masks) adds a voxel of rim
+    assert ours_d >= 0.90 and ours_d >= paper_d + 0.05
     assert 400 <= report["bone"]["blood_level_hu"] <= 560  # the contrast level read off the pools
     assert report["bone"]["blood_pool_ml"] >= 0.8 * pools.sum() * ml
     assert float((labels.array == BONE)[pools].sum()) * ml <= 30.0

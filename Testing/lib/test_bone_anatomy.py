@@ -1,5 +1,6 @@
 """The bone labeler's anatomical rules of issue 12 on hand-built phantoms with exact truth: the spinal
-canal is not marrow (``autolabel/canal.py``), costal cartilage is bone (``autolabel/cartilage.py``),
+canal is not marrow and the intervertebral discs are not bone (``autolabel/spine.py``), costal
+cartilage is bone (``autolabel/cartilage.py``),
 and the per-axis enclosure they use (``morphology.enclosure_bits``). Arrays are ``[k, j, i]`` in LPS
 order (``j`` grows towards the back), as ``autolabel`` hands them to ``label_bone``."""
 
@@ -19,9 +20,10 @@ SPACING = (2.0, 1.0, 1.0)
 
 def _spine(fatty_marrow: bool):
     """A lumbar-like spine in the back half of an elliptic body: vertebral bodies (20 mm tall, 2 mm
-    cortex and endplates of 900 HU around marrow), 4 mm discs (90 HU), a bony ring (pedicles and
+    cortex and endplates of 900 HU around marrow), 4 mm discs (110 HU), a bony ring (pedicles and
     laminae, at the vertebral levels only) around a canal of CSF (10 HU) running the whole length,
-    and a femur-like tube with fatty marrow (-40 HU) beside it. Returns ct, body, truth, canal, marrow."""
+    and a femur-like tube with fatty marrow (-40 HU) beside it. Returns ct, body, truth, canal, marrow
+    and the discs' core."""
     shape = (60, 100, 100)
     k, j, i = np.indices(shape)
     z = k * SPACING[0]
@@ -32,7 +34,7 @@ def _spine(fatty_marrow: bool):
     level = phase >= 4.0  # a vertebra's slices; phase < 4: the disc
     r_body = np.hypot(j - 62, i - 50)
     vertebra = (r_body <= 11.0) & level
-    marrow = (r_body <= 9.0) & (phase >= 6.0) & (phase <= period - 2.0)  # 2 mm cortex, endplates included
+    marrow = (r_body <= 9.0) & (phase >= 6.0) & (phase <= period - 4.0)  # 2 mm cortex and endplates
     disc = (r_body <= 11.0) & ~level
     r_canal = np.hypot(j - 79, i - 50)
     ring = (r_canal > 6.0) & (r_canal <= 10.0) & level & (j >= 70)
@@ -40,19 +42,20 @@ def _spine(fatty_marrow: bool):
     r_femur = np.hypot(j - 62, i - 15)
     femur = r_femur <= 7.0
     femur_marrow = r_femur <= 5.0
-    ct[disc] = 90.0
+    ct[disc] = 110.0  # annulus density: above soft_hu, so the soft-tissue guard keeps it
     ct[vertebra | ring] = 900.0
     ct[marrow] = -20.0 if fatty_marrow else 150.0  # a fatty (osteoporotic) marrow reads like fluid
     ct[canal & ~ring] = 10.0
     ct[femur] = 900.0
     ct[femur_marrow] = -40.0
     truth = (vertebra | ring | femur) & body
-    return ct, body, truth, canal & ~ring, marrow | femur_marrow
+    disc_core = (r_body <= 9.0) & ~level & (k >= 2)  # not the disc cut by the first slice: no endplate below
+    return ct, body, truth, canal & ~ring, marrow | femur_marrow, disc_core
 
 
 @pytest.mark.parametrize("fatty", [False, True])
-def test_spinal_canal_stays_out_and_marrow_is_filled(fatty):
-    ct, body, truth, canal, marrow = _spine(fatty)
+def test_spinal_canal_and_discs_stay_out_and_marrow_is_filled(fatty):
+    ct, body, truth, canal, marrow, disc = _spine(fatty)
     bone, report = label_bone(ct, SPACING, body)
     core = morphology.erosion(canal, 1.5, SPACING)  # away from the ring's partial volume
     assert not bone[core].any(), f"{int(bone[core].sum())} canal voxels labelled bone"
@@ -62,6 +65,10 @@ def test_spinal_canal_stays_out_and_marrow_is_filled(fatty):
     paper_fill, _ = label_bone(ct, SPACING, body, params=BoneParams(canal=False))
     assert paper_fill[core].mean() > 0.75  # measured 0.83: all but the disc levels, where the ring is open
     assert bone[truth].mean() > 0.99
+    # the discs between the endplates (4 mm of 110 HU): bridged by the closing, left out by the rule
+    assert not bone[disc].any() and report.disc_ml > 0
+    bridged, _ = label_bone(ct, SPACING, body, params=BoneParams(discs=False))
+    assert bridged[disc].mean() > 0.9
 
 
 def _chest_wall():
@@ -109,9 +116,10 @@ def test_costal_cartilage_is_bone_but_not_an_organ_or_the_midline():
 
 def test_paper_preset_switches_the_new_rules_off():
     p = BoneParams.paper()
-    assert not p.canal and not p.cartilage and not p.fill_before_guard
+    assert not p.canal and not p.discs and not p.cartilage and not p.fill_before_guard
     for bad in (dict(canal_min_hu=100.0), dict(canal_dorsal=1.5), dict(cartilage_min_hu=250.0),
-                dict(cartilage_front=-0.1), dict(cartilage_min_ml=60.0), dict(cartilage_grid_mm=20.0)):
+                dict(cartilage_front=-0.1), dict(cartilage_min_ml=60.0), dict(cartilage_grid_mm=20.0),
+                dict(disc_span_mm=60.0), dict(disc_max_hu=-10.0)):
         with pytest.raises(InputError):
             BoneParams(**bad)
 

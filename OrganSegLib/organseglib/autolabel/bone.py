@@ -20,8 +20,10 @@ exactly; every deviation below is a named parameter):
 7. fill the holes of each axial slice (marrow), up to ``max_hole_mm2`` (ours, ``fill_before_guard``:
    also before step 6, so that the marrow of a vertebra whose cortical ring has gaps of muscle density
    is not opened by the guard; measured on abdomen_totalseg's osteoporotic vertebrae);
-7b. ours, the spinal canal (``canal.py``, ``canal_*``): fluid ringed by the vertebra in the slice but
+7b. ours, the spinal canal (``spine.py``, ``canal_*``): fluid ringed by the vertebra in the slice but
    open along the body axis, on the midline in the back half of the body, is not marrow;
+7c. ours, the intervertebral discs (``spine.py``, ``disc_*``): soft tissue between two endplates close
+   together, with no cortical ring in its slice, is not bone;
 8. ours, the partial-volume edge: the voxels next to the bone (``edge_voxels`` steps of 6-neighbours)
    of at least ``edge_hu``: a voxel a tenth cortex and the rest muscle reads about 100 HU, so the
    200 HU contour lies inside the bone's surface (hand-drawn masks follow the visible edge);
@@ -43,7 +45,7 @@ from ..errors import InputError
 from ..progress import ProgressCallback, null_progress
 from ..boxes import mask_bounding_box
 from .blood import BloodPools, find_blood_pools
-from .canal import grow_into, spinal_canal
+from .spine import grow_into, intervertebral_discs, spinal_canal
 from .cartilage import costal_cartilage
 from .noise import NoiseParams, smoothed_if_noisy
 
@@ -93,7 +95,7 @@ class BoneParams:
     # ours, step 7 also before step 6: fill the holes of each slice before the soft-tissue guard too,
     # so that marrow whose cortical ring has gaps below soft_hu (an osteoporotic vertebra) is kept
     fill_before_guard: bool = True
-    # ours, step 7b (canal.py): the spinal canal, ringed by the vertebra but not marrow
+    # ours, step 7b (spine.py): the spinal canal, ringed by the vertebra but not marrow
     canal: bool = True
     canal_min_hu: float = -150.0  # epidural fat (-100) counts, gas does not
     canal_max_hu: float = 60.0  # CSF 0-15, cord 30-40 HU; measured: what the rule removes has median 9-32 HU
@@ -102,6 +104,12 @@ class BoneParams:
     canal_dorsal: float = 0.5  # in the back half of the body (depth front to back, 0-1)
     canal_rim_mm: float = 1.0  # its partial-volume rim goes with it (0 steps on 3 mm voxels)
     canal_rim_hu: float = 150.0
+    # ours, step 7c (spine.py): the intervertebral discs the closing bridges
+    discs: bool = True
+    disc_max_hu: float = 120.0  # fibrocartilage 70-120 HU (nucleus to annulus)
+    disc_span_mm: float = 20.0  # endplate to endplate across a disc (about 10 mm high), not a vertebra (25-30)
+    disc_half_width_mm: float = 30.0  # where the spine is: a lumbar vertebral body is about 45 mm wide
+    disc_dorsal: float = 0.4  # and its front lies about halfway back (depth front to back, 0-1)
     # ours, step 9 (cartilage.py): costal cartilage continuing the ribs
     cartilage: bool = True
     cartilage_min_hu: float = 90.0  # measured: costal cartilage median 100-101 HU on both references
@@ -119,7 +127,8 @@ class BoneParams:
     def paper(cls) -> "BoneParams":
         """The paper's labeler exactly (III-C): largest component, closing, tau1, slice holes."""
         return cls(soft_hu=0.0, blood_core_mm=0.0, keep_pieces=False, edge_voxels=0, smooth=False,
-                   max_hole_mm2=float("inf"), grid_mm=0.0, fill_before_guard=False, canal=False, cartilage=False)
+                   max_hole_mm2=float("inf"), grid_mm=0.0, fill_before_guard=False, canal=False, discs=False,
+                   cartilage=False)
 
     def __post_init__(self) -> None:
         if not -500.0 <= self.tau1_hu < self.tau2_hu <= 2000.0:
@@ -152,6 +161,12 @@ class BoneParams:
                 "canal_smooth_mm >= 0, canal_half_width_mm > 0, canal_dorsal in [0, 1], canal_rim_mm in [0, 5]; got "
                 f"{self.canal_min_hu!r}, {self.canal_max_hu!r}, {self.canal_rim_hu!r}, {self.canal_smooth_mm!r}, "
                 f"{self.canal_half_width_mm!r}, {self.canal_dorsal!r}, {self.canal_rim_mm!r}")
+        if not (self.tau1_hu < self.disc_max_hu <= self.tau2_hu and 0 < self.disc_span_mm < self.enclosure_mm
+                and self.disc_half_width_mm > 0 and 0.0 <= self.disc_dorsal <= 1.0):
+            raise InputError(f"intervertebral disc rule: need tau1_hu < disc_max_hu <= tau2_hu, 0 < disc_span_mm < "
+                             f"enclosure_mm ({self.enclosure_mm!r}), disc_half_width_mm > 0, disc_dorsal in [0, 1]; got "
+                             f"{self.disc_max_hu!r}, {self.disc_span_mm!r}, {self.disc_half_width_mm!r}, "
+                             f"{self.disc_dorsal!r}")
         if not (self.tau1_hu <= self.cartilage_min_hu < self.cartilage_max_hu <= self.tau2_hu
                 and 0 < self.cartilage_thick_mm <= 50 and self.cartilage_margin_mm >= 0 and self.cartilage_rim_mm >= 0
                 and 0.5 <= self.cartilage_grid_mm <= 10 and 0 <= self.cartilage_min_ml <= self.cartilage_max_ml
@@ -180,7 +195,8 @@ class BoneReport:
     blood_pool_ml: float = 0.0
     blood_level_hu: Optional[float] = None
     soft_tissue_ml: float = 0.0  # filled by the closing but left out by the soft-tissue guard
-    canal_ml: float = 0.0  # spinal canal left out (canal.py)
+    canal_ml: float = 0.0  # spinal canal left out (spine.py)
+    disc_ml: float = 0.0  # intervertebral discs left out (spine.py)
     cartilage_ml: float = 0.0  # costal cartilage added (cartilage.py)
     noise_sd_hu: Optional[float] = None
     warnings: list = field(default_factory=list)
@@ -341,6 +357,12 @@ def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.nda
         bone &= ~canal
         edge_allowed = allowed & ~canal  # the edge step does not grow back into it
         del canal
+    if params.discs:
+        discs = intervertebral_discs(bone, skeleton, ct, spacing, body, params)
+        report.disc_ml = round(float(discs.sum()) * voxel_ml, 1)
+        bone &= ~discs
+        edge_allowed = edge_allowed & ~discs
+        del discs
     del skeleton
     if params.edge_voxels > 0:
         bone = _edge(bone, ct, edge_allowed, params)

@@ -29,7 +29,7 @@ import numpy as np
 
 from .. import morphology
 from .blood import block_mean_max
-from .canal import grow_into
+from .spine import grow_into
 from .frame import depth_front_to_back, offset_from_midline_mm
 
 

@@ -1,6 +1,6 @@
 """Where a voxel lies in the patient's cross-section: front to back, and left or right of the midline.
 
-The bone labeler's anatomical rules are stated in these terms (``canal.py``: the spinal canal lies on
+The bone labeler's anatomical rules are stated in these terms (``spine.py``: the spinal canal lies on
 the midline in the back half of the body; ``cartilage.py``: costal cartilage lies in the front third,
 beside the midline). Both are read off the body mask slice by slice, on arrays ``[k, j, i]`` in LPS
 order (``j`` grows towards the back, ``i`` towards the patient's left), as ``autolabel`` passes them.

@@ -1,4 +1,4 @@
-"""The spinal canal: ringed by bone in the axial plane, but not marrow (ours, issue 12).
+"""The spinal canal and the intervertebral discs: inside the closed spine, but not bone (ours, issue 12).
 
 The paper's closing and the slice-by-slice hole filling make bone of whatever the vertebral ring
 encloses, and the ring of a vertebra encloses the spinal canal as well as the marrow of its body. The
@@ -19,6 +19,16 @@ canal when
   (``canal_dorsal``): not the sternum's marrow, not a femur's or a humerus's;
 
 and then its partial-volume rim (voxels within ``canal_rim_mm``, below ``canal_rim_hu``) goes with it.
+
+The closing also bridges the intervertebral discs (fibrocartilage, 70-120 HU), which neither
+reference counts as bone. A voxel the labeler added is a disc when it is below ``disc_max_hu``, the
+skeleton closes it along the body axis within ``disc_span_mm`` (the endplates of the vertebrae above
+and below: a lumbar disc is about 10 mm high; the marrow of a vertebral body lies between endplates
+25-30 mm apart) and encloses it along neither in-plane axis within ``enclosure_mm`` (no cortical ring
+in the disc's slice), and lies where the spine is: within ``disc_half_width_mm`` of the midline (a
+lumbar vertebral body is about 45 mm wide), at least ``disc_dorsal`` deep (not the sternum, whose
+fatty marrow between sparse dense bits looks the same). Measured: 13 of 20 mL removed on ircad1_07 and 8 of 11 mL on abdomen_totalseg
+lie outside the reference.
 """
 
 from __future__ import annotations
@@ -51,17 +61,39 @@ def grow_into(seed: np.ndarray, allowed: np.ndarray, steps: int) -> np.ndarray:
     return out
 
 
+def _spine_zone(body: np.ndarray, spacing, half_width_mm: float, dorsal: float) -> tuple[np.ndarray, np.ndarray]:
+    """Broadcastable masks ``[k, 1, i]`` and ``[k, j, 1]``: within ``half_width_mm`` of the midline, and
+    at least ``dorsal`` deep from the body's front (where the spine lies)."""
+    offset = offset_from_midline_mm(body, spacing[2])
+    depth = depth_front_to_back(body)
+    with np.errstate(invalid="ignore"):
+        return (np.abs(offset) <= half_width_mm)[:, None, :], (depth >= dorsal)[:, :, None]
+
+
+def intervertebral_discs(bone: np.ndarray, skeleton: np.ndarray, ct: np.ndarray, spacing, body: np.ndarray,
+                         params) -> np.ndarray:
+    """The intervertebral discs among the voxels of ``bone`` that are not ``skeleton``."""
+    candidates = bone & ~skeleton & (ct < params.disc_max_hu)
+    midline, back = _spine_zone(body, spacing, params.disc_half_width_mm, params.disc_dorsal)
+    candidates &= midline
+    candidates &= back
+    if not candidates.any():
+        return candidates
+    between = morphology.enclosure_bits(skeleton, spacing, params.disc_span_mm, candidates, axes=(0,)) > 0
+    candidates &= between
+    ringed = morphology.enclosure_bits(skeleton, spacing, params.enclosure_mm, candidates, axes=(1, 2)) > 0
+    return candidates & ~ringed
+
+
 def spinal_canal(bone: np.ndarray, skeleton: np.ndarray, ct: np.ndarray, spacing, body: np.ndarray,
                  params) -> np.ndarray:
     """The spinal canal among the voxels of ``bone`` that are not ``skeleton`` (``params``: a
     ``BoneParams``); arrays ``[k, j, i]`` in LPS order."""
     added = bone & ~skeleton
     where = added & (ct >= params.canal_min_hu) & (ct < params.canal_max_hu)
-    offset = offset_from_midline_mm(body, spacing[2])
-    depth = depth_front_to_back(body)
-    with np.errstate(invalid="ignore"):
-        where &= (np.abs(offset) <= params.canal_half_width_mm)[:, None, :]
-        where &= (depth >= params.canal_dorsal)[:, :, None]
+    midline, back = _spine_zone(body, spacing, params.canal_half_width_mm, params.canal_dorsal)
+    where &= midline
+    where &= back
     size = [1] + [max(1, int(round(2.0 * params.canal_smooth_mm / float(s))) | 1) for s in spacing[1:]]
     box = mask_bounding_box(where, margin=[0] + [n // 2 for n in size[1:]])
     if box is None:
