@@ -52,6 +52,23 @@ def test_contrast_blood_pools_are_not_bone(chest):
 
 
 @pytest.mark.slow
+def test_arterial_phase_patient_phantom_keeps_the_ribs():
+    """Patient-like phantom in the arterial phase: blood at 513 HU, every rib a separate piece whose
+    90th percentile (638-640 HU) is below the contrast level + 150 HU; they are as dense as the spine
+    (640 HU), so they are kept (``piece_below_skeleton_hu``). Measured bone Dice 0.973 (0.846 with
+    the rule off: all ribs dropped)."""
+    p = make_phantom(seed=3, region="both", size="small", realism="patient", contrast=True, phase="arterial")
+    truth = p.labels.array == BONE
+    labels, report = autolabel_with_report(p.ct, "bone")
+    bone = labels.array == BONE
+    assert report["bone"]["blood_level_hu"] is not None and report["bone"]["pieces"] >= 10
+    assert dice(bone, truth) >= 0.95 and bone[truth].mean() >= 0.95
+    off, _ = autolabel_with_report(p.ct, "bone", params=AutoLabelParams(bone=BoneParams(
+        piece_below_skeleton_hu=float("inf"))))
+    assert dice(off.array == BONE, truth) < dice(bone, truth) - 0.05
+
+
+@pytest.mark.slow
 def test_low_dose_noise_does_not_leak_the_lungs(chest):
     """Correlated noise of 80 HU: fat crosses -150 HU in a third of its voxels. The paper's labeler
     leaks through it into the whole body; ours thresholds a smoothed CT and stays in the lungs."""

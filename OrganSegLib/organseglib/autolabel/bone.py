@@ -10,7 +10,9 @@ exactly; every deviation below is a named parameter):
 3. the paper keeps the largest 26-connected component (the skeleton). Ours (``keep_pieces``) also
    keeps every other piece that looks like bone: at least ``piece_min_ml`` and a 90th percentile of at
    least ``piece_p90_hu`` and ``piece_above_blood_hu`` above the blood's contrast level (cortex is
-   denser than contrast blood; an enhancing kidney or spleen is a plateau just above 200 HU). Ribs,
+   denser than contrast blood; an enhancing kidney or spleen is a plateau just above 200 HU), or at
+   least the skeleton's own 90th percentile less ``piece_below_skeleton_hu`` where that is lower
+   (ribs as dense as the spine, on a scan whose bone is barely denser than the blood). Ribs,
    clavicles, scapulae, humeri and a sternum that the field of view cuts off the spine are such pieces;
 4. closing by a 25 mm-diameter ball, to fill the gaps in the cortex (exact, ``organseglib.morphology``);
 5. keep the voxels >= tau1 = 0 HU (removes the fat the closing filled between bones);
@@ -80,6 +82,7 @@ class BoneParams:
     piece_min_ml: float = 1.0  # smaller dense specks: vessel calcifications, clips, noise
     piece_p90_hu: float = 280.0  # measured: bone pieces 295-850 HU (3 mm and 0.8 mm scans), kidneys 225
     piece_above_blood_hu: float = 150.0  # contrast blood ~ level; its leftovers stay below level + 150
+    piece_below_skeleton_hu: float = 50.0  # ... or reach the largest component's 90th percentile minus this
     piece_pool_mm: float = 3.0  # a piece with more than piece_pool_fraction of its voxels this close
     piece_pool_fraction: float = 0.3  # to a blood pool is its wall or rim (1.0: test off)
     # ours, step 8: partial-volume edge
@@ -179,6 +182,8 @@ class BoneParams:
                 f"{self.cartilage_margin_mm!r}, {self.cartilage_rim_mm!r}, {self.cartilage_grid_mm!r}, "
                 f"{self.cartilage_min_ml!r}, {self.cartilage_max_ml!r}, {self.cartilage_front!r}, "
                 f"{self.cartilage_lateral_mm!r}")
+        if not self.piece_below_skeleton_hu >= 0:
+            raise InputError(f"piece_below_skeleton_hu must be >= 0 HU (inf: off); got {self.piece_below_skeleton_hu!r}")
         if self.piece_min_ml < 0 or self.edge_voxels not in (0, 1, 2, 3):
             raise InputError(f"piece_min_ml must be >= 0 mL and edge_voxels 0-3; got {self.piece_min_ml!r}, "
                              f"{self.edge_voxels!r}")
@@ -234,6 +239,11 @@ def _select_pieces(dense: np.ndarray, ct: np.ndarray, voxel_ml: float, params: B
         if largest is None:
             largest = index  # the paper's skeleton: the largest (that is not a pool's wall)
             keep[index] = True
+            if pools.level_hu is not None and params.keep_pieces and np.isfinite(params.piece_below_skeleton_hu):
+                # a piece need not be brighter than the patient's own skeleton (thick slices, thin or
+                # osteoporotic cortex: bone barely above the contrast level + piece_above_blood_hu)
+                own = float(np.percentile(ct[box][mine], 90)) - params.piece_below_skeleton_hu
+                need = max(params.piece_p90_hu, min(need, own))
             continue
         if float(np.percentile(ct[box][mine], 90)) >= need:
             keep[index] = True
