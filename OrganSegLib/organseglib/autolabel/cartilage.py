@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import morphology
+from ..boxes import mask_bounding_box
 from .blood import block_mean_max
 from .spine import grow_into
 from .frame import depth_front_to_back, offset_from_midline_mm
@@ -57,7 +58,18 @@ def costal_cartilage(bone: np.ndarray, ct: np.ndarray, allowed: np.ndarray, body
                      params) -> np.ndarray:
     """Costal cartilage next to ``bone`` (``params``: a ``BoneParams``); arrays ``[k, j, i]`` in LPS
     order. Returns the cartilage voxels (not in ``bone``, inside ``allowed``)."""
+    out = np.zeros(bone.shape, dtype=bool)
     factors = morphology.block_factors(spacing, params.cartilage_grid_mm)
+    box = mask_bounding_box(body)
+    if box is None:
+        return out
+    box = tuple(slice(b.start - b.start % f, b.stop) for b, f in zip(box, factors))  # whole blocks
+    found = _cartilage_in(bone[box], ct[box], allowed[box], body[box], spacing, factors, params)
+    out[box] = found
+    return out
+
+
+def _cartilage_in(bone, ct, allowed, body, spacing, factors, params) -> np.ndarray:
     cs = tuple(float(s) * f for s, f in zip(spacing, factors))
     mean, _ = block_mean_max(ct, factors)
     pick = tuple(slice(None, None, f) for f in factors)
@@ -84,10 +96,12 @@ def costal_cartilage(bone: np.ndarray, ct: np.ndarray, allowed: np.ndarray, body
     keep = (ml >= params.cartilage_min_ml) & (ml <= params.cartilage_max_ml)
     keep &= (depth <= params.cartilage_front) & (np.abs(offset) >= params.cartilage_lateral_mm)
     keep[0] = False
+    if not keep.any():
+        return np.zeros(bone.shape, dtype=bool)
     cartilage = keep[labels]
     cartilage |= morphology.dilation(cartilage, params.cartilage_rim_mm + step, cs) & thin & rim
     full = morphology.repeat_blocks(cartilage, factors, ct.shape) & allowed & ~bone
     # blocks that hold a bone voxel were left out above: take their cartilage-density voxels next to
     # the pieces found, at full resolution (one block's width)
     fine = allowed & ~bone & (ct >= params.cartilage_min_hu) & (ct < params.cartilage_max_hu)
-    return grow_into(full, fine, max(factors[1:]) - 1) if full.any() else full
+    return grow_into(full, fine, max(factors[1:]) - 1)

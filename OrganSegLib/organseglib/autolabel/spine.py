@@ -61,59 +61,74 @@ def grow_into(seed: np.ndarray, allowed: np.ndarray, steps: int) -> np.ndarray:
     return out
 
 
-def _spine_zone(body: np.ndarray, spacing, half_width_mm: float, dorsal: float) -> tuple[np.ndarray, np.ndarray]:
-    """Broadcastable masks ``[k, 1, i]`` and ``[k, j, 1]``: within ``half_width_mm`` of the midline, and
-    at least ``dorsal`` deep from the body's front (where the spine lies)."""
+def _spine_zone(body: np.ndarray, spacing, half_width_mm: float, dorsal: float, margin_mm: float):
+    """Where the spine lies: within ``half_width_mm`` of the midline and at least ``dorsal`` deep from
+    the body's front. Returns ``(box, zone)``: the box holding that zone plus ``margin_mm`` in the
+    axial plane (the rules below work inside it only), and the zone as a boolean array of the box's
+    shape; ``box`` is None where the zone is empty."""
     offset = offset_from_midline_mm(body, spacing[2])
     depth = depth_front_to_back(body)
     with np.errstate(invalid="ignore"):
-        return (np.abs(offset) <= half_width_mm)[:, None, :], (depth >= dorsal)[:, :, None]
+        midline = np.abs(offset) <= half_width_mm  # [k, i]
+        back = depth >= dorsal  # [k, j]
+    cols, rows = np.flatnonzero(midline.any(axis=0)), np.flatnonzero(back.any(axis=0))
+    if cols.size == 0 or rows.size == 0:
+        return None, None
+    mj, mi = (int(np.ceil(margin_mm / float(s))) + 1 for s in spacing[1:])
+    box = (slice(None), slice(max(rows[0] - mj, 0), min(rows[-1] + mj + 1, body.shape[1])),
+           slice(max(cols[0] - mi, 0), min(cols[-1] + mi + 1, body.shape[2])))
+    zone = midline[:, None, box[2]] & back[:, box[1], None]
+    return box, zone
+
+
+def _in_full(shape, box, sub: np.ndarray) -> np.ndarray:
+    out = np.zeros(shape, dtype=bool)
+    out[box] = sub
+    return out
 
 
 def intervertebral_discs(bone: np.ndarray, skeleton: np.ndarray, ct: np.ndarray, spacing, body: np.ndarray,
                          params) -> np.ndarray:
     """The intervertebral discs among the voxels of ``bone`` that are not ``skeleton``."""
-    candidates = bone & ~skeleton & (ct < params.disc_max_hu)
-    midline, back = _spine_zone(body, spacing, params.disc_half_width_mm, params.disc_dorsal)
-    candidates &= midline
-    candidates &= back
+    box, zone = _spine_zone(body, spacing, params.disc_half_width_mm, params.disc_dorsal, params.enclosure_mm)
+    if box is None:
+        return np.zeros(bone.shape, dtype=bool)
+    skel = skeleton[box]
+    candidates = bone[box] & ~skel & (ct[box] < params.disc_max_hu) & zone
     if not candidates.any():
-        return candidates
-    between = morphology.enclosure_bits(skeleton, spacing, params.disc_span_mm, candidates, axes=(0,)) > 0
+        return _in_full(bone.shape, box, candidates)
+    between = morphology.enclosure_bits(skel, spacing, params.disc_span_mm, candidates, axes=(0,)) > 0
     candidates &= between
-    ringed = morphology.enclosure_bits(skeleton, spacing, params.enclosure_mm, candidates, axes=(1, 2)) > 0
-    return candidates & ~ringed
+    ringed = morphology.enclosure_bits(skel, spacing, params.enclosure_mm, candidates, axes=(1, 2)) > 0
+    return _in_full(bone.shape, box, candidates & ~ringed)
 
 
 def spinal_canal(bone: np.ndarray, skeleton: np.ndarray, ct: np.ndarray, spacing, body: np.ndarray,
                  params) -> np.ndarray:
     """The spinal canal among the voxels of ``bone`` that are not ``skeleton`` (``params``: a
     ``BoneParams``); arrays ``[k, j, i]`` in LPS order."""
-    added = bone & ~skeleton
-    where = added & (ct >= params.canal_min_hu) & (ct < params.canal_max_hu)
-    midline, back = _spine_zone(body, spacing, params.canal_half_width_mm, params.canal_dorsal)
-    where &= midline
-    where &= back
     size = [1] + [max(1, int(round(2.0 * params.canal_smooth_mm / float(s))) | 1) for s in spacing[1:]]
-    box = mask_bounding_box(where, margin=[0] + [n // 2 for n in size[1:]])
+    box, zone = _spine_zone(body, spacing, params.canal_half_width_mm, params.canal_dorsal,
+                            params.canal_smooth_mm + params.canal_rim_mm + 2.0 * max(spacing[1:]))
     if box is None:
         return np.zeros(bone.shape, dtype=bool)
-    mean = ndi.uniform_filter(ct[box].astype(np.float32), size=size, mode="nearest")
-    fluid = np.zeros(bone.shape, dtype=bool)
-    fluid[box] = where[box] & (mean < params.canal_max_hu)
+    sub_ct = ct[box]
+    added = bone[box] & ~skeleton[box]
+    where = added & (sub_ct >= params.canal_min_hu) & (sub_ct < params.canal_max_hu) & zone
+    if not where.any():
+        return _in_full(bone.shape, box, where)
+    mean = ndi.uniform_filter(sub_ct.astype(np.float32), size=size, mode="nearest")
+    fluid = where & (mean < params.canal_max_hu)
     if not fluid.any():
-        return fluid
+        return _in_full(bone.shape, box, fluid)
     # along the body axis the volume's first and last slices count as bone: what lies beyond the field
     # of view is unknown, and a vertebra cut by it keeps its marrow (the canal, open over the whole
     # scan, is still open unless the scan is shorter than enclosure_mm)
-    rows = mask_bounding_box(fluid)
-    box = (slice(None),) + tuple(rows[1:])
     pad = ((1, 1), (0, 0), (0, 0))
     closed = morphology.enclosure_bits(np.pad(skeleton[box], pad, constant_values=True), spacing,
-                                       params.enclosure_mm, np.pad(fluid[box], pad), axes=(0,))[1:-1] > 0
-    canal = fluid.copy()
-    canal[box] &= ~closed
+                                       params.enclosure_mm, np.pad(fluid, pad), axes=(0,))[1:-1] > 0
+    canal = fluid & ~closed
     steps = int(round(params.canal_rim_mm / min(float(spacing[1]), float(spacing[2]))))
     if steps > 0 and canal.any():
-        canal = grow_into(canal, added & (ct < params.canal_rim_hu), steps)
-    return canal
+        canal = grow_into(canal, added & (sub_ct < params.canal_rim_hu), steps)
+    return _in_full(bone.shape, box, canal)
