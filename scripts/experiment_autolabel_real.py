@@ -6,6 +6,8 @@ pools and organs, lung voxels far from lung-density tissue, and border-touching 
     python scripts/experiment_autolabel_real.py                 # our defaults
     python scripts/experiment_autolabel_real.py --paper         # the paper's labelers exactly
     python scripts/experiment_autolabel_real.py --png /tmp/rev  # also write PNG overlays there
+    python scripts/experiment_autolabel_real.py --bone-off canal,discs,cartilage,fill_before_guard  # without
+        # the bone rules of issue 12's second round (BoneParams switches set to False)
 
 Nothing derived from ircad1_07 is written into the repository (its licence is CC BY-NC-ND): PNGs go
 where ``--png`` says (keep them out of the repository).
@@ -80,6 +82,14 @@ def case_metrics(name: str, ct: Volume, labels: np.ndarray, report: dict, masks:
             out[f"bone_in_{organ}_ml"] = round(ml(bone & masks[organ], ct), 2)
     far = far_from_lung_density(lungs, arr, sp)
     out["lung_far_ml"] = round(ml(far, ct), 2)
+    if name == "chest_cropped_totalseg":
+        # thick blood-density regions (heart chambers, aorta: 400-650 HU after 2 mm smoothing, >= 4 mm
+        # from their edge, grown 3 voxels within the band), independent of the labeler's own pool mask
+        sm = ndi.gaussian_filter(arr.astype(np.float32), [2.0 / s for s in sp])
+        band = (sm >= 400) & (sm <= 650)
+        thick = ndi.binary_dilation(ndi.distance_transform_edt(band, sampling=sp) >= 4.0, iterations=3) & band
+        out["blood_ml"] = round(ml(thick, ct), 1)
+        out["bone_in_blood_ml"] = round(ml(bone & thick, ct), 2)
     if lungs.any():
         ends = [k for k in range(arr.shape[0]) if lungs[k].any()]
         out["lung_end_slices_median_hu"] = [round(float(np.median(arr[k][lungs[k]]))) for k in (ends[0], ends[-1])]
@@ -114,8 +124,14 @@ def main() -> int:
     ap.add_argument("--paper", action="store_true", help="the paper's labelers exactly")
     ap.add_argument("--png", type=Path, default=None, help="write PNG overlays into this folder")
     ap.add_argument("--cases", default=",".join(ALL))
+    ap.add_argument("--bone-off", default="", help="comma-separated BoneParams switches to set False")
     args = ap.parse_args()
     params = AutoLabelParams.paper() if args.paper else AutoLabelParams()
+    off = [o for o in args.bone_off.split(",") if o]
+    if off:
+        import dataclasses
+
+        params = dataclasses.replace(params, bone=dataclasses.replace(params.bone, **{o: False for o in off}))
     rows = []
     for name, ct, masks in load_cases(args.cases.split(",")):
         t = time.perf_counter()

@@ -42,12 +42,30 @@ def test_contrast_blood_pools_are_not_bone(chest):
     labels, report = autolabel_with_report(ct, "bone")
     paper, _ = autolabel_with_report(ct, "bone", params=AutoLabelParams.paper())
     ours_d, paper_d = dice(labels.array == BONE, truth), dice(paper.array == BONE, truth)
-    # measured 0.912 (ours) and 0.821 (paper); the issue's goal of 0.95 is not reached: the pools'
-    # partial-volume rim along the spine and ribs still reads as bone (about 20 mL here)
-    assert ours_d >= 0.89 and ours_d >= paper_d + 0.05
+    # measured 0.925 (ours; 0.912 before the disc rule) and 0.821 (paper); the issue's goal of 0.95 is
+    # not reached: the pools' partial-volume rim along the spine and ribs still reads as bone (about
+    # 20 mL here), and the partial-volume edge step (made for hand-drawn masks) adds a voxel of rim
+    assert ours_d >= 0.90 and ours_d >= paper_d + 0.05
     assert 400 <= report["bone"]["blood_level_hu"] <= 560  # the contrast level read off the pools
     assert report["bone"]["blood_pool_ml"] >= 0.8 * pools.sum() * ml
     assert float((labels.array == BONE)[pools].sum()) * ml <= 30.0
+
+
+@pytest.mark.slow
+def test_arterial_phase_patient_phantom_keeps_the_ribs():
+    """Patient-like phantom in the arterial phase: blood at 513 HU, every rib a separate piece whose
+    90th percentile (638-640 HU) is below the contrast level + 150 HU; they are as dense as the spine
+    (640 HU), so they are kept (``piece_below_skeleton_hu``). Measured bone Dice 0.973 (0.846 with
+    the rule off: all ribs dropped)."""
+    p = make_phantom(seed=3, region="both", size="small", realism="patient", contrast=True, phase="arterial")
+    truth = p.labels.array == BONE
+    labels, report = autolabel_with_report(p.ct, "bone")
+    bone = labels.array == BONE
+    assert report["bone"]["blood_level_hu"] is not None and report["bone"]["pieces"] >= 10
+    assert dice(bone, truth) >= 0.95 and bone[truth].mean() >= 0.95
+    off, _ = autolabel_with_report(p.ct, "bone", params=AutoLabelParams(bone=BoneParams(
+        piece_below_skeleton_hu=float("inf"))))
+    assert dice(off.array == BONE, truth) < dice(bone, truth) - 0.05
 
 
 @pytest.mark.slow

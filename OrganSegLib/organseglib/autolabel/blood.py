@@ -47,7 +47,7 @@ class BloodPools:
     cores: list
 
 
-def _block_mean_max(ct: np.ndarray, strides: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def block_mean_max(ct: np.ndarray, strides: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Means and maxima of ``ct`` over blocks of ``strides`` voxels (a partial last block of an axis:
     over the voxels it has)."""
     shape = tuple(-(-n // t) for n, t in zip(ct.shape, strides))
@@ -72,7 +72,7 @@ def find_blood_pools(ct: np.ndarray, allowed: np.ndarray, spacing: tuple[float, 
     strides = morphology.block_factors(spacing, params.coarse_mm)
     cs = tuple(a * b for a, b in zip(spacing, strides))
     # block means average the noise and speckle of the blood away; block maxima keep thin cortex
-    coarse_ct, coarse_max = _block_mean_max(ct, strides)
+    coarse_ct, coarse_max = block_mean_max(ct, strides)
     coarse_allowed = allowed[tuple(slice(None, None, t) for t in strides)][tuple(slice(0, n) for n in coarse_ct.shape)]
     r = params.blood_core_mm
     step = max(cs)

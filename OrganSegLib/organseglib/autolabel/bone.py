@@ -10,17 +10,27 @@ exactly; every deviation below is a named parameter):
 3. the paper keeps the largest 26-connected component (the skeleton). Ours (``keep_pieces``) also
    keeps every other piece that looks like bone: at least ``piece_min_ml`` and a 90th percentile of at
    least ``piece_p90_hu`` and ``piece_above_blood_hu`` above the blood's contrast level (cortex is
-   denser than contrast blood; an enhancing kidney or spleen is a plateau just above 200 HU). Ribs,
+   denser than contrast blood; an enhancing kidney or spleen is a plateau just above 200 HU), or at
+   least the skeleton's own 90th percentile less ``piece_below_skeleton_hu`` where that is lower
+   (ribs as dense as the spine, on a scan whose bone is barely denser than the blood). Ribs,
    clavicles, scapulae, humeri and a sternum that the field of view cuts off the spine are such pieces;
 4. closing by a 25 mm-diameter ball, to fill the gaps in the cortex (exact, ``organseglib.morphology``);
 5. keep the voxels >= tau1 = 0 HU (removes the fat the closing filled between bones);
 6. ours, the soft-tissue guard: of the voxels the closing added, those of muscle or fluid density
    (tau1 <= HU < ``soft_hu`` = 100) stay only where the skeleton encloses them along at least two
    axes within ``enclosure_mm`` (marrow), not in the muscle the closing bridges between bones;
-7. fill the holes of each axial slice (marrow), up to ``max_hole_mm2``;
+7. fill the holes of each axial slice (marrow), up to ``max_hole_mm2`` (ours, ``fill_before_guard``:
+   also before step 6, so that the marrow of a vertebra whose cortical ring has gaps of muscle density
+   is not opened by the guard; measured on abdomen_totalseg's osteoporotic vertebrae);
+7b. ours, the spinal canal (``spine.py``, ``canal_*``): fluid ringed by the vertebra in the slice but
+   open along the body axis, on the midline in the back half of the body, is not marrow;
+7c. ours, the intervertebral discs (``spine.py``, ``disc_*``): soft tissue between two endplates close
+   together, with no cortical ring in its slice, is not bone;
 8. ours, the partial-volume edge: the voxels next to the bone (``edge_voxels`` steps of 6-neighbours)
    of at least ``edge_hu``: a voxel a tenth cortex and the rest muscle reads about 100 HU, so the
-   200 HU contour lies inside the bone's surface (hand-drawn masks follow the visible edge).
+   200 HU contour lies inside the bone's surface (hand-drawn masks follow the visible edge);
+9. ours, costal cartilage (``cartilage.py``, ``cartilage_*``): thin bars of 90-200 HU continuing the
+   ribs in the front third of the body, beside the midline, which hand-drawn masks count as bone.
 """
 
 from __future__ import annotations
@@ -37,6 +47,8 @@ from ..errors import InputError
 from ..progress import ProgressCallback, null_progress
 from ..boxes import mask_bounding_box
 from .blood import BloodPools, find_blood_pools
+from .spine import grow_into, intervertebral_discs, spinal_canal
+from .cartilage import costal_cartilage
 from .noise import NoiseParams, smoothed_if_noisy
 
 log = logging.getLogger(__name__)
@@ -70,6 +82,7 @@ class BoneParams:
     piece_min_ml: float = 1.0  # smaller dense specks: vessel calcifications, clips, noise
     piece_p90_hu: float = 280.0  # measured: bone pieces 295-850 HU (3 mm and 0.8 mm scans), kidneys 225
     piece_above_blood_hu: float = 150.0  # contrast blood ~ level; its leftovers stay below level + 150
+    piece_below_skeleton_hu: float = 50.0  # ... or reach the largest component's 90th percentile minus this
     piece_pool_mm: float = 3.0  # a piece with more than piece_pool_fraction of its voxels this close
     piece_pool_fraction: float = 0.3  # to a blood pool is its wall or rim (1.0: test off)
     # ours, step 8: partial-volume edge
@@ -82,12 +95,43 @@ class BoneParams:
     # ours: the closing on blocks of about this size (morphology.coarse; 0: exact on the native grid,
     # the paper); tau1 and the soft-tissue guard trim its blocky edge
     grid_mm: float = 1.6
+    # ours, step 7 also before step 6: fill the holes of each slice before the soft-tissue guard too,
+    # so that marrow whose cortical ring has gaps below soft_hu (an osteoporotic vertebra) is kept
+    fill_before_guard: bool = True
+    # ours, step 7b (spine.py): the spinal canal, ringed by the vertebra but not marrow
+    canal: bool = True
+    canal_min_hu: float = -150.0  # epidural fat (-100) counts, gas does not
+    canal_max_hu: float = 60.0  # CSF 0-15, cord 30-40 HU; measured: what the rule removes has median 9-32 HU
+    canal_smooth_mm: float = 2.0  # in-plane half-width of the mean that must stay below canal_max_hu
+    canal_half_width_mm: float = 15.0  # the lumbar canal is 20-25 mm wide
+    canal_dorsal: float = 0.5  # in the back half of the body (depth front to back, 0-1)
+    canal_rim_mm: float = 1.0  # its partial-volume rim goes with it (0 steps on 3 mm voxels)
+    canal_rim_hu: float = 150.0
+    # ours, step 7c (spine.py): the intervertebral discs the closing bridges
+    discs: bool = True
+    disc_max_hu: float = 120.0  # fibrocartilage 70-120 HU (nucleus to annulus)
+    disc_span_mm: float = 20.0  # endplate to endplate across a disc (about 10 mm high), not a vertebra (25-30)
+    disc_half_width_mm: float = 30.0  # where the spine is: a lumbar vertebral body is about 45 mm wide
+    disc_dorsal: float = 0.4  # and its front lies about halfway back (depth front to back, 0-1)
+    # ours, step 9 (cartilage.py): costal cartilage continuing the ribs
+    cartilage: bool = True
+    cartilage_min_hu: float = 90.0  # measured: costal cartilage median 100-101 HU on both references
+    cartilage_max_hu: float = 200.0  # above it, tau2: bone
+    cartilage_thick_mm: float = 8.0  # in-plane radius of what is too thick to be a costal cartilage
+    cartilage_margin_mm: float = 3.0  # nor this close to such thick tissue (an organ's fringe)
+    cartilage_rim_mm: float = 3.0  # the bone's partial-volume rim, crossed to reach it
+    cartilage_grid_mm: float = 2.0  # block means of about this size
+    cartilage_min_ml: float = 1.0
+    cartilage_max_ml: float = 50.0  # measured pieces 1-26 mL; leaks along bowel walls 48-570 mL
+    cartilage_front: float = 0.33  # mean depth front to back at most (measured 0.09-0.24)
+    cartilage_lateral_mm: float = 12.0  # mean offset from the midline at least (measured 18-103 mm)
 
     @classmethod
     def paper(cls) -> "BoneParams":
         """The paper's labeler exactly (III-C): largest component, closing, tau1, slice holes."""
         return cls(soft_hu=0.0, blood_core_mm=0.0, keep_pieces=False, edge_voxels=0, smooth=False,
-                   max_hole_mm2=float("inf"), grid_mm=0.0)
+                   max_hole_mm2=float("inf"), grid_mm=0.0, fill_before_guard=False, canal=False, discs=False,
+                   cartilage=False)
 
     def __post_init__(self) -> None:
         if not -500.0 <= self.tau1_hu < self.tau2_hu <= 2000.0:
@@ -112,6 +156,34 @@ class BoneParams:
             raise InputError(f"grid_mm must be between 0 (exact) and 5 mm; got {self.grid_mm!r}")
         if not 0.0 <= self.blood_rim_cortex <= 1.0:
             raise InputError(f"blood_rim_cortex is a fraction in [0, 1]; got {self.blood_rim_cortex!r}")
+        if not (-1000.0 <= self.canal_min_hu < self.canal_max_hu <= self.canal_rim_hu <= self.tau2_hu
+                and self.canal_smooth_mm >= 0 and self.canal_half_width_mm > 0 and 0.0 <= self.canal_dorsal <= 1.0
+                and 0.0 <= self.canal_rim_mm <= 5.0):
+            raise InputError(
+                "spinal canal rule: need -1000 <= canal_min_hu < canal_max_hu <= canal_rim_hu <= tau2_hu, "
+                "canal_smooth_mm >= 0, canal_half_width_mm > 0, canal_dorsal in [0, 1], canal_rim_mm in [0, 5]; got "
+                f"{self.canal_min_hu!r}, {self.canal_max_hu!r}, {self.canal_rim_hu!r}, {self.canal_smooth_mm!r}, "
+                f"{self.canal_half_width_mm!r}, {self.canal_dorsal!r}, {self.canal_rim_mm!r}")
+        if not (self.tau1_hu < self.disc_max_hu <= self.tau2_hu and 0 < self.disc_span_mm < self.enclosure_mm
+                and self.disc_half_width_mm > 0 and 0.0 <= self.disc_dorsal <= 1.0):
+            raise InputError(f"intervertebral disc rule: need tau1_hu < disc_max_hu <= tau2_hu, 0 < disc_span_mm < "
+                             f"enclosure_mm ({self.enclosure_mm!r}), disc_half_width_mm > 0, disc_dorsal in [0, 1]; got "
+                             f"{self.disc_max_hu!r}, {self.disc_span_mm!r}, {self.disc_half_width_mm!r}, "
+                             f"{self.disc_dorsal!r}")
+        if not (self.tau1_hu <= self.cartilage_min_hu < self.cartilage_max_hu <= self.tau2_hu
+                and 0 < self.cartilage_thick_mm <= 50 and self.cartilage_margin_mm >= 0 and self.cartilage_rim_mm >= 0
+                and 0.5 <= self.cartilage_grid_mm <= 10 and 0 <= self.cartilage_min_ml <= self.cartilage_max_ml
+                and 0.0 <= self.cartilage_front <= 1.0 and self.cartilage_lateral_mm >= 0):
+            raise InputError(
+                "costal cartilage rule: need tau1_hu <= cartilage_min_hu < cartilage_max_hu <= tau2_hu, "
+                "cartilage_thick_mm in (0, 50], margin and rim >= 0 mm, cartilage_grid_mm in [0.5, 10], "
+                "0 <= cartilage_min_ml <= cartilage_max_ml, cartilage_front in [0, 1], cartilage_lateral_mm >= 0; got "
+                f"{self.cartilage_min_hu!r}, {self.cartilage_max_hu!r}, {self.cartilage_thick_mm!r}, "
+                f"{self.cartilage_margin_mm!r}, {self.cartilage_rim_mm!r}, {self.cartilage_grid_mm!r}, "
+                f"{self.cartilage_min_ml!r}, {self.cartilage_max_ml!r}, {self.cartilage_front!r}, "
+                f"{self.cartilage_lateral_mm!r}")
+        if not self.piece_below_skeleton_hu >= 0:
+            raise InputError(f"piece_below_skeleton_hu must be >= 0 HU (inf: off); got {self.piece_below_skeleton_hu!r}")
         if self.piece_min_ml < 0 or self.edge_voxels not in (0, 1, 2, 3):
             raise InputError(f"piece_min_ml must be >= 0 mL and edge_voxels 0-3; got {self.piece_min_ml!r}, "
                              f"{self.edge_voxels!r}")
@@ -128,6 +200,9 @@ class BoneReport:
     blood_pool_ml: float = 0.0
     blood_level_hu: Optional[float] = None
     soft_tissue_ml: float = 0.0  # filled by the closing but left out by the soft-tissue guard
+    canal_ml: float = 0.0  # spinal canal left out (spine.py)
+    disc_ml: float = 0.0  # intervertebral discs left out (spine.py)
+    cartilage_ml: float = 0.0  # costal cartilage added (cartilage.py)
     noise_sd_hu: Optional[float] = None
     warnings: list = field(default_factory=list)
 
@@ -164,6 +239,11 @@ def _select_pieces(dense: np.ndarray, ct: np.ndarray, voxel_ml: float, params: B
         if largest is None:
             largest = index  # the paper's skeleton: the largest (that is not a pool's wall)
             keep[index] = True
+            if pools.level_hu is not None and params.keep_pieces and np.isfinite(params.piece_below_skeleton_hu):
+                # a piece need not be brighter than the patient's own skeleton (thick slices, thin or
+                # osteoporotic cortex: bone barely above the contrast level + piece_above_blood_hu)
+                own = float(np.percentile(ct[box][mine], 90)) - params.piece_below_skeleton_hu
+                need = max(params.piece_p90_hu, min(need, own))
             continue
         if float(np.percentile(ct[box][mine], 90)) >= need:
             keep[index] = True
@@ -174,24 +254,13 @@ def _select_pieces(dense: np.ndarray, ct: np.ndarray, voxel_ml: float, params: B
 
 
 def _edge(bone: np.ndarray, ct: np.ndarray, allowed: np.ndarray, params: BoneParams) -> np.ndarray:
-    """Step 8, on the bone's bounding box: grow by 6-neighbour steps into voxels >= edge_hu."""
+    """Step 8: grow by 6-neighbour steps into voxels >= edge_hu (on the bone's bounding box)."""
     box = mask_bounding_box(bone, margin=[params.edge_voxels] * 3)
     if box is None:
         return bone
-    sub = bone[box]
-    ok = (ct[box] >= params.edge_hu) & allowed[box]
-    for _ in range(params.edge_voxels):
-        grown = sub.copy()
-        for axis in range(3):
-            a = [slice(None)] * 3
-            b = [slice(None)] * 3
-            a[axis], b[axis] = slice(1, None), slice(None, -1)
-            grown[tuple(a)] |= sub[tuple(b)]
-            grown[tuple(b)] |= sub[tuple(a)]
-        sub = grown & (ok | sub)
-    out = bone.copy()
-    out[box] = sub
-    return out
+    ok = np.zeros(bone.shape, dtype=bool)
+    ok[box] = (ct[box] >= params.edge_hu) & allowed[box]
+    return grow_into(bone, ok, params.edge_voxels)
 
 
 def _drop_bridged_soft_tissue(bone: np.ndarray, skeleton: np.ndarray, ct: np.ndarray,
@@ -283,14 +352,37 @@ def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.nda
     progress(0.8, "threshold and fill")
     bone &= ct >= params.tau1_hu
     bone &= allowed
+    area_px = params.max_hole_mm2 / (spacing[1] * spacing[2])
+    if params.fill_before_guard:
+        bone = morphology.fill_small_holes_per_slice(bone, area_px)
+        bone &= allowed
     if params.soft_hu > params.tau1_hu:
         report.soft_tissue_ml = round(float(_drop_bridged_soft_tissue(bone, skeleton, ct, spacing, params)) * voxel_ml, 1)
-    del skeleton
-    area_px = params.max_hole_mm2 / (spacing[1] * spacing[2])
     bone = morphology.fill_small_holes_per_slice(bone, area_px)
     bone &= allowed  # a blood pool or table piece ringed by bone in a slice is not marrow
+    edge_allowed = allowed
+    if params.canal:
+        canal = spinal_canal(bone, skeleton, ct, spacing, body, params)
+        report.canal_ml = round(float((canal & bone).sum()) * voxel_ml, 1)
+        bone &= ~canal
+        edge_allowed = allowed & ~canal  # the edge step does not grow back into it
+        del canal
+    if params.discs:
+        discs = intervertebral_discs(bone, skeleton, ct, spacing, body, params)
+        report.disc_ml = round(float(discs.sum()) * voxel_ml, 1)
+        bone &= ~discs
+        edge_allowed = edge_allowed & ~discs
+        del discs
+    del skeleton
     if params.edge_voxels > 0:
-        bone = _edge(bone, ct, allowed, params)
+        bone = _edge(bone, ct, edge_allowed, params)
+    del edge_allowed
+    if params.cartilage:
+        progress(0.9, "costal cartilage")
+        cartilage = costal_cartilage(bone, ct, allowed, body, spacing, params)
+        report.cartilage_ml = round(float(cartilage.sum()) * voxel_ml, 1)
+        bone |= cartilage
+        del cartilage
     if ignore is not None:
         bone &= ~ignore
     progress(1.0, "bone done")

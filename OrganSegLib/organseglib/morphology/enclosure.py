@@ -83,3 +83,32 @@ def enclosed_axes(mask: np.ndarray, spacing: Sequence[float], max_span_mm: float
         hits += _enclosed_along(sub, coords, axis, max_span_mm / float(spacing[axis]) + 1e-9)
     count[box][coords] = hits
     return count
+
+
+
+def enclosure_bits(mask: np.ndarray, spacing: Sequence[float], max_span_mm: float,
+                   where: np.ndarray, axes: Sequence[int] = (0, 1, 2)) -> np.ndarray:
+    """Like ``enclosed_axes``, but says along *which* axes: bit ``a`` (value ``1 << a``) is set where
+    ``mask`` encloses the voxel along array axis ``a`` within ``max_span_mm``; only the voxels of
+    ``where`` are answered (the others get 0), and only the ``axes`` asked for are tested. The bone
+    labeler tells the spinal canal (enclosed in the axial plane, open along the body axis) from the
+    marrow of a vertebral body (closed by its endplates along the body axis too) by it."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 3 or len(spacing) != 3 or np.shape(where) != mask.shape:
+        raise InputError(f"enclosure_bits needs a 3D mask, three spacings and a where mask of the same shape; got "
+                         f"{mask.shape}, {spacing!r} and {np.shape(where)}")
+    if not max_span_mm >= 0 or not set(axes) <= {0, 1, 2}:
+        raise InputError(f"max_span_mm must be >= 0 and axes among 0, 1, 2; got {max_span_mm!r}, {axes!r}")
+    bits = np.zeros(mask.shape, dtype=np.uint8)
+    margin = [int(np.ceil(max_span_mm / float(s))) if a in axes else 0 for a, s in enumerate(spacing)]
+    box = mask_bounding_box(where, margin=margin)
+    if box is None:
+        return bits
+    sub = np.ascontiguousarray(mask[box])
+    coords = np.nonzero(where[box])
+    hits = np.zeros(coords[0].shape, dtype=np.uint8)
+    for axis in sorted(set(axes)):
+        found = _enclosed_along(sub, coords, axis, max_span_mm / float(spacing[axis]) + 1e-9)
+        hits |= found.astype(np.uint8) << axis
+    bits[box][coords] = hits
+    return bits
