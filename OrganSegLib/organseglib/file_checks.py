@@ -192,10 +192,15 @@ def _count_data(chunks: Iterator[bytes], header: NiftiHeader, source: str) -> in
         nonfinite += int(values.size - np.count_nonzero(np.isfinite(values)))
         pending = data[usable:].tobytes()
     if nonfinite:
-        raise NotCTError(f"{source}: {nonfinite} voxels are NaN or infinite (SimpleITK would silently read them "
-                         "as 0, soft tissue in a CT); replace them (in a CT with −1000 HU outside the field of view) "
-                         "and save again")
+        raise nonfinite_error(source, nonfinite)
     return max(0, seen - header.vox_offset)
+
+
+def nonfinite_error(source: str, count: int) -> NotCTError:
+    """The error for ``count`` NaN or infinite voxels in the file ``source`` (already quoted)."""
+    return NotCTError(f"{source}: {count} voxels are NaN or infinite (SimpleITK would silently read them "
+                      "as 0, soft tissue in a CT); replace them (in a CT with −1000 HU outside the field of view) "
+                      "and save again")
 
 
 def _raw_chunks(path: Path) -> Iterator[bytes]:
