@@ -142,3 +142,53 @@ def test_select_labels(ids):
     labels = np.arange(60, dtype=np.uint32).reshape(3, 4, 5) % 10
     expected = np.isin(labels, ids) & (labels > 0)
     np.testing.assert_array_equal(M.components.select_labels(labels, np.array(ids, dtype=np.int64)), expected)
+
+
+@pytest.mark.parametrize("seed", range(10))
+@pytest.mark.parametrize("always_by_parts", [False, True])
+def test_erosion_by_parts_equals_erosion(seed, always_by_parts, monkeypatch):
+    """Thick pockets (some cut by the array border), thin bridges and specks: same erosion, voxel for
+    voxel (also with the parts forced where they would not save time)."""
+    from organseglib.morphology import thick
+    from organseglib.morphology.thick import erosion_by_parts
+
+    if always_by_parts:
+        monkeypatch.setattr(thick, "WORTH", float("inf"))
+
+    rng = np.random.default_rng(200 + seed)
+    shape = (int(rng.integers(12, 30)), int(rng.integers(20, 40)), int(rng.integers(20, 40)))
+    mask = _blobs(rng, shape, fraction=float(rng.uniform(0.15, 0.6)), sigma=float(rng.uniform(1.0, 3.0)))
+    spacing = (float(rng.uniform(0.6, 2.5)), float(rng.uniform(0.5, 1.0)), float(rng.uniform(0.5, 1.0)))
+    for radius in (0.0, 1.0, 2.5, float(rng.uniform(1.5, 4.0))):
+        np.testing.assert_array_equal(erosion_by_parts(mask, radius, spacing), M.erosion(mask, radius, spacing))
+
+
+def test_erosion_by_parts_two_pockets_hand_worked():
+    """Two separate thick boxes far apart: each eroded on its own box; a thin plate between them
+    vanishes; a box cut by the array's face keeps its cut face."""
+    from organseglib.morphology.thick import _cube_half, erosion_by_parts
+
+    mask = np.zeros((20, 60, 60), bool)
+    mask[2:12, 3:15, 3:15] = True
+    mask[0:9, 40:57, 40:57] = True  # touches the first slice
+    mask[10:12, 20:35, 5:50] = True  # a plate two voxels thick
+    got = erosion_by_parts(mask, 2.0, (1.0, 1.0, 1.0))
+    np.testing.assert_array_equal(got, M.erosion(mask, 2.0, (1.0, 1.0, 1.0)))
+    assert got[4:10, 5:13, 5:13].all() and not got[11, 25, 25] and got[0, 45, 45]
+    assert _cube_half(M.make_ball(2.0, (1.0, 1.0, 1.0))) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("factors", [(1, 1, 1), (2, 3, 3), (3, 5, 5), (4, 1, 2)])
+@pytest.mark.parametrize("any_", [True, False])
+def test_pool_any_all_equals_reshape(factors, any_):
+    """Block any/all against padding to whole blocks (False pads for any, True for all) and reducing."""
+    from organseglib.morphology.coarse import _pool
+
+    rng = np.random.default_rng(3)
+    mask = rng.random((11, 13, 17)) < (0.3 if any_ else 0.9)
+    blocks = tuple(-(-n // f) for n, f in zip(mask.shape, factors))
+    padded = np.full(tuple(b * f for b, f in zip(blocks, factors)), not any_)
+    padded[:11, :13, :17] = mask
+    split = padded.reshape(blocks[0], factors[0], blocks[1], factors[1], blocks[2], factors[2])
+    expected = split.any(axis=(1, 3, 5)) if any_ else split.all(axis=(1, 3, 5))
+    np.testing.assert_array_equal(_pool(mask, factors, any_), expected)

@@ -34,6 +34,7 @@ import numpy as np
 
 from .. import morphology
 from ..boxes import mask_bounding_box
+from ..morphology.thick import erosion_by_parts
 from ..errors import InputError
 from ..progress import ProgressCallback, null_progress
 from .noise import NoiseParams, smoothed_if_noisy
@@ -165,7 +166,7 @@ def label_lungs(ct: np.ndarray, spacing: tuple[float, float, float], inside: np.
     progress(0.1, "erode air")
     # exact: on a coarser grid the thin gas of the main bronchi can vanish from the seeds, and then
     # no band keeps the two lungs from joining through the trachea (measured on chest_lung2)
-    seeds = morphology.erosion(air, radius, spacing)
+    seeds = erosion_by_parts(air, radius, spacing)  # = morphology.erosion, on the thick parts only
     del air
     if params.border_rule == "all":  # the paper's order: erode, then drop what touches a slice edge
         seeds = morphology.remove_border_connected_per_slice(seeds)

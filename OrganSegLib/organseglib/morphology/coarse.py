@@ -38,19 +38,31 @@ def block_factors(spacing: Sequence[float], grid_mm: float) -> tuple[int, ...]:
 
 
 def _pool(mask: np.ndarray, factors: tuple[int, ...], any_: bool) -> np.ndarray:
-    """Block ``any`` (or ``all``) of ``mask``; the last partial block of an axis counts what it has."""
-    out = None
-    for offsets in np.ndindex(*factors):
-        part = mask[tuple(slice(o, None, f) for o, f in zip(offsets, factors))]
-        if out is None:
-            out = part.copy()
-            continue
-        # a partial last block: the shifted slice is one shorter along that axis
-        region = tuple(slice(0, n) for n in part.shape)
-        if any_:
-            out[region] |= part
-        else:
-            out[region] &= part
+    """Block ``any`` (or ``all``) of ``mask``; the last partial block of an axis counts what it has.
+
+    The strided slices are combined slab by slab (a few MB along the first axis, in cache) rather
+    than across the whole volume: one pass over memory instead of one per voxel of a block."""
+    factors = tuple(int(f) for f in factors)
+    shape = tuple(-(-n // f) for n, f in zip(mask.shape, factors))
+    out = np.empty(shape, dtype=bool)
+    slab_blocks = max(1, (4 << 20) // max(1, factors[0] * (mask[0].nbytes if mask.shape[0] else 1)))
+    for c0 in range(0, shape[0], slab_blocks):
+        c1 = min(shape[0], c0 + slab_blocks)
+        slab = mask[c0 * factors[0]:c1 * factors[0]]
+        dest = out[c0:c1]
+        first = True
+        for offsets in np.ndindex(*factors):
+            part = slab[tuple(slice(o, None, f) for o, f in zip(offsets, factors))]
+            if first:  # offset 0 along every axis: the slice covers every block
+                dest[...] = part
+                first = False
+                continue
+            # a partial last block: the shifted slice is one shorter along that axis
+            region = tuple(slice(0, n) for n in part.shape)
+            if any_:
+                dest[region] |= part
+            else:
+                dest[region] &= part
     return out
 
 
