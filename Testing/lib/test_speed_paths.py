@@ -192,3 +192,15 @@ def test_pool_any_all_equals_reshape(factors, any_):
     split = padded.reshape(blocks[0], factors[0], blocks[1], factors[1], blocks[2], factors[2])
     expected = split.any(axis=(1, 3, 5)) if any_ else split.all(axis=(1, 3, 5))
     np.testing.assert_array_equal(_pool(mask, factors, any_), expected)
+
+
+@pytest.mark.parametrize("density", [0.01, 0.5])
+def test_lookup_sparse_and_dense(density):
+    rng = np.random.default_rng(11)
+    labels = np.where(rng.random((6, 7, 8)) < density, rng.integers(1, 30, (6, 7, 8)), 0).astype(np.uint32)
+    table = rng.random(30) < 0.5
+    table[0] = False
+    np.testing.assert_array_equal(M.components.lookup(table, labels), table[labels])
+    table[0] = True  # background looked up too: the plain gather
+    np.testing.assert_array_equal(M.components.lookup(table, labels), table[labels])
+    np.testing.assert_array_equal(M.components.lookup(table, labels.transpose(2, 0, 1)), table[labels.transpose(2, 0, 1)])

@@ -168,7 +168,7 @@ def _select_pieces(dense: np.ndarray, ct: np.ndarray, voxel_ml: float, params: B
             keep[index] = True
     if largest is None:
         return np.zeros(dense.shape, dtype=bool), 0, 0
-    skeleton = keep[labels]
+    skeleton = morphology.components.lookup(keep, labels)  # keep[labels], sparse
     return skeleton, int(sizes[keep].sum()), int(keep.sum()) - 1
 
 
