@@ -159,23 +159,26 @@ def test_erosion_by_parts_equals_erosion(seed, always_by_parts, monkeypatch):
     shape = (int(rng.integers(12, 30)), int(rng.integers(20, 40)), int(rng.integers(20, 40)))
     mask = _blobs(rng, shape, fraction=float(rng.uniform(0.15, 0.6)), sigma=float(rng.uniform(1.0, 3.0)))
     spacing = (float(rng.uniform(0.6, 2.5)), float(rng.uniform(0.5, 1.0)), float(rng.uniform(0.5, 1.0)))
-    for radius in (0.0, 1.0, 2.5, float(rng.uniform(1.5, 4.0))):
+    for radius in (0.0, 1.0, 2.5, 4.0, float(rng.uniform(1.5, 4.0))):
         np.testing.assert_array_equal(erosion_by_parts(mask, radius, spacing), M.erosion(mask, radius, spacing))
 
 
 def test_erosion_by_parts_two_pockets_hand_worked():
     """Two separate thick boxes far apart: each eroded on its own box; a thin plate between them
     vanishes; a box cut by the array's face keeps its cut face."""
-    from organseglib.morphology.thick import _cube_half, erosion_by_parts
+    from organseglib.morphology.thick import _blocks, erosion_by_parts
 
-    mask = np.zeros((20, 60, 60), bool)
-    mask[2:12, 3:15, 3:15] = True
-    mask[0:9, 40:57, 40:57] = True  # touches the first slice
-    mask[10:12, 20:35, 5:50] = True  # a plate two voxels thick
-    got = erosion_by_parts(mask, 2.0, (1.0, 1.0, 1.0))
-    np.testing.assert_array_equal(got, M.erosion(mask, 2.0, (1.0, 1.0, 1.0)))
-    assert got[4:10, 5:13, 5:13].all() and not got[11, 25, 25] and got[0, 45, 45]
-    assert _cube_half(M.make_ball(2.0, (1.0, 1.0, 1.0))) == (1, 1, 1)
+    spacing = (0.5, 0.5, 0.5)  # r = 2.5 mm: 5 voxels; blocks of 2 voxels, 1.63 mm left on their grid
+    factors, left = _blocks(M.make_ball(2.5, spacing))
+    assert factors == (2, 2, 2) and abs(left - (2.5 - np.sqrt(0.75))) < 1e-5
+    mask = np.zeros((30, 80, 80), bool)
+    mask[2:20, 5:25, 5:25] = True
+    mask[0:14, 50:75, 50:75] = True  # touches the first slice
+    mask[24:26, 30:45, 5:75] = True  # a plate two voxels (1 mm) thick
+    got = erosion_by_parts(mask, 2.5, spacing)
+    np.testing.assert_array_equal(got, M.erosion(mask, 2.5, spacing))
+    assert got[7:15, 10:20, 10:20].all() and not got[2:7, :40, :40].any() and not got[20:].any()
+    assert got[0, 60, 60] and not got[:, :, 76:].any()
 
 
 @pytest.mark.parametrize("factors", [(1, 1, 1), (2, 3, 3), (3, 5, 5), (4, 1, 2)])
