@@ -146,7 +146,7 @@ def _select_pieces(dense: np.ndarray, ct: np.ndarray, voxel_ml: float, params: B
     near = None
     if pools.level_hu is not None and params.piece_pool_fraction < 1.0:
         near = morphology.dilation_on_grid(pools.mask, params.piece_pool_mm, spacing, params.grid_mm)
-    stats = morphology.components.component_statistics(labels) if (params.keep_pieces or near is not None) else None
+    stats = morphology.components.component_statistics(labels, sizes) if (params.keep_pieces or near is not None) else None
     need = params.piece_p90_hu
     if pools.level_hu is not None:
         need = max(need, pools.level_hu + params.piece_above_blood_hu)

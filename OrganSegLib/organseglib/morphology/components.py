@@ -88,8 +88,6 @@ def reconstruct(marker: np.ndarray, mask: np.ndarray, connectivity: int = CONNEC
     box = mask_bounding_box(mask)
     if box is None:
         return out
-    if 2 * int(np.prod([b.stop - b.start for b in box])) > mask.size and mask.flags.c_contiguous:
-        return _marked(marker, mask, connectivity)  # most of the array: label it as is, no box copy
     out[box] = _marked(marker[box], mask[box], connectivity)
     return out
 
@@ -123,14 +121,13 @@ def lookup(table: np.ndarray, labels: np.ndarray) -> np.ndarray:
     0.2 s on 80 M voxels)."""
     table = np.asarray(table, dtype=bool)
     labels = np.asarray(labels)
-    if table.size == 0 or table[0] or not labels.flags.c_contiguous:
+    if table.size == 0 or table[0]:
         return table[labels]
-    flat = labels.reshape(-1)
-    if np.count_nonzero(flat) > flat.size // 8:
+    if np.count_nonzero(labels) > labels.size // 8:
         return table[labels]
-    where = np.flatnonzero(flat)
+    where = labels != 0  # a boolean index: much cheaper than np.flatnonzero of a uint32 map
     out = np.zeros(labels.shape, dtype=bool)
-    out.reshape(-1)[where] = table[flat[where]]
+    out[where] = table[labels[where]]
     return out
 
 
@@ -144,15 +141,18 @@ def _on_inner_faces(kept: np.ndarray, box: tuple, shape: tuple) -> bool:
     return False
 
 
-def component_statistics(labels: np.ndarray) -> dict:
+def component_statistics(labels: np.ndarray, sizes: Optional[np.ndarray] = None) -> dict:
     """``{"voxel_counts": array, "bounding_boxes": list}`` indexed by label (0: background), as
     ``cc3d.statistics`` gives them, without its centroids: fastremap counts and scipy's
     ``find_objects`` boxes (0.4 s instead of 0.7 s on a 512x512x305 label map). A label absent from
-    the map has count 0 and box None."""
-    ids, counts = fastremap.unique(labels, return_counts=True)
-    n = int(ids.max()) if ids.size else 0
-    sizes = np.zeros(n + 1, dtype=np.int64)
-    sizes[ids] = counts
+    the map has count 0 and box None. ``sizes``: the counts when the caller has them (``label``'s;
+    its background count is not used)."""
+    if sizes is None:
+        ids, counts = fastremap.unique(labels, return_counts=True)
+        n = int(ids.max()) if ids.size else 0
+        sizes = np.zeros(n + 1, dtype=np.int64)
+        sizes[ids] = counts
+    n = sizes.size - 1
     boxes = [tuple(slice(0, s) for s in labels.shape)] + list(ndi.find_objects(labels, max_label=n))
     return {"voxel_counts": sizes, "bounding_boxes": boxes}
 
