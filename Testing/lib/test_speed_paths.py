@@ -207,3 +207,20 @@ def test_lookup_sparse_and_dense(density):
     table[0] = True  # background looked up too: the plain gather
     np.testing.assert_array_equal(M.components.lookup(table, labels), table[labels])
     np.testing.assert_array_equal(M.components.lookup(table, labels.transpose(2, 0, 1)), table[labels.transpose(2, 0, 1)])
+
+
+def test_reuse_freed_memory_in_a_child_process():
+    """glibc: applied (True); the child then allocates, frees and reuses large arrays as before."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from organseglib.memory import reuse_freed_memory; ok = reuse_freed_memory(); "
+            "a = np.ones(50_000_000, bool); s1 = int(a.sum()); del a; b = np.zeros(50_000_000, bool); "
+            "print(ok, s1, int(b.sum()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[1:] == ["50000000", "0"]
+    if sys.platform.startswith("linux"):
+        import platform
+
+        if platform.libc_ver()[0] == "glibc":
+            assert out[0] == "True"
