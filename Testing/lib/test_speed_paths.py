@@ -224,3 +224,18 @@ def test_reuse_freed_memory_in_a_child_process():
 
         if platform.libc_ver()[0] == "glibc":
             assert out[0] == "True"
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_edt_erosion_direct_equals_scipy(seed):
+    """The EDT erosion thresholds the mask's own distance transform (no complements): same as scipy's
+    binary_erosion with outside = foreground, also for an all-True and an empty mask."""
+    from morphology_reference import reference
+
+    rng = np.random.default_rng(300 + seed)
+    spacing = (float(rng.uniform(0.7, 2.0)), float(rng.uniform(0.5, 1.0)), float(rng.uniform(0.5, 1.0)))
+    ball = M.make_ball(float(rng.uniform(1.0, 3.0)), spacing)
+    masks = [_blobs(rng, (12, 20, 18), 0.6, 2.0), np.ones((6, 7, 8), bool), np.zeros((6, 7, 8), bool)]
+    for mask in masks:
+        np.testing.assert_array_equal(M.erosion(mask, ball.radius_mm, spacing, method="edt"),
+                                      reference("erosion")(mask, ball.array))

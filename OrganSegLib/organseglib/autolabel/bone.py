@@ -206,7 +206,7 @@ def _drop_bridged_soft_tissue(bone: np.ndarray, skeleton: np.ndarray, ct: np.nda
     outside = morphology.enclosed_axes(skeleton, spacing, params.enclosure_mm, where=soft) < 2
     soft &= outside
     bone &= ~soft
-    return int(soft.sum())
+    return int(np.count_nonzero(soft))
 
 
 def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.ndarray,
@@ -257,7 +257,7 @@ def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.nda
                  pools.level_hu)
         dense &= ~pools.mask
         allowed = allowed & ~pools.mask
-    total = int(dense.sum())
+    total = int(np.count_nonzero(dense))
     progress(0.1, "dense components")
     skeleton, kept, report.pieces = _select_pieces(dense, ct, voxel_ml, params, pools, spacing)
     del dense
