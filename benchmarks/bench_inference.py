@@ -21,6 +21,11 @@ weights: speed does not depend on the weights. Stage times come from the progres
 (``--device cuda``) each child runs the segmentation once to warm up (cuDNN autotuning, allocator)
 and reports the second run, plus ``torch.cuda.max_memory_allocated``.
 Writes the figures, with the machine, to ``benchmarks/results/inference.md``.
+
+With ``--baseline-src DIR`` (an ``OrganSegLib`` folder of an earlier commit, e.g. exported with
+``git archive 2c94fcd OrganSegLib | tar -x -C /tmp/base``) each variant also runs with that tree, the
+two alternating ``--repeats`` times in the same run; the best of each is kept and the report adds the
+ratio baseline / ours (issue 11: segment's CPU speed and memory within ±10 % of the figures before it).
 """
 
 from __future__ import annotations
@@ -139,9 +144,20 @@ def child(npz: Path, variant: str, threads: int, device: str = "cpu") -> dict:
             "gpu_peak_mb": round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None}
 
 
+BASELINE = " (baseline src)"
+
+
 def ratios(rows: dict, variant: str) -> tuple[str, str]:
-    """(speed, memory) of ``variant`` relative to the ``plain`` baseline of the same case and run."""
-    base, r = rows.get("plain", {}), rows[variant]
+    """(speed, memory) of ``variant`` relative to the ``plain`` baseline of the same case and run, or,
+    for a row of ours with a ``--baseline-src`` row beside it, relative to that row."""
+    r = rows[variant]
+    if variant + BASELINE in rows and "seconds" in rows[variant + BASELINE]:
+        base = rows[variant + BASELINE]
+        return (f"{base['seconds'] / r['seconds']:.2f}× vs baseline src",
+                f"{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}× vs baseline src")
+    base = rows.get("plain", {})
+    if variant.endswith(BASELINE):
+        return "baseline src", "baseline src"
     if variant == "plain" or "seconds" not in base:
         return "baseline", "baseline"
     return f"{base['seconds'] / r['seconds']:.2f}×", f"{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}×"
@@ -186,6 +202,8 @@ def main() -> int:
     parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "organseg_bench"))
     parser.add_argument("--out", default=None,
                         help="report path (default benchmarks/results/inference.md, inference_cuda.md on CUDA)")
+    parser.add_argument("--baseline-src", default=None, help="an OrganSegLib folder to time beside this checkout")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per variant (and tree); the best is kept")
     parser.add_argument("--child", nargs=2, metavar=("NPZ", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -204,18 +222,39 @@ def main() -> int:
             print(f"{case}: skipped ({SHARED_CT} is absent)")
             continue
         results[case] = {}
+        trees = [("", None)] + ([(BASELINE, Path(args.baseline_src).resolve())] if args.baseline_src else [])
         for variant in args.variants.split(","):
-            proc = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--device", args.device,
-                                   "--child", str(npz), variant], capture_output=True, text=True)
-            if proc.returncode != 0:
-                results[case][variant] = {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "?"}
-                print(case, variant, "failed:", proc.stderr[-2000:], flush=True)
-                continue
-            r = results[case][variant] = json.loads(proc.stdout.strip().splitlines()[-1])
-            speed, memory = ratios(results[case], variant)
-            print(f"{case} {variant}: {r['seconds']:.2f} s (speed-up {speed}), peak RSS {r['peak_rss_mb']} MB ({memory} of plain)"
-                  + (f", GPU peak {r['gpu_peak_mb']} MB" if r.get("gpu_peak_mb") else "") + f"; {json.dumps(r)}",
-                  flush=True)
+            runs: dict = {}
+            for _ in range(max(1, args.repeats)):
+                for tag, src in reversed(trees):  # the baseline first, then ours, alternating
+                    env = dict(os.environ)
+                    if src is not None:
+                        env["PYTHONPATH"] = os.pathsep.join([str(src), str(REPO / "CUDAAugment")])
+                    proc = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--device",
+                                           args.device, "--child", str(npz), variant],
+                                          capture_output=True, text=True, env=env)
+                    if proc.returncode != 0:
+                        runs.setdefault(tag, []).append({"error": proc.stderr.strip().splitlines()[-1]
+                                                         if proc.stderr else "?"})
+                        print(case, variant + tag, "failed:", proc.stderr[-2000:], flush=True)
+                        continue
+                    runs.setdefault(tag, []).append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            for tag, _ in reversed(trees):
+                ok = [r for r in runs.get(tag, []) if "seconds" in r]
+                best = min(ok, key=lambda r: r["seconds"]) if ok else runs.get(tag, [{"error": "?"}])[0]
+                if ok:
+                    best = dict(best, all_seconds=[r["seconds"] for r in ok],
+                                peak_rss_mb=max(r["peak_rss_mb"] for r in ok))
+                results[case][variant + tag] = best
+            for tag, _ in reversed(trees):
+                r = results[case][variant + tag]
+                if "seconds" not in r:
+                    continue
+                speed, memory = ratios(results[case], variant + tag)
+                print(f"{case} {variant + tag}: {r['seconds']:.2f} s {r.get('all_seconds', '')} (speed-up {speed}), "
+                      f"peak RSS {r['peak_rss_mb']} MB ({memory})"
+                      + (f", GPU peak {r['gpu_peak_mb']} MB" if r.get("gpu_peak_mb") else "") + f"; {json.dumps(r)}",
+                      flush=True)
     command = "python benchmarks/bench_inference.py " + " ".join(a for a in sys.argv[1:])
     write_report(out, header, results, args.threads, args.device, command.strip())
     print(f"wrote {out}")

@@ -18,6 +18,8 @@ Full run (the figures for EXPERIMENTS.md)::
     python scripts/leave_one_out.py --out /tmp/loo --preset gpu      # 2 × 3000 iterations, ≈ 2 × 12 min on one H100 (estimate)
 
 Each fold checkpoints (``OUT/without-CASE.training``), so an interrupted run continues where it stopped.
+The folds can also be trained side by side, one process each (``scripts/train_real_model.py --out
+OUT/without-CASE --set OUT/real_set --exclude CASE --threads 1``), and then scored with ``--score-only``.
 The models trained here include IRCAD data in one fold: non-commercial research use only; keep them
 out of the repository.
 """
@@ -44,6 +46,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cases", default=",".join(REAL_CASES), help="held-out cases (default: every real labelled case)")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--device", default="auto", help="segmentation device")
+    ap.add_argument("--score-only", action="store_true",
+                    help="score the fold models already in OUT (trained by this script or train_real_model.py)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     from organseglib.atomic import write_text_atomic
@@ -58,8 +62,14 @@ def main(argv=None) -> int:
     for held_out in [c for c in args.cases.split(",") if c]:
         if held_out not in cases:
             raise SystemExit(f"--cases: {held_out!r} is not a real labelled case ({', '.join(REAL_CASES)})")
-        model = train_recipe(args.out / f"without-{held_out}", args.data, set_folder, args.preset, args.iterations,
-                             exclude=(held_out,))
+        model = args.out / f"without-{held_out}"
+        if args.score_only:
+            from organseglib.model_package import is_model_package
+
+            if not is_model_package(model):
+                raise SystemExit(f"--score-only: {model} holds no trained model; train the fold first")
+        else:
+            model = train_recipe(model, args.data, set_folder, args.preset, args.iterations, exclude=(held_out,))
         predict = from_model(str(model), None, args.device, save_dir=args.out / f"pred-without-{held_out}")
         rows += score_set([cases[held_out]], predict)
         logging.info("fold without %s done:\n%s", held_out, format_scorecard(rows))

@@ -86,7 +86,7 @@ def real_training_cases(set_folder: Path, ids: dict, exclude=(), cache=None):
 
 def train_recipe(out: Path, data: Path, set_folder: Path, preset: str = "cpu", iterations=None,
                  exclude=(), work=None, real_weight: int = 3, init=None, seed: int = 0,
-                 n_phantoms: int = 12) -> Path:
+                 n_phantoms: int = 12, threads=None) -> Path:
     """Train (or resume) and write the model package ``out``; returns its path."""
     from organseglib.model_package import bundled_models_folder
     from organseglib.training.dataset import phantom_cases
@@ -97,8 +97,8 @@ def train_recipe(out: Path, data: Path, set_folder: Path, preset: str = "cpu", i
     if iterations:
         p["iterations"] = int(iterations)
         p["augment_at"] = min(p["augment_at"], max(1, (3 * p["iterations"]) // 8))
-    if p["threads"]:
-        torch.set_num_threads(p["threads"])
+    if threads or p["threads"]:
+        torch.set_num_threads(int(threads or p["threads"]))
     device = torch.device(p["device"] if p["device"] != "cuda" or torch.cuda.is_available() else "cpu")
     ids = build(set_folder, data, chest=True)
     real = real_training_cases(set_folder, ids, exclude)
@@ -144,11 +144,13 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="checkpoint folder (default OUT.training; resumable)")
     ap.add_argument("--real-weight", type=int, default=3)
     ap.add_argument("--init", default=None, help="model to fine-tune (default: the bundled phantom demo model)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads (default: the preset's; 1 lets two leave-one-out folds train side by side)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     exclude = tuple(e for e in args.exclude.split(",") if e)
     train_recipe(args.out, args.data, args.set_folder, args.preset, args.iterations, exclude, args.work,
-                 args.real_weight, args.init)
+                 args.real_weight, args.init, threads=args.threads)
     return 0
 
 

@@ -40,6 +40,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .errors import InputError
+from .organ_cleaning import midline_x, ras_of_index as _ras
 from .organs import organ_by_key
 from .volume import Volume
 
@@ -109,13 +110,6 @@ class PlausibilityReport:
         return "; ".join(self.warnings)
 
 
-def _ras(labels: Volume, index: np.ndarray) -> np.ndarray:
-    """RAS mm of array indices ``(..., 3)`` in (k, j, i) order."""
-    a = np.asarray(labels.ijk_to_ras)
-    ijk = np.asarray(index, float)[..., ::-1]
-    return ijk @ a[:3, :3].T + a[:3, 3]
-
-
 def _right_of(x_ras: float, midline: float, margin: float) -> str:
     """The patient's side of a RAS x coordinate (+x is the patient's right)."""
     if x_ras > midline + margin:
@@ -168,11 +162,7 @@ def check_plausibility(labels: Volume, organs: Optional[Tuple[str, ...]] = None,
     boxes = ndimage.find_objects(arr)
     box_of = lambda v: boxes[v - 1] if v - 1 < len(boxes) else None  # noqa: E731
     # midline: the centre of bone when there is bone (the spine and pelvis sit on it), else of the grid
-    bone_box = box_of(organ_by_key("bone").value)
-    centre_idx = (np.array(arr.shape) - 1) / 2.0
-    if bone_box is not None:
-        centre_idx = np.array([(b.start + b.stop - 1) / 2.0 for b in bone_box])
-    midline = float(_ras(labels, centre_idx)[0])
+    midline = midline_x(labels, box_of(organ_by_key("bone").value))
     findings: Dict[str, OrganFinding] = {}
     extents: Dict[str, Tuple[float, float]] = {}
     for key in keys:

@@ -13,8 +13,9 @@ Pipeline (``segment_ct``):
    (``NetworkSpace.labels_to_native``: nearest neighbour, voxel centres aligned);
 5. lungs and bone from the morphological auto-labelers at native resolution override the network
    where they apply (the paper found them more accurate: 97.8 vs 91.8 lung Dice, 93.2 vs 79.3 bone);
-6. each network organ cleaned to its plausible components on the final native labels
-   (``clean_organs``).
+6. each network organ cleaned to its plausible components on the final native labels, in the places
+   anatomy allows (``organ_cleaning``: one liver on the right, one kidney per side, the bladder in
+   the pelvis).
 
 Every part is configurable through ``SegmentConfig``; ``SegmentConfig(autolabel_organs=())`` is
 network only.
@@ -52,8 +53,12 @@ class SegmentConfig:
         autolabel_organs: organs taken from the auto-labelers instead of the network (default lungs and
             bone, paper VI-C); ``()`` is network only. Must be a subset of ``organs``-able organs the
             auto-labelers support (lungs, bone).
-        clean: keep only each network organ's plausible components (project's rule, see ``clean_organs``).
+        clean: keep only each network organ's plausible components (project's rules,
+            ``organseglib.organ_cleaning``).
         min_kidney_ml: smallest kidney component kept, mL (project's choice: a kidney is ~150 mL).
+        anatomy: when cleaning, also where each organ may lie: the liver not on the patient's left, one
+            kidney per side, the bladder well below the lungs (``organ_cleaning``). False keeps only
+            the component counts (situs inversus, a non-human scan).
         overlap: tile overlap fraction (paper V-A: "partially-overlapping"; 25 % is this project's default).
         weighting: ``"uniform"`` (plain average, the paper) or ``"gaussian"`` tile weights.
         slabs: stitch z-slab by z-slab (bounded memory, identical result) instead of all at once.
@@ -75,6 +80,7 @@ class SegmentConfig:
     autolabel_organs: tuple = AUTOLABEL_DEFAULT
     clean: bool = True
     min_kidney_ml: float = 5.0
+    anatomy: bool = True
     overlap: float = 0.25
     weighting: str = "uniform"
     slabs: bool = True
@@ -108,40 +114,19 @@ class SegmentConfig:
             raise InputError(f"tile_batch must be an integer ≥ 1 (tiles per forward call); got {self.tile_batch!r}")
 
     @property
+    def cleaning_rules(self):
+        """The ``organ_cleaning.CleaningRules`` this configuration asks for."""
+        from .organ_cleaning import CleaningRules
+
+        return CleaningRules(anatomy=bool(self.anatomy), min_kidney_ml=float(self.min_kidney_ml))
+
+    @property
     def network_organs(self) -> tuple[str, ...]:
         """Organs the network provides: the requested ones not taken from the auto-labelers."""
         return tuple(k for k in self.organs if k not in self.autolabel_organs)
 
 
 GPU_TILE_BATCH = 4  # tiles per forward call on CUDA when ``SegmentConfig.tile_batch`` is None
-
-
-# Components kept per organ when cleaning: (how many, minimum volume field or None).
-_PLAUSIBLE = {"liver": 1, "bladder": 1, "kidneys": 2, "lungs": 2, "bone": None}
-
-
-def clean_organs(labels: np.ndarray, spacing_mm: tuple, organs: tuple[str, ...], min_kidney_ml: float) -> np.ndarray:
-    """Keep each organ's plausible components: liver and bladder the largest one, kidneys up to two
-    of at least ``min_kidney_ml``, lungs up to two (left and right); bone is left as it is (many
-    separate bones). Removed voxels become background. Returns a new array."""
-    from .morphology import largest_components
-    from .boxes import mask_bounding_box
-
-    out = labels.copy()
-    voxel_ml = float(np.prod(spacing_mm)) / 1000.0
-    for key in organs:
-        count = _PLAUSIBLE.get(key)
-        if count is None:
-            continue
-        value = organ_by_key(key).value
-        box = mask_bounding_box(labels == value)
-        if box is None:
-            continue
-        mask = labels[box] == value  # components within the organ's bounding box (cheap on big scans)
-        min_voxels = max(1, int(np.ceil(min_kidney_ml / voxel_ml))) if key == "kidneys" else 1
-        kept, _ = largest_components(mask, count, min_voxels=min_voxels)
-        out[box][mask & ~kept] = 0
-    return out
 
 
 ModelSpec = Union[None, str, "os.PathLike[str]", tuple]
@@ -219,6 +204,7 @@ def segment_ct_with_report(ct: Volume, model: ModelSpec = None, config: Optional
     from .body import body_masks
     from .devices import resolve_device
     from .network_space import enter_for_card, find_body_on_network_grid
+    from .organ_cleaning import clean_organs
     from .orientation import DEFAULT_AXIS_CODE, reorient
 
     config = config or SegmentConfig()
@@ -265,10 +251,10 @@ def segment_ct_with_report(ct: Volume, model: ModelSpec = None, config: Optional
     out = back(work.with_array(out)).array
     if config.clean and config.network_organs:
         progress(0.98, "cleaning")  # on the final native labels, so the output keeps the promise
-        out = clean_organs(out, ct.array_spacing, config.network_organs, config.min_kidney_ml)
+        out = clean_organs(ct.with_array(out), config.network_organs, config.cleaning_rules)
     progress(1.0, "done")
     return ct.with_array(out), warnings
 
 
-__all__ = ["ALL_ORGANS", "AUTOLABEL_DEFAULT", "SegmentConfig", "clean_organs", "network_labels",
+__all__ = ["ALL_ORGANS", "AUTOLABEL_DEFAULT", "SegmentConfig", "network_labels",
            "segment_ct", "segment_ct_with_report"]

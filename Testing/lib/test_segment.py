@@ -8,7 +8,8 @@ from torch import nn
 from organseglib.autolabel import autolabel
 from organseglib.errors import InputError, ModelPackageError
 from organseglib.model_package import ModelCard
-from organseglib.segment import SegmentConfig, clean_organs, segment_ct
+from organseglib.organ_cleaning import CleaningRules, clean_organs
+from organseglib.segment import SegmentConfig, segment_ct
 from organseglib.volume import Volume
 
 
@@ -117,12 +118,13 @@ def test_clean_organs_keeps_plausible_components():
     lab[16:17, 16:17, 30:31] = 4    # speck, 1 voxel
     lab[15:19, 2:4, 2:4] = 5        # bone pieces stay
     lab[15:19, 2:4, 10:12] = 5
-    out = clean_organs(lab, (1.0, 1.0, 1.0), ("liver", "kidneys", "bone"), min_kidney_ml=0.03)
+    vol = Volume(lab, np.eye(4))
+    out = clean_organs(vol, ("liver", "kidneys", "bone"), CleaningRules(anatomy=False, min_kidney_ml=0.03))
     assert (out == 1).sum() == 216 and out[2, 2, 30] == 0
     assert (out == 4).sum() == 64 + 48 and out[11, 11, 21] == 0 and out[16, 16, 30] == 0
     assert (out == 5).sum() == (lab == 5).sum()
     # min volume: 50 µL (50 voxels of 1 mm³) drops the 48-voxel kidney too
-    assert (clean_organs(lab, (1.0, 1.0, 1.0), ("kidneys",), min_kidney_ml=0.05) == 4).sum() == 64
+    assert (clean_organs(vol, ("kidneys",), CleaningRules(anatomy=False, min_kidney_ml=0.05)) == 4).sum() == 64
 
 
 def test_model_without_a_requested_organ_is_refused(chest):

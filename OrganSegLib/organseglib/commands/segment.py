@@ -52,6 +52,9 @@ def register(sub) -> None:
                    help="organs taken from the morphological auto-labelers (default: %(default)s; '' for none)")
     p.add_argument("--network-only", action="store_true", help="every organ from the network (no auto-labelers)")
     p.add_argument("--no-clean", action="store_true", help="keep every component the network predicts")
+    p.add_argument("--no-anatomy", action="store_true",
+                   help="clean by component counts only, not by where organs lie (liver on the right, one "
+                        "kidney per side, bladder below the lungs): for situs inversus")
     p.add_argument("--tile", default=None, metavar="K,J,I",
                    help="network input size overriding the model card's (multiples of 8), e.g. 160,120,128")
     p.add_argument("--weighting", choices=["uniform", "gaussian"], default=DEFAULTS["weighting"],
@@ -110,7 +113,7 @@ def segment_config(args: argparse.Namespace) -> SegmentConfig:
     """The ``SegmentConfig`` of the parsed options (their defaults are SegmentConfig's)."""
     return SegmentConfig(
         organs=args.organs, autolabel_organs=() if args.network_only else args.autolabel_organs,
-        clean=not args.no_clean, overlap=args.overlap, weighting=args.weighting, tile_shape=_tile(args.tile))
+        clean=not args.no_clean, anatomy=not args.no_anatomy, overlap=args.overlap, weighting=args.weighting, tile_shape=_tile(args.tile))
 
 
 def _tile(text):
