@@ -209,16 +209,17 @@ def test_lookup_sparse_and_dense(density):
     np.testing.assert_array_equal(M.components.lookup(table, labels.transpose(2, 0, 1)), table[labels.transpose(2, 0, 1)])
 
 
-def test_reuse_freed_memory_in_a_child_process():
-    """glibc: applied (True); the child then allocates, frees and reuses large arrays as before."""
+def test_tune_for_one_command_in_a_child_process():
+    """glibc: applied (True), numpy's huge-page advice off; the child then allocates, frees and reuses
+    large arrays as before."""
     import subprocess
     import sys
 
-    code = ("import numpy as np; from organseglib.memory import reuse_freed_memory; ok = reuse_freed_memory(); "
+    code = ("import numpy as np; from organseglib.memory import tune_for_one_command; ok = tune_for_one_command(); "
             "a = np.ones(50_000_000, bool); s1 = int(a.sum()); del a; b = np.zeros(50_000_000, bool); "
-            "print(ok, s1, int(b.sum()))")
+            "print(ok, s1, int(b.sum()), np._core.multiarray._set_madvise_hugepage(False))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out[1:] == ["50000000", "0"]
+    assert out[1:3] == ["50000000", "0"] and out[3] == "False"  # the switch was already off
     if sys.platform.startswith("linux"):
         import platform
 
