@@ -33,7 +33,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputError
-from .file_checks import (NiftiHeader, _check_spacing, _gzip_chunks, _truncated, nonfinite_error,
+from .file_checks import (NiftiHeader, check_spacing, gzip_chunks, truncated_error, nonfinite_error,
                           parse_nifti_header)
 
 
@@ -72,14 +72,14 @@ def _data_from_gzip(path: Path, header: NiftiHeader, source: str) -> np.ndarray:
     out = np.empty(header.data_bytes, dtype=np.uint8)
     start, stop = header.vox_offset, header.vox_offset + header.data_bytes
     seen = 0
-    for chunk in _gzip_chunks(path, source):
+    for chunk in gzip_chunks(path, source):
         lo, hi = max(start, seen), min(stop, seen + len(chunk))
         if hi > lo:
             out[lo - start:hi - start] = np.frombuffer(chunk, dtype=np.uint8, count=hi - lo, offset=lo - seen)
         seen += len(chunk)
     have = max(0, seen - start)
     if have < header.data_bytes:
-        raise _truncated(source, header, have)
+        raise truncated_error(source, header, have)
     return out
 
 
@@ -103,7 +103,7 @@ def read_nifti(path: Path, source: Optional[str] = None):
         raise InputError(f"{source}: cannot read the NIfTI header ({exc}); the file is corrupt or not "
                          f"{'gzip-compressed ' if gz else ''}NIfTI") from None
     header = parse_nifti_header(raw, source)
-    _check_spacing(header, source)
+    check_spacing(header, source)
     if not plain_header(raw, header):
         return None
     info = sitk.ImageFileReader()
@@ -125,7 +125,7 @@ def read_nifti(path: Path, source: Optional[str] = None):
     else:
         have = p.stat().st_size - header.vox_offset
         if have < header.data_bytes:
-            raise _truncated(source, header, max(0, have))
+            raise truncated_error(source, header, max(0, have))
         data = np.fromfile(p, dtype=dtype, count=header.voxels, offset=header.vox_offset)
     if dtype.kind == "f" and data.size:
         lo, hi = np.minimum.reduce(data), np.maximum.reduce(data)  # NaN and inf propagate into these
