@@ -227,8 +227,13 @@ def fill_small_holes_per_slice(mask: np.ndarray, max_area_px: float, axis: int =
         if box is None:
             continue
         plane = np.ascontiguousarray(moved[index][box])
-        holes = fill_voids.fill(plane, in_place=False) & ~plane
-        if not holes.any():
+        filled = fill_voids.fill(plane, in_place=False)
+        holes = filled & ~plane
+        total = np.count_nonzero(holes)
+        if total == 0:
+            continue
+        if total <= max_area_px:  # every hole is at most as large as all of them together
+            moved[index][box] = filled
             continue
         labels, sizes = label(holes, CONNECTIVITY_2D // 2)  # holes are 4-connected in an 8-connected mask
         small = sizes <= max_area_px
