@@ -3,7 +3,7 @@
 The registry itself is the library's (``organseglib.model_registry``: ``$ORGANSEG_HOME/models.json``,
 default ``~/.organseg/models.json``), so a model retrained here is also found by
 ``organseg segment --model NAME``. Installed packages come from
-``organseglib.model_package.find_model_packages()`` (the bundled demo model, the folders of
+``organseglib.model_package.find_model_packages()`` (the bundled models, the default first, the folders of
 ``$ORGANSEG_MODELS``); registered ones are labelled "retrained".
 """
 

@@ -114,7 +114,7 @@ class WorkflowLogic:
         """Five-organ segmentation in this process (blocks; for the console and scripts).
 
         Args:
-            model: model package folder or name; None for the bundled demo model.
+            model: model package folder or name; None for the bundled default model.
             config: an ``organseglib.segment.SegmentConfig`` (which organs, hybrid or network only);
                 only the segments of its organs are written.
 

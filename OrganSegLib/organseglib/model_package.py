@@ -52,7 +52,10 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "card.json"
 ENV_MODELS = "ORGANSEG_MODELS"  # extra folders holding model packages, os.pathsep-separated
-DEMO_MODEL = "demo"
+DEMO_MODEL = "demo"  # bundled, trained on synthetic phantoms only (scripts/train_demo_model.py)
+# The default: bundled, fine-tuned on phantoms and real CT (scripts/train_real_model.py). Its weights are for
+# non-commercial research use only (trained on 3D-IRCADb-01 data, CC BY-NC-ND 4.0): its card says so.
+DEFAULT_MODEL = "real"
 # the network's rules, from the torch-free spec (the Slicer GUI reads cards without torch)
 CARD_ARCHITECTURES = ARCHITECTURES
 
@@ -388,29 +391,40 @@ def find_model_packages(search_paths: Optional[Iterable[PathLike]] = None) -> li
     package, and each package directly inside it; sorted within a folder, no duplicates."""
     found: list[Path] = []
     for base in (model_search_paths() if search_paths is None else [Path(p).expanduser() for p in search_paths]):
-        candidates = [base] if is_model_package(base) else (sorted(base.iterdir()) if base.is_dir() else [])
+        # within a folder by name, the bundled default first (the Slicer panel preselects the first one)
+        candidates = [base] if is_model_package(base) else (
+            sorted(base.iterdir(), key=lambda p: (p.name != DEFAULT_MODEL, p.name)) if base.is_dir() else [])
         for c in candidates:
             if is_model_package(c) and c.resolve() not in {f.resolve() for f in found}:
                 found.append(c)
     return found
 
 
-def default_model_path() -> Path:
-    """The bundled demo model (``Resources/Models/demo``, trained on synthetic phantoms only).
+def bundled_model_path(name: str) -> Path:
+    """A bundled model package (``Resources/Models/NAME``): ``DEFAULT_MODEL`` or ``DEMO_MODEL``.
 
     Raises:
-        ModelPackageError: the demo model is not installed.
+        ModelPackageError: it is not installed.
     """
-    path = bundled_models_folder() / DEMO_MODEL
+    path = bundled_models_folder() / name
     if not is_model_package(path):
         raise ModelPackageError(
-            f"the bundled demo model is missing ({str(path)!r} holds no {CARD_FILE} + {WEIGHTS_FILE}); pass a model "
-            f"package with --model PATH, or list folders of packages in ${ENV_MODELS}")
+            f"the bundled model {name!r} is missing ({str(path)!r} holds no {CARD_FILE} + {WEIGHTS_FILE}); pass a "
+            f"model package with --model PATH, or list folders of packages in ${ENV_MODELS}")
     return path
 
 
+def default_model_path() -> Path:
+    """The bundled default model (``Resources/Models/real``: phantoms + real CT, non-commercial weights).
+
+    Raises:
+        ModelPackageError: it is not installed.
+    """
+    return bundled_model_path(DEFAULT_MODEL)
+
+
 def resolve_model(spec: Optional[PathLike]) -> Path:
-    """A package folder from a path, a package name found by ``find_model_packages``, or None (the demo).
+    """A package folder from a path, a package name found by ``find_model_packages``, or None (the default).
 
     Raises:
         ModelPackageError: nothing matches.
@@ -430,6 +444,6 @@ def resolve_model(spec: Optional[PathLike]) -> Path:
 
 
 __all__ = ["CARD_FILE", "FORMAT", "FORMAT_VERSION", "ModelCard", "WEIGHTS_FILE", "default_classes",
-           "default_model_path", "find_model_packages", "is_model_package", "load_model_package",
+           "DEFAULT_MODEL", "DEMO_MODEL", "bundled_model_path", "default_model_path", "find_model_packages", "is_model_package", "load_model_package",
            "model_search_paths", "read_card", "resolve_model", "save_model_package", "sha256_file"]
 

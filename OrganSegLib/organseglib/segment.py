@@ -187,7 +187,7 @@ def segment_ct_with_report(ct: Volume, model: ModelSpec = None, config: Optional
     Args:
         ct: CT in HU on its native grid.
         model: a model package folder or name, a ``(model, card)`` pair from ``load_model_package``, or
-            None for the bundled demo model. Not loaded when every requested organ comes from the
+            None for the bundled default model. Not loaded when every requested organ comes from the
             auto-labelers.
         config: what to segment and how (default ``SegmentConfig()``).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.

@@ -1,6 +1,7 @@
 """``organseg segment``: formats, progress lines, refusing to overwrite the input, clear errors."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -136,3 +137,24 @@ def test_a_bad_device_or_model_fails_before_the_ct_is_read(files, monkeypatch, c
     rc = main(["segment", str(ct), "-o", str(tmp / "never.nii.gz"), "--progress", "none", *option])
     assert rc == 2 and match in capsys.readouterr().err
     assert not (tmp / "never.nii.gz").exists()
+
+
+def test_segment_names_the_model_and_its_weights_licence(files, tmp_path, capsys):
+    """A model whose card restricts its weights (e.g. trained on IRCAD data) says so with every result:
+    one line on the terminal and ``model_licence`` in the report; an unrestricted one prints nothing."""
+    from organseglib.model_package import load_model_package
+
+    tmp, ct, model = files
+    net, card = load_model_package(model)
+    terms = "non-commercial research use only: trained on test data"
+    restricted = save_model_package(tmp_path / "nc", net, replace(card, name="nc-model", weights_licence=terms))
+    report = tmp_path / "r.json"
+    main(["segment", str(ct), "-o", str(tmp_path / "o.nii.gz"), "--model", str(restricted), "--device", "cpu",
+          "--progress", "none", "--report", str(report)])
+    assert f"model nc-model: {terms}" in capsys.readouterr().out
+    saved = json.loads(report.read_text())
+    assert saved["model"] == "nc-model" and saved["model_licence"] == terms
+    main(["segment", str(ct), "-o", str(tmp_path / "p.nii.gz"), "--model", str(model), "--device", "cpu",
+          "--progress", "none", "--report", str(report)])
+    assert "model tiny-random" not in capsys.readouterr().out
+    assert json.loads(report.read_text())["model_licence"] == ""

@@ -27,7 +27,7 @@ from ..morphology import count_values
 from ..organs import organ_by_key, organ_by_value
 from ..plausibility import check_plausibility
 from ..progress import Progress
-from ..model_package import resolve_model
+from ..model_package import read_card, resolve_model
 from ..result_warnings import print_warnings
 from ..segment import SegmentConfig, segment_ct_with_report
 
@@ -42,7 +42,7 @@ def register(sub) -> None:
     p.add_argument("ct", help="CT image (.nii.gz, .nrrd, .mha, DICOM folder)")
     p.add_argument("-o", "--output", required=True, help="label output: .nii.gz, .nrrd, .seg.nrrd, or .dcm (DICOM SEG; the input must be a DICOM series folder)")
     p.add_argument("--model", default=None,
-                   help="model package folder or name (default: the bundled demo model, trained on phantoms only)")
+                   help="model package folder or name (default: the bundled 'real' model, phantoms + real CT, non-commercial weights; 'demo': phantoms only)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--overlap", type=float, default=DEFAULTS["overlap"],
                    help="tile overlap fraction (default %(default)s)")
@@ -75,9 +75,12 @@ def run(args: argparse.Namespace) -> int:
                   [args.ct, args.model])  # before any work, not after it
     config = segment_config(args)
     model, device = args.model, parse_device(args.device)
+    model_note = {}
     if config.network_organs:  # a bad device or model name fails now, not after reading the CT
         resolve_device(device)
         model = resolve_model(args.model)
+        card = read_card(model)[0]
+        model_note = {"model": card.name, "model_licence": card.weights_licence}
     progress = Progress("segment", mode=args.progress)
     start = time.perf_counter()
     progress(0.0, f"reading {args.ct}")
@@ -99,13 +102,15 @@ def run(args: argparse.Namespace) -> int:
     warnings = list(check.warnings) + list(auto_warnings)
     if args.report:
         write_text_atomic(args.report, json.dumps({"output": str(args.output), "seconds": round(seconds, 2),
-                                                   "volumes_ml": volumes, **check.to_json(),
+                                                   "volumes_ml": volumes, **model_note, **check.to_json(),
                                                    "ok": not warnings, "warnings": warnings}, indent=2) + "\n")
     progress.result(output=str(args.output), seconds=round(seconds, 2), volumes_ml=volumes,
                     warnings=warnings, plausibility=check.to_json())
     if args.progress != "json":
         print(f"wrote {args.output} in {seconds:.1f} s; volumes (mL): "
               + (", ".join(f"{k} {v:g}" for k, v in volumes.items()) or "no organ found"))
+        if model_note.get("model_licence"):  # the weights' terms travel with every result they make
+            print(f"model {model_note['model']}: {model_note['model_licence']}")
     return print_warnings("segment", warnings)
 
 
