@@ -14,8 +14,10 @@ uncompressed NIfTI in and out, and the same command on the 512x512x300 phantom w
 each is run with this checkout's ``organseglib`` and with a baseline source tree (``--baseline-src``,
 e.g. the commit before issue 12 exported with ``git archive``), in the same run:
 
-    python benchmarks/bench_autolabel.py --real --baseline-src /tmp/base/OrganSegLib
+    git archive <commit> OrganSegLib Resources | tar -x -C /tmp/base   # organs.json links into Resources
+    python benchmarks/bench_autolabel.py --real --baseline-src /tmp/base/OrganSegLib --repeats 5
 
+The two trees run alternately (baseline, this checkout, baseline, ...), each run a fresh process.
 Peak memory is the child process's ``ru_maxrss`` (the auto-labeler runs in a fresh interpreter that
 loads the cached CT array, so the figure includes the CT itself and Python + libraries). scipy's
 closing on the full volume would take hours (cost ~ voxels x ball voxels), so both closings are
@@ -180,19 +182,18 @@ def child_cli(src: str, ct_path: str, out_path: str) -> None:
     print(json.dumps({"rc": rc, "seconds": seconds, "peak_rss_mb": peak_mb}))
 
 
-def time_cli(src: Path, ct_path: Path, out_path: Path, repeats: int) -> dict:
-    runs = []
-    for _ in range(repeats):
-        res = subprocess.run([sys.executable, __file__, "--cli-child", str(src), str(ct_path), str(out_path)],
-                             capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(src)})
-        if res.returncode != 0:
-            raise RuntimeError(f"organseg autolabel from {src} failed: {res.stderr[-2000:]}")
-        runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
-    return {"seconds": [r["seconds"] for r in runs], "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
+def time_cli(src: Path, ct_path: Path, out_path: Path) -> dict:
+    """One fresh-process run of the whole command from source tree ``src``."""
+    res = subprocess.run([sys.executable, __file__, "--cli-child", str(src), str(ct_path), str(out_path)],
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(src)})
+    if res.returncode != 0:
+        raise RuntimeError(f"organseg autolabel from {src} failed: {res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def real_rows(args, info) -> list[str]:
-    """Issue 12: the whole command on the real chest and on the phantom, baseline vs ours."""
+    """Issue 12: the whole command on the real chest and on the phantom, baseline vs ours, the two
+    trees alternating run by run (the load of a shared machine drifts; alternating spreads it evenly)."""
     import tempfile
 
     folder = Path(os.environ.get("ORGANSEG_BENCH_CACHE", tempfile.gettempdir()))
@@ -201,15 +202,23 @@ def real_rows(args, info) -> list[str]:
     trees = [("this checkout", REPO / "OrganSegLib")]
     if args.baseline_src:
         trees.insert(0, ("baseline", Path(args.baseline_src)))
-    rows = ["| CT (uncompressed NIfTI in and out) | code | runs (s) | best (s) | peak RSS (GB) | goal |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| CT (uncompressed NIfTI in and out) | code | runs (s) | best (s) | median (s) | peak RSS (GB) | "
+            "baseline / this (best) | goal |",
+            "|---|---|---|---|---|---|---|---|"]
     for name, path in cases:
-        for label, src in trees:
-            r = time_cli(src, path, folder / f"labels_{path.stem}.nii", args.repeats)
-            best = min(r["seconds"])
-            print(f"{name} [{label}]: {best:.2f} s best of {r['seconds']}, peak {r['peak_rss_mb']:.0f} MB", flush=True)
-            rows.append(f"| {name} | {label} | {', '.join(f'{x:.1f}' for x in r['seconds'])} | {best:.1f} | "
-                        f"{r['peak_rss_mb'] / 1024:.2f} | <= 10 s, <= 4 GB |")
+        runs = {label: [] for label, _ in trees}
+        for _ in range(args.repeats):
+            for label, src in trees:
+                runs[label].append(time_cli(src, path, folder / f"labels_{path.stem}.nii"))
+        best = {label: min(r["seconds"] for r in rs) for label, rs in runs.items()}
+        for label, _ in trees:
+            seconds = [r["seconds"] for r in runs[label]]
+            peak = max(r["peak_rss_mb"] for r in runs[label])
+            ratio = f"{best['baseline'] / best[label]:.2f}x" if "baseline" in best and label != "baseline" else ""
+            print(f"{name} [{label}]: {best[label]:.2f} s best of {[round(x, 2) for x in seconds]}, "
+                  f"median {float(np.median(seconds)):.2f} s, peak {peak:.0f} MB {ratio}", flush=True)
+            rows.append(f"| {name} | {label} | {', '.join(f'{x:.1f}' for x in seconds)} | {best[label]:.1f} | "
+                        f"{float(np.median(seconds)):.1f} | {peak / 1024:.2f} | {ratio} | <= 10 s, <= 4 GB |")
     return rows
 
 
@@ -242,9 +251,11 @@ def main() -> None:
             out.write_text("\n".join([
                 "# The whole `organseg autolabel` command on a real chest and the phantom (issue 12)", "",
                 f"Machine: {info['cpu']}, {info['cores']} logical CPUs, shared with other jobs (1-min load average "
-                f"{load:.2f} before the run); Python {info['python']}. Command: `benchmarks/bench_autolabel.py --real"
+                f"{load:.2f} before the run, {os.getloadavg()[0]:.2f} after); Python {info['python']}. Command: "
+                f"`benchmarks/bench_autolabel.py --real"
                 f"{' --baseline-src ' + str(args.baseline_src) if args.baseline_src else ''} --repeats {args.repeats}`. "
-                "Each run is a fresh process (imports, reading and writing the NIfTI included).", "", *rows, ""]))
+                "The two trees run alternately; each run is a fresh process (imports, reading and writing the NIfTI "
+                "included).", "", *rows, ""]))
             print(f"wrote {out}")
         return
     size = "small" if args.quick else "clinical"

@@ -85,7 +85,10 @@ def _soft_tissue_near_1024(array: np.ndarray, max_samples: int = 2_000_000) -> b
 def nonfinite_problem(array: np.ndarray) -> str:
     """What is wrong when a float array holds NaN or infinite voxels ("" when none does)."""
     array = np.asarray(array)
-    if not np.issubdtype(array.dtype, np.floating) or np.isfinite(array).all():
+    if not np.issubdtype(array.dtype, np.floating) or array.size == 0:
+        return ""
+    # NaN and inf propagate into the minimum and maximum: two reductions, no full-size temporary
+    if np.isfinite(np.minimum.reduce(array, axis=None)) and np.isfinite(np.maximum.reduce(array, axis=None)):
         return ""
     bad = int(np.count_nonzero(~np.isfinite(array)))
     return (f"the image has {bad} NaN or infinite voxels; replace them (e.g. with −1000 HU outside the field of "

@@ -124,7 +124,7 @@ def parse_nifti_header(raw: bytes, source: str) -> NiftiHeader:
                        vox_offset=offset, single_file=single_file)
 
 
-def _check_spacing(header: NiftiHeader, source: str) -> None:
+def check_spacing(header: NiftiHeader, source: str) -> None:
     spatial = header.pixdim[:3]
     if not all(np.isfinite(s) and s > 0 for s in spatial):
         raise GeometryError(
@@ -133,7 +133,7 @@ def _check_spacing(header: NiftiHeader, source: str) -> None:
             "with nibabel: img.header.set_zooms(...)) or re-export the scan")
 
 
-def _gzip_chunks(path: Path, source: str) -> Iterator[bytes]:
+def gzip_chunks(path: Path, source: str) -> Iterator[bytes]:
     """Decompressed bytes of every gzip member, in bounded pieces, refusing a stream cut short.
 
     Bytes after the first member that are not gzip (padding some writers add) end the stream, as
@@ -192,10 +192,15 @@ def _count_data(chunks: Iterator[bytes], header: NiftiHeader, source: str) -> in
         nonfinite += int(values.size - np.count_nonzero(np.isfinite(values)))
         pending = data[usable:].tobytes()
     if nonfinite:
-        raise NotCTError(f"{source}: {nonfinite} voxels are NaN or infinite (SimpleITK would silently read them "
-                         "as 0, soft tissue in a CT); replace them (in a CT with −1000 HU outside the field of view) "
-                         "and save again")
+        raise nonfinite_error(source, nonfinite)
     return max(0, seen - header.vox_offset)
+
+
+def nonfinite_error(source: str, count: int) -> NotCTError:
+    """The error for ``count`` NaN or infinite voxels in the file ``source`` (already quoted)."""
+    return NotCTError(f"{source}: {count} voxels are NaN or infinite (SimpleITK would silently read them "
+                      "as 0, soft tissue in a CT); replace them (in a CT with −1000 HU outside the field of view) "
+                      "and save again")
 
 
 def _raw_chunks(path: Path) -> Iterator[bytes]:
@@ -228,7 +233,7 @@ def check_nifti(path: os.PathLike | str, source: Optional[str] = None) -> NiftiH
         raise InputError(f"{source}: cannot read the NIfTI header ({exc}); the file is corrupt or not "
                          f"{'gzip-compressed ' if gz else ''}NIfTI") from None
     header = parse_nifti_header(raw, source)
-    _check_spacing(header, source)
+    check_spacing(header, source)
     if not header.single_file:  # a .hdr/.img pair: the data is elsewhere
         return header
     expected = header.vox_offset + header.data_bytes
@@ -236,19 +241,19 @@ def check_nifti(path: os.PathLike | str, source: Optional[str] = None) -> NiftiH
     if not gz:
         have = p.stat().st_size
         if have < expected:
-            raise _truncated(source, header, max(0, have - header.vox_offset))
+            raise truncated_error(source, header, max(0, have - header.vox_offset))
         if floats:
             _count_data(_raw_chunks(p), header, source)
         return header
     # the whole stream, to its end marker and CRC: SimpleITK reads a cut stream as zeros and a damaged one
     # (bit rot, a bad copy) as garbage without a word
-    have = _count_data(_gzip_chunks(p, source), header, source)
+    have = _count_data(gzip_chunks(p, source), header, source)
     if have < header.data_bytes:
-        raise _truncated(source, header, have)
+        raise truncated_error(source, header, have)
     return header
 
 
-def _truncated(source: str, header: NiftiHeader, have: int) -> InputError:
+def truncated_error(source: str, header: NiftiHeader, have: int) -> InputError:
     return InputError(
         f"{source}: the header declares {header.describe()} but the file holds only {_size(have)} of voxel data "
         f"({100 * have / max(header.data_bytes, 1):.1f} %): it is truncated (an interrupted copy or download?) or "

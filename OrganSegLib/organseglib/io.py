@@ -19,6 +19,7 @@ from .atomic import atomic_path, double_suffix
 from .ct_checks import ct_problems, nonfinite_problem
 from .errors import GeometryError, InputError, LabelValueError, MissingFileError, NotCTError, UnsupportedFormatError
 from .file_checks import check_declared_size, check_nifti
+from .nifti_read import read_nifti
 from .organs import Organ, check_label_values, organ_by_value, organ_for_segment, organ_table
 from .volume import Volume
 
@@ -48,6 +49,11 @@ def volume_from_sitk(image: sitk.Image, source: str = "image") -> Volume:
             + ("Export the series as a 3D volume, not a single slice." if dim == 2 else
                "Split the 4D series (time or channels) and pass one 3D volume.")
         )
+    return Volume(sitk.GetArrayFromImage(image), _ijk_to_ras(image, source))
+
+
+def _ijk_to_ras(image, source: str) -> np.ndarray:
+    """The IJK->RAS matrix of a 3D SimpleITK image or header reader (its geometry is LPS)."""
     spacing = np.asarray(image.GetSpacing(), dtype=np.float64)
     if np.any(~np.isfinite(spacing)) or np.any(spacing <= 0):
         raise GeometryError(
@@ -58,7 +64,7 @@ def volume_from_sitk(image: sitk.Image, source: str = "image") -> Volume:
     lps = np.eye(4)
     lps[:3, :3] = direction * spacing[None, :]
     lps[:3, 3] = image.GetOrigin()
-    return Volume(sitk.GetArrayFromImage(image), LPS_TO_RAS @ lps)
+    return LPS_TO_RAS @ lps
 
 
 def volume_to_sitk(volume: Volume) -> sitk.Image:
@@ -147,6 +153,11 @@ def read_volume(path: PathLike) -> Volume:
                 f"{', '.join(IMAGE_EXTENSIONS)} (or a DICOM series folder). Convert it, e.g. in 3D Slicer"
             )
         if ext in (".nii", ".nii.gz"):
+            # the plain case read once with numpy (same checks, geometry from SimpleITK's header reader)
+            fast = read_nifti(p, source=str(path))
+            if fast is not None:
+                array, info = fast
+                return Volume(array, _ijk_to_ras(info, str(path)))
             check_nifti(p, source=str(path))  # truncation, NaN, zero spacing: SimpleITK is silent on them
         elif ext in (".nrrd", ".mha"):  # their readers allocate the declared size before finding it missing
             check_declared_size(p, _declared_bytes(p, str(path)), source=str(path))

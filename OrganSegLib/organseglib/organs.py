@@ -124,8 +124,15 @@ def organ_for_segment(name: Optional[str], type_code: Optional[str] = None) -> O
 
 def check_label_values(array: np.ndarray, source: str = "labels") -> None:
     """Raise ``LabelValueError`` when ``array`` holds a value outside 0 and the organ values."""
-    present = np.unique(np.asarray(array))
+    array = np.asarray(array)
     allowed = {BACKGROUND, *organ_values()}
+    if array.size and (np.issubdtype(array.dtype, np.integer) or array.dtype == bool):
+        # every value between the minimum and the maximum allowed: nothing to list (two reductions
+        # instead of np.unique's sort or hash of the whole map: 0.01 s against 0.3-1.3 s on 80 M voxels)
+        lo, hi = int(array.min()), int(array.max())
+        if lo >= 0 and all(v in allowed for v in range(lo, hi + 1)):
+            return
+    present = np.unique(array)
     unknown = [int(v) if float(v).is_integer() else float(v) for v in present if v not in allowed]
     if unknown:
         if len(unknown) > 8:  # a CT given as labels: thousands of values; the message stays one short line

@@ -125,13 +125,13 @@ def _autolabel_lps(ct: Volume, keys: Sequence[str], ignore: Optional[np.ndarray]
         mask, lung_report = label_lungs(array, spacing, body.hull, params.lungs, ignore, sub("lungs"),
                                         noise=params.noise)
         labels[mask] = organ_by_key("lungs").value
-        report["lungs"] = {"ml": round(float(mask.sum()) * np.prod(spacing) / 1000.0, 1), **vars(lung_report)}
+        report["lungs"] = {"ml": round(float(np.count_nonzero(mask)) * np.prod(spacing) / 1000.0, 1), **vars(lung_report)}
         ignore = mask if ignore is None else ignore | mask
     if "bone" in keys:
         mask, bone_report = label_bone(array, spacing, body.body, body.inner, params.bone, ignore, sub("bone"),
                                        noise=params.noise)
         labels[mask] = organ_by_key("bone").value
-        report["bone"] = {"ml": round(float(mask.sum()) * np.prod(spacing) / 1000.0, 1), **vars(bone_report)}
+        report["bone"] = {"ml": round(float(np.count_nonzero(mask)) * np.prod(spacing) / 1000.0, 1), **vars(bone_report)}
     report["warnings"] = [f"{organ}: {w}" for organ, found in report.items() for w in found.get("warnings", [])]
     progress(1.0, "done")
     return labels, report

@@ -50,18 +50,7 @@ class BloodPools:
 def block_mean_max(ct: np.ndarray, strides: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Means and maxima of ``ct`` over blocks of ``strides`` voxels (a partial last block of an axis:
     over the voxels it has)."""
-    shape = tuple(-(-n // t) for n, t in zip(ct.shape, strides))
-    total = np.zeros(shape, dtype=np.float32)
-    count = np.zeros(shape, dtype=np.float32)
-    peak = np.full(shape, -np.inf, dtype=np.float32)
-    for offsets in np.ndindex(*strides):
-        part = ct[tuple(slice(o, None, t) for o, t in zip(offsets, strides))]
-        region = tuple(slice(0, n) for n in part.shape)
-        total[region] += part
-        count[region] += 1.0
-        np.maximum(peak[region], part, out=peak[region])
-    total /= count
-    return total, peak
+    return morphology.coarse.block_mean_max(ct, strides)  # bit for bit the strided sums, on cached slabs
 
 
 def find_blood_pools(ct: np.ndarray, allowed: np.ndarray, spacing: tuple[float, float, float], params) -> BloodPools:

@@ -39,7 +39,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
-import cc3d
 import numpy as np
 
 from .. import morphology
@@ -222,7 +221,7 @@ def _select_pieces(dense: np.ndarray, ct: np.ndarray, voxel_ml: float, params: B
     near = None
     if pools.level_hu is not None and params.piece_pool_fraction < 1.0:
         near = morphology.dilation_on_grid(pools.mask, params.piece_pool_mm, spacing, params.grid_mm)
-    stats = cc3d.statistics(labels) if (params.keep_pieces or near is not None) else None
+    stats = morphology.components.component_statistics(labels, sizes) if (params.keep_pieces or near is not None) else None
     need = params.piece_p90_hu
     if pools.level_hu is not None:
         need = max(need, pools.level_hu + params.piece_above_blood_hu)
@@ -249,7 +248,7 @@ def _select_pieces(dense: np.ndarray, ct: np.ndarray, voxel_ml: float, params: B
             keep[index] = True
     if largest is None:
         return np.zeros(dense.shape, dtype=bool), 0, 0
-    skeleton = keep[labels]
+    skeleton = morphology.components.lookup(keep, labels)  # keep[labels], sparse
     return skeleton, int(sizes[keep].sum()), int(keep.sum()) - 1
 
 
@@ -276,7 +275,7 @@ def _drop_bridged_soft_tissue(bone: np.ndarray, skeleton: np.ndarray, ct: np.nda
     outside = morphology.enclosed_axes(skeleton, spacing, params.enclosure_mm, where=soft) < 2
     soft &= outside
     bone &= ~soft
-    return int(soft.sum())
+    return int(np.count_nonzero(soft))
 
 
 def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.ndarray,
@@ -327,7 +326,7 @@ def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.nda
                  pools.level_hu)
         dense &= ~pools.mask
         allowed = allowed & ~pools.mask
-    total = int(dense.sum())
+    total = int(np.count_nonzero(dense))
     progress(0.1, "dense components")
     skeleton, kept, report.pieces = _select_pieces(dense, ct, voxel_ml, params, pools, spacing)
     del dense

@@ -33,6 +33,8 @@ import cc3d
 import numpy as np
 
 from .. import morphology
+from ..boxes import mask_bounding_box
+from ..morphology.thick import erosion_by_parts
 from ..errors import InputError
 from ..progress import ProgressCallback, null_progress
 from .noise import NoiseParams, smoothed_if_noisy
@@ -102,11 +104,12 @@ class LungReport:
 
 
 def _candidates(seeds: np.ndarray, ct: np.ndarray, voxel_ml: float, limit: int = 12):
-    """Components of ``seeds`` largest first, with volume (mL), median HU and bounding box."""
-    labels, n = cc3d.connected_components(seeds, connectivity=26, return_N=True)
+    """Components of ``seeds`` largest first, with volume (mL), median HU and bounding box (in
+    ``seeds``' array; pass the seeds' box and the CT's same box)."""
+    labels, n = cc3d.connected_components(np.ascontiguousarray(seeds), connectivity=26, return_N=True)
     if n == 0:
         return labels, []
-    stats = cc3d.statistics(labels)
+    stats = morphology.components.component_statistics(labels)
     sizes = np.asarray(stats["voxel_counts"])
     order = np.argsort(sizes[1:], kind="stable")[::-1][:limit] + 1
     out = []
@@ -163,12 +166,14 @@ def label_lungs(ct: np.ndarray, spacing: tuple[float, float, float], inside: np.
     progress(0.1, "erode air")
     # exact: on a coarser grid the thin gas of the main bronchi can vanish from the seeds, and then
     # no band keeps the two lungs from joining through the trachea (measured on chest_lung2)
-    seeds = morphology.erosion(air, radius, spacing)
+    seeds = erosion_by_parts(air, radius, spacing)  # = morphology.erosion, on the thick parts only
     del air
     if params.border_rule == "all":  # the paper's order: erode, then drop what touches a slice edge
         seeds = morphology.remove_border_connected_per_slice(seeds)
     progress(0.5, "select lungs")
-    labels, cands = _candidates(seeds, ct, voxel_ml)
+    # the seeds' box only (the eroded air: lungs, airways, bowel gas), not the whole CT
+    seed_box = mask_bounding_box(seeds) or tuple(slice(0, 0) for _ in seeds.shape)
+    labels, cands = _candidates(seeds[seed_box], ct[seed_box], voxel_ml)
     del seeds
     kept, rejected = [], []
     for c in cands:
@@ -194,18 +199,22 @@ def label_lungs(ct: np.ndarray, spacing: tuple[float, float, float], inside: np.
     if lung_like > sum(c["ml"] for c in kept):
         _warn(report, f"the lung labeler dropped more lung-like air ({lung_like:.0f} mL, eroded) than it kept "
                       f"({sum(c['ml'] for c in kept):.0f} mL); check the lung label")
-    keep_ids = np.zeros(int(labels.max()) + 1, dtype=bool)
-    keep_ids[[c["label"] for c in kept]] = True
-    marker = keep_ids[labels]
-    gas_ids = np.zeros_like(keep_ids)
-    gas_ids[[c["label"] for c in rejected if "gas" in c["why"]]] = True
-    gas = gas_ids[labels] if gas_ids.any() else None
+    marker = np.zeros(ct.shape, dtype=bool)
+    marker[seed_box] = morphology.components.select_labels(labels, np.array([c["label"] for c in kept]))
+    gas_ids = np.array([c["label"] for c in rejected if "gas" in c["why"]], dtype=np.int64)
+    gas = None
+    if gas_ids.size:
+        gas = np.zeros(ct.shape, dtype=bool)
+        gas[seed_box] = morphology.components.select_labels(labels, gas_ids)
     del labels
     progress(0.6, "undo erosion")
     if gas is not None:  # keep the trachea and bowel gas from growing back through thin connections
         grow &= ~morphology.dilation_on_grid(gas, radius, spacing, params.grid_mm) | marker
         del gas
-    lungs = morphology.reconstruct(marker, grow)
+    # the lungs grow back about the erosion's radius beyond their seeds: label that box first (exact,
+    # see morphology.reconstruct), not all the air of the CT
+    reach = [int(np.ceil(2.0 * params.erosion_diameter_mm / float(s))) + 2 for s in spacing]
+    lungs = morphology.reconstruct(marker, grow, margin=reach)
     del grow, marker
     progress(0.8, "fill holes")
     if params.max_hole_mm2 > 0:

@@ -54,7 +54,7 @@ def noise_sd(ct: np.ndarray, spacing: tuple[float, float, float], lag_mm: float 
     lag = max(1, int(round(lag_mm / float(spacing[2]))))
     a, b = sub[:, :, :-lag], sub[:, :, lag:]
     soft = (a > -300) & (a < 300) & (b > -300) & (b < 300)
-    if soft.sum() < 1000:
+    if np.count_nonzero(soft) < 1000:
         return float("nan")
     diff = (a[soft] - b[soft]).astype(np.float32)
     mad = float(np.median(np.abs(diff - np.median(diff))))

@@ -11,6 +11,7 @@ from ..atomic import check_outputs, double_suffix, write_text_atomic
 from ..autolabel import SUPPORTED, autolabel_with_report
 from ..errors import UnsupportedFormatError
 from ..jsonable import jsonable
+from ..memory import tune_for_one_command
 from ..io import LABEL_EXTENSIONS, read_ct, read_labels, write_labels
 from ..organs import parse_organ_list
 from ..progress import Progress
@@ -39,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         raise UnsupportedFormatError(f"cannot write {args.output!r}: use one of {', '.join(LABEL_EXTENSIONS)}")
     # every output checked before any work: a report that cannot be written must not leave labels behind
     check_outputs({"-o/--output": args.output, "--report": args.report}, [args.ct, args.ignore])
+    tune_for_one_command()  # this process exits after the command: small pages, reused (memory.py)
     progress = Progress("autolabel", mode=args.progress)
     ct = read_ct(args.ct)
     ignore = read_labels(args.ignore, reference=ct) if args.ignore else None

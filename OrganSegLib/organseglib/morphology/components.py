@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Optional, Sequence
+
 import cc3d
 import fastremap
 import fill_voids
 import numpy as np
+import scipy.ndimage as ndi
 
 from ..errors import InputError
 from ..boxes import mask_bounding_box
@@ -61,23 +64,97 @@ def largest_components(mask: np.ndarray, count: int, connectivity: int = CONNECT
     return kept, [int(sizes[i]) for i in order]
 
 
-def reconstruct(marker: np.ndarray, mask: np.ndarray, connectivity: int = CONNECTIVITY_3D) -> np.ndarray:
+def reconstruct(marker: np.ndarray, mask: np.ndarray, connectivity: int = CONNECTIVITY_3D,
+                margin: Optional[Sequence[int]] = None) -> np.ndarray:
     """Components of ``mask`` that touch ``marker`` (morphological reconstruction by dilation).
 
     Only the bounding box of ``mask`` is labelled (every component lies inside it); on a CT it is
-    usually far smaller than the volume."""
+    usually far smaller than the volume. With ``margin`` (voxels per axis) the box of ``marker``
+    grown by it is labelled first: when no kept voxel lies on a face of that box inside the array,
+    the kept components lie wholly inside it (a component leaving the box crosses its faces) and
+    that is the answer; otherwise the whole mask is labelled. Same result, cheaper when the marked
+    components are small beside the mask (the lungs beside all the air of a CT)."""
     mask = np.asarray(mask, dtype=bool)
+    marker = np.asarray(marker, dtype=bool)
     out = np.zeros(mask.shape, dtype=bool)
+    if margin is not None:
+        box = mask_bounding_box(marker, margin)
+        if box is None:
+            return out
+        kept = _marked(marker[box], mask[box], connectivity)
+        if not _on_inner_faces(kept, box, mask.shape):
+            out[box] = kept
+            return out
     box = mask_bounding_box(mask)
     if box is None:
         return out
-    sub = np.ascontiguousarray(mask[box])
-    labels, n = cc3d.connected_components(sub, connectivity=connectivity, return_N=True)
-    keep = np.zeros(n + 1, dtype=bool)
-    keep[labels[np.asarray(marker, dtype=bool)[box]]] = True
-    keep[0] = False
-    out[box] = keep[labels]
+    out[box] = _marked(marker[box], mask[box], connectivity)
     return out
+
+
+def _marked(marker: np.ndarray, mask: np.ndarray, connectivity: int) -> np.ndarray:
+    """Components of ``mask`` touching ``marker`` (same shape)."""
+    labels, n = cc3d.connected_components(np.ascontiguousarray(mask), connectivity=connectivity, return_N=True)
+    touched = np.zeros(n + 1, dtype=bool)
+    touched[labels[marker]] = True
+    return select_labels(labels, np.flatnonzero(touched), n)
+
+
+def select_labels(labels: np.ndarray, ids: np.ndarray, n: Optional[int] = None) -> np.ndarray:
+    """``labels`` in ``ids`` (label 0 never): one comparison per id when they are few (0.03 s each
+    on 80 M voxels), else a lookup table (0.2 s)."""
+    ids = np.asarray(ids)
+    ids = ids[ids > 0]
+    if ids.size <= 4:
+        out = np.zeros(labels.shape, dtype=bool)
+        for index in ids:
+            out |= labels == index
+        return out
+    keep = np.zeros(int(n if n is not None else labels.max()) + 1, dtype=bool)
+    keep[ids] = True
+    return lookup(keep, labels)
+
+
+def lookup(table: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``table[labels]`` for a boolean ``table`` with ``table[0]`` False. On a sparse label map (the
+    dense voxels of a CT: 2 % of it) only its non-zero voxels are looked up (0.05 s instead of
+    0.2 s on 80 M voxels)."""
+    table = np.asarray(table, dtype=bool)
+    labels = np.asarray(labels)
+    if table.size == 0 or table[0]:
+        return table[labels]
+    if np.count_nonzero(labels) > labels.size // 8:
+        return table[labels]
+    where = labels != 0  # a boolean index: much cheaper than np.flatnonzero of a uint32 map
+    out = np.zeros(labels.shape, dtype=bool)
+    out[where] = table[labels[where]]
+    return out
+
+
+def _on_inner_faces(kept: np.ndarray, box: tuple, shape: tuple) -> bool:
+    """Does ``kept`` (the contents of ``box``) touch a face of the box that is not the array's?"""
+    for axis, (b, n) in enumerate(zip(box, shape)):
+        if b.start > 0 and kept.take(0, axis=axis).any():
+            return True
+        if b.stop < n and kept.take(-1, axis=axis).any():
+            return True
+    return False
+
+
+def component_statistics(labels: np.ndarray, sizes: Optional[np.ndarray] = None) -> dict:
+    """``{"voxel_counts": array, "bounding_boxes": list}`` indexed by label (0: background), as
+    ``cc3d.statistics`` gives them, without its centroids: fastremap counts and scipy's
+    ``find_objects`` boxes (0.4 s instead of 0.7 s on a 512x512x305 label map). A label absent from
+    the map has count 0 and box None. ``sizes``: the counts when the caller has them (``label``'s;
+    its background count is not used)."""
+    if sizes is None:
+        ids, counts = fastremap.unique(labels, return_counts=True)
+        n = int(ids.max()) if ids.size else 0
+        sizes = np.zeros(n + 1, dtype=np.int64)
+        sizes[ids] = counts
+    n = sizes.size - 1
+    boxes = [tuple(slice(0, s) for s in labels.shape)] + list(ndi.find_objects(labels, max_label=n))
+    return {"voxel_counts": sizes, "bounding_boxes": boxes}
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -143,16 +220,25 @@ def fill_small_holes_per_slice(mask: np.ndarray, max_area_px: float, axis: int =
     out = np.array(mask, dtype=bool, copy=True)
     moved = np.moveaxis(out, axis, 0)
     for index in range(moved.shape[0]):
-        plane = np.ascontiguousarray(moved[index])
-        if not plane.any():
+        # only the slice's box around the mask, with one pixel of background around it where the
+        # slice has room: every hole lies inside the box, and the background on the box's edge
+        # reaches the slice's edge around the box, so the holes are the same (and cost less)
+        box = mask_bounding_box(moved[index], margin=(1, 1))
+        if box is None:
             continue
-        holes = fill_voids.fill(plane, in_place=False) & ~plane
-        if not holes.any():
+        plane = np.ascontiguousarray(moved[index][box])
+        filled = fill_voids.fill(plane, in_place=False)
+        holes = filled & ~plane
+        total = np.count_nonzero(holes)
+        if total == 0:
+            continue
+        if total <= max_area_px:  # every hole is at most as large as all of them together
+            moved[index][box] = filled
             continue
         labels, sizes = label(holes, CONNECTIVITY_2D // 2)  # holes are 4-connected in an 8-connected mask
         small = sizes <= max_area_px
         small[0] = False
-        moved[index] = plane | small[labels]
+        moved[index][box] = plane | small[labels]
     return out
 
 
@@ -173,9 +259,20 @@ def remove_border_gas_per_slice(mask: np.ndarray, values: np.ndarray, max_median
         labels, edge = _edge_components(plane, connectivity)
         if not edge.size:
             continue
-        flat = labels.ravel()
-        counts = np.bincount(flat)
-        below = np.bincount(flat, weights=(np.asarray(vals[index]).ravel() < max_median))
-        gas = edge[2.0 * below[edge] > counts[edge]]  # median < max_median: over half the voxels below
-        _drop(plane, labels, gas)
+        below = np.asarray(vals[index]) < max_median
+        if edge.size > _FEW:
+            flat = labels.ravel()
+            counts = np.bincount(flat)
+            under = np.bincount(flat[below.ravel()], minlength=counts.size)
+            _drop(plane, labels, edge[2 * under[edge] > counts[edge]])
+            continue
+        # a few edge components (the outside air, a lung cut by the field of view): one comparison
+        # each instead of two bincounts of the whole slice
+        for index_ in edge:
+            mine = labels == index_
+            if 2 * np.count_nonzero(mine & below) > np.count_nonzero(mine):  # median < max_median
+                plane[mine] = False
     return out
+
+
+_FEW = 8  # up to this many edge components are tested one by one

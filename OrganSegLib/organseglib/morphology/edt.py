@@ -57,3 +57,16 @@ class EDT:
             np.square(d2, out=d2)
         del background
         return d2 <= ball.threshold_sq
+
+    def erode(self, mask: np.ndarray, ball: Ball) -> np.ndarray:
+        """Exact ``binary_erosion(mask, ball.array, border_value=1)`` for a ball with ``safe(ball)``:
+        the voxels farther than the ball's radius from every background voxel inside the array (the
+        complement of the dilation of the complement, without computing either complement)."""
+        if mask.all():
+            return np.ones(mask.shape, dtype=bool)
+        if _edt is not None and ball.rel_gap > FLOAT32_MIN_GAP:
+            d2 = _edt.edtsq(mask, anisotropy=ball.spacing, black_border=False, parallel=self.threads)
+        else:
+            d2 = ndi.distance_transform_edt(mask, sampling=ball.spacing)
+            np.square(d2, out=d2)
+        return d2 > ball.threshold_sq

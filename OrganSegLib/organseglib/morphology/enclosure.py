@@ -8,8 +8,9 @@ between a vertebral body and its transverse process, along one at most. The bone
 tell the two apart among the voxels its closing filled (``organseglib.autolabel.bone``).
 
 Each axis costs one sorted list of the ``mask`` voxels' flat indices (the array laid out with that
-axis last, so that a ray is a run of consecutive indices) and a binary search per voxel asked about;
-only the box around ``where`` that the rays can reach is read.
+axis last, so that a ray is a run of consecutive indices; computed from the voxels' coordinates, not
+by transposing the array) and a binary search per voxel asked about;
+the cost grows with the voxels of ``mask`` and those asked about, not with the array.
 """
 
 from __future__ import annotations
@@ -22,19 +23,34 @@ from ..errors import InputError
 from ..boxes import mask_bounding_box
 
 
-def _enclosed_along(mask: np.ndarray, coords: tuple[np.ndarray, ...], axis: int, max_span: float) -> np.ndarray:
+def _enclosed_along(mask: np.ndarray, coords: tuple[np.ndarray, ...], axis: int, max_span: float,
+                    mask_coords: Optional[tuple[np.ndarray, ...]] = None) -> np.ndarray:
     """For the voxels at ``coords``: do their nearest ``mask`` voxels at/before and at/after along
     ``axis`` exist and lie at most ``max_span`` voxels apart?
 
     The array is laid out with ``axis`` last, so that each ray is a run of consecutive flat indices;
-    the sorted flat indices of ``mask`` are then searched for each voxel's neighbours.
+    the sorted flat indices of ``mask`` are then searched for each voxel's neighbours. The flat
+    indices are computed from the ``mask`` voxels' coordinates (``mask_coords``: ``np.nonzero(mask)``,
+    computed once for all three axes when given) and sorted, not by copying the whole array
+    transposed (on a 512x512x305 CT: 0.1 s instead of 0.5 s along the first axis).
     """
     n = mask.shape[axis]
     perm = tuple(a for a in range(3) if a != axis) + (axis,)
-    keys = np.flatnonzero(np.ascontiguousarray(mask.transpose(perm)))
+    if mask_coords is None:
+        mask_coords = np.nonzero(mask)
+    laid = tuple(mask.shape[a] for a in perm)
+    dtype = np.int32 if int(np.prod(laid, dtype=np.int64)) < 2**31 else np.int64  # int32 sorts and searches faster
+
+    def flat(c: tuple[np.ndarray, ...]) -> np.ndarray:
+        first, second, last = (c[a].astype(dtype, copy=False) for a in perm)
+        return (first * dtype(laid[1]) + second) * dtype(laid[2]) + last
+
+    keys = flat(mask_coords)
+    if axis != 2:  # np.nonzero lists the voxels in C order: already sorted along the last axis
+        keys.sort()
     if keys.size == 0:
         return np.zeros(coords[0].shape, dtype=bool)
-    query = np.ravel_multi_index(tuple(coords[a] for a in perm), tuple(mask.shape[a] for a in perm))
+    query = flat(coords)
     line = query // n
     at = np.searchsorted(keys, query)  # first mask voxel at or after, in flat order
     after = keys[np.minimum(at, keys.size - 1)]
@@ -55,9 +71,8 @@ def enclosed_axes(mask: np.ndarray, spacing: Sequence[float], max_span_mm: float
         spacing: voxel size per array axis in mm.
         max_span_mm: largest distance, centre to centre, between the enclosing ``mask`` voxels on the
             two sides of a voxel (a voxel of ``mask`` encloses itself: span 0).
-        where: optional boolean array; only these voxels are answered (the others get 0), and only
-            the box around them that the rays can reach is read. Pass it on large volumes: the cost
-            grows with the number of voxels answered.
+        where: optional boolean array; only these voxels are answered (the others get 0). Pass it
+            on large volumes: the cost grows with the number of voxels answered and of ``mask``.
 
     Returns:
         uint8 array of ``mask``'s shape.
@@ -68,20 +83,17 @@ def enclosed_axes(mask: np.ndarray, spacing: Sequence[float], max_span_mm: float
     if not max_span_mm >= 0:
         raise InputError(f"max_span_mm must be >= 0; got {max_span_mm!r}")
     count = np.zeros(mask.shape, dtype=np.uint8)
-    if where is None:
-        box = tuple(slice(0, n) for n in mask.shape)
-        where_box = np.ones(mask.shape, dtype=bool)
-    else:
-        box = mask_bounding_box(where, margin=[int(np.ceil(max_span_mm / float(s))) for s in spacing])
-        if box is None:
-            return count
-        where_box = where[box]
-    sub = np.ascontiguousarray(mask[box])
-    coords = np.nonzero(where_box)
-    hits = np.zeros(coords[0].shape, dtype=np.uint8)
+    # voxels as flat indices of the whole array (cheaper than 3D coordinates of a box, and no copy of
+    # it); mask voxels farther than the span from every voxel asked about cannot change an answer
+    asked = np.arange(mask.size) if where is None else np.flatnonzero(np.asarray(where, dtype=bool))
+    if asked.size == 0:
+        return count
+    coords = np.unravel_index(asked, mask.shape)
+    mask_coords = np.unravel_index(np.flatnonzero(mask), mask.shape)
+    hits = np.zeros(asked.shape, dtype=np.uint8)
     for axis in range(3):
-        hits += _enclosed_along(sub, coords, axis, max_span_mm / float(spacing[axis]) + 1e-9)
-    count[box][coords] = hits
+        hits += _enclosed_along(mask, coords, axis, max_span_mm / float(spacing[axis]) + 1e-9, mask_coords)
+    count.reshape(-1)[asked] = hits
     return count
 
 

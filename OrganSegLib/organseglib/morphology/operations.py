@@ -115,6 +115,8 @@ def _run(mask: np.ndarray, radius_mm: float, spacing: Sequence[float], method: s
     for step in steps:
         if step == "d":
             crop = backend.dilate(crop, ball, cache)
+        elif hasattr(backend, "erode"):  # EDT: the distance to the background, thresholded
+            crop = backend.erode(crop, ball)
         else:  # erosion = complement of the dilation of the complement (outside = foreground)
             crop = ~backend.dilate(~crop, ball, cache)
     # cropping treats the box edge as outside; the margin makes that matter only where the true
