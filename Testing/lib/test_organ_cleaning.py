@@ -50,6 +50,23 @@ def test_liver_on_the_left_is_dropped_even_when_larger():
     assert (plain == 1).sum() == 16800
 
 
+def test_many_pieces_the_largest_allowed_one_wins_and_specks_never_do():
+    """A network that scatters an organ: ten larger pieces on the left, one right piece kept; a
+    one-voxel speck (at odd indices: invisible on the half-resolution grid of the centroids) is never
+    chosen, even when it is the only piece on the right."""
+    v = _grid()
+    a = v.array
+    _box(a, 5, (0, 80), (2, 8), (45, 55))
+    for n in range(10):                                   # left pieces, 4·4·4 = 64 voxels each
+        _box(a, 1, (2 + 7 * n, 6 + 7 * n), (20, 24), (10, 14))
+    _box(a, 1, (40, 43), (20, 23), (70, 73))              # right piece, 27 voxels
+    out = clean_organs(v, ("liver",))
+    assert (out == 1).sum() == 27 and out[41, 21, 71] == 1
+    a[40:43, 20:23, 70:73] = 0
+    a[41, 21, 71] = 1                                     # now only a speck on the right
+    assert (clean_organs(v, ("liver",)) == 1).sum() == 0
+
+
 def test_liver_left_lobe_across_the_midline_is_kept():
     v = _grid()
     a = v.array
