@@ -30,6 +30,12 @@ def test_demo_runs_every_stage_on_the_phantom(tmp_path, capsys):
     records = [parse_record(check_record(r)) for r in map(parse_line, printed.splitlines()) if r is not None]
     assert records[-1].kind == "done" and records[-1].output == str(out) and records[-1].warnings == ()
     assert [r.kind for r in records[:-1]] == ["progress"] * (len(records) - 1)
+    # the default model names itself and the terms of its weights (IRCAD data: non-commercial)
+    from organseglib.model_package import default_model_path, read_card
+
+    card = read_card(default_model_path())[0]
+    model_line = next(line for line in printed.splitlines() if line.startswith("model: "))
+    assert card.name in model_line and card.weights_licence in model_line
     truth = read_labels(out / "truth.nii.gz")
     stages = {}
     for stage in ("autolabel", "network", "segment"):

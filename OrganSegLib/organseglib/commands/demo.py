@@ -4,7 +4,7 @@ Makes a seeded phantom (or reads your CT), writes it, runs every stage, writes l
 overlays to the output folder and prints metrics against the phantom's exact truth (or ``--reference``).
 
 Stages: ``autolabel`` (lungs and bone by morphology, paper III), ``network`` (all five organs from the
-bundled demo model, paper V) and ``segment`` (the one-click hybrid: lungs and bone from the
+bundled default model, ``real``: non-commercial weights, or ``--model demo`` for the phantom-only one; paper V) and ``segment`` (the one-click hybrid: lungs and bone from the
 auto-labelers, liver, kidneys and bladder from the network, as ``organseg segment`` does).
 """
 
@@ -18,6 +18,7 @@ from ..cli import add_progress_argument
 from ..devices import DEVICE_HELP
 from ..io import read_ct, read_labels, write_labels, write_volume
 from ..metrics import evaluate_labels, format_table, scores_to_json
+from ..model_package import read_card, resolve_model
 from ..organs import organ_table, parse_organ_list
 from ..atomic import check_not_input, make_output_folder, write_text_atomic
 from ..overlay import save_overlay_png
@@ -38,7 +39,8 @@ def register(sub) -> None:
                    help="phantom field of view (default: both)")
     p.add_argument("--size", default="small", choices=["tiny", "small", "clinical"],
                    help="phantom grid: tiny (6 mm), small (3 mm, default) or clinical (512x512x300)")
-    p.add_argument("--model", default=None, help="model package for the network stages (default: bundled demo)")
+    p.add_argument("--model", default=None, help="model package for the network stages (default: the bundled 'real' model, non-commercial "
+                        "weights; 'demo': phantoms only)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
     add_progress_argument(p)
     p.set_defaults(func=run)
@@ -64,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
         write_volume(ct, out / "ct.nii.gz")
         write_labels(truth, out / "truth.nii.gz")
     print(f"CT: {name}: {ct}")
+    card = read_card(resolve_model(args.model))[0]
+    print(f"model: {card.name}" + (f" ({card.weights_licence})" if card.weights_licence else ""))
     results = {}
     for n, (stage, func, _) in enumerate(stages):
         sub = progress.sub(0.1 + 0.8 * n / len(stages), 0.1 + 0.8 * (n + 1) / len(stages), stage)
