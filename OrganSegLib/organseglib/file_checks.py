@@ -212,6 +212,25 @@ def _raw_chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
+def read_nifti_header(path: Path, source: str) -> tuple[bytes, NiftiHeader]:
+    """The first 540 bytes of a ``.nii`` / ``.nii.gz`` (decompressed) and their parsed, spacing-checked
+    header; ``source`` is the name quoted in errors.
+
+    Raises:
+        InputError: unreadable, corrupt or not NIfTI. GeometryError: zero, negative or NaN spacing.
+    """
+    gz = Path(path).name.lower().endswith(".gz")
+    try:
+        with (gzip.open(path, "rb") if gz else open(path, "rb")) as fh:
+            raw = fh.read(540)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"{source}: cannot read the NIfTI header ({exc}); the file is corrupt or not "
+                         f"{'gzip-compressed ' if gz else ''}NIfTI") from None
+    header = parse_nifti_header(raw, source)
+    check_spacing(header, source)
+    return raw, header
+
+
 def check_nifti(path: os.PathLike | str, source: Optional[str] = None) -> NiftiHeader:
     """Check a ``.nii`` / ``.nii.gz`` file against its own header before it is read.
 
@@ -226,14 +245,7 @@ def check_nifti(path: os.PathLike | str, source: Optional[str] = None) -> NiftiH
     p = Path(path)
     source = repr(str(source or path))
     gz = p.name.lower().endswith(".gz")
-    try:
-        with (gzip.open(p, "rb") if gz else open(p, "rb")) as fh:
-            raw = fh.read(540)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"{source}: cannot read the NIfTI header ({exc}); the file is corrupt or not "
-                         f"{'gzip-compressed ' if gz else ''}NIfTI") from None
-    header = parse_nifti_header(raw, source)
-    check_spacing(header, source)
+    _, header = read_nifti_header(p, source)
     if not header.single_file:  # a .hdr/.img pair: the data is elsewhere
         return header
     expected = header.vox_offset + header.data_bytes

@@ -23,18 +23,14 @@ which SimpleITK agrees (3 dimensions, one component, the same size and voxel typ
 
 from __future__ import annotations
 
-import gzip
 import struct
-import zlib
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
 
-from .errors import InputError
-from .file_checks import (NiftiHeader, check_spacing, gzip_chunks, truncated_error, nonfinite_error,
-                          parse_nifti_header)
+from .file_checks import NiftiHeader, gzip_chunks, nonfinite_error, read_nifti_header, truncated_error
 
 
 def _scaling(raw: bytes, header: NiftiHeader) -> tuple[float, float]:
@@ -96,14 +92,7 @@ def read_nifti(path: Path, source: Optional[str] = None):
     p = Path(path)
     source = repr(str(source or path))
     gz = p.name.lower().endswith(".gz")
-    try:
-        with (gzip.open(p, "rb") if gz else open(p, "rb")) as fh:
-            raw = fh.read(540)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"{source}: cannot read the NIfTI header ({exc}); the file is corrupt or not "
-                         f"{'gzip-compressed ' if gz else ''}NIfTI") from None
-    header = parse_nifti_header(raw, source)
-    check_spacing(header, source)
+    raw, header = read_nifti_header(p, source)
     if not plain_header(raw, header):
         return None
     info = sitk.ImageFileReader()
