@@ -47,12 +47,6 @@ class BloodPools:
     cores: list
 
 
-def block_mean_max(ct: np.ndarray, strides: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Means and maxima of ``ct`` over blocks of ``strides`` voxels (a partial last block of an axis:
-    over the voxels it has)."""
-    return morphology.coarse.block_mean_max(ct, strides)  # bit for bit the strided sums, on cached slabs
-
-
 def find_blood_pools(ct: np.ndarray, allowed: np.ndarray, spacing: tuple[float, float, float], params) -> BloodPools:
     """Blood pools in ``ct`` (HU, ``[k, j, i]``) within ``allowed``; ``params`` is a ``BoneParams``."""
     empty = BloodPools(np.zeros(ct.shape, dtype=bool), None, 0.0, [])
@@ -61,7 +55,7 @@ def find_blood_pools(ct: np.ndarray, allowed: np.ndarray, spacing: tuple[float, 
     strides = morphology.block_factors(spacing, params.coarse_mm)
     cs = tuple(a * b for a, b in zip(spacing, strides))
     # block means average the noise and speckle of the blood away; block maxima keep thin cortex
-    coarse_ct, coarse_max = block_mean_max(ct, strides)
+    coarse_ct, coarse_max = morphology.coarse.block_mean_max(ct, strides)
     coarse_allowed = allowed[tuple(slice(None, None, t) for t in strides)][tuple(slice(0, n) for n in coarse_ct.shape)]
     r = params.blood_core_mm
     step = max(cs)

@@ -29,20 +29,8 @@ import numpy as np
 
 from .. import morphology
 from ..boxes import mask_bounding_box
-from .blood import block_mean_max
 from .spine import grow_into
 from .frame import depth_front_to_back, offset_from_midline_mm
-
-
-def _block_any(mask: np.ndarray, factors: tuple[int, ...]) -> np.ndarray:
-    """Blocks of ``factors`` voxels holding any voxel of ``mask`` (a partial last block counts what it
-    has); the grid of ``blood.block_mean_max``."""
-    shape = tuple(-(-n // f) for n, f in zip(mask.shape, factors))
-    out = np.zeros(shape, dtype=bool)
-    for offsets in np.ndindex(*factors):
-        part = mask[tuple(slice(o, None, f) for o, f in zip(offsets, factors))]
-        out[tuple(slice(0, n) for n in part.shape)] |= part
-    return out
 
 
 def _per_piece_mean(labels: np.ndarray, count: int, values: np.ndarray) -> np.ndarray:
@@ -71,11 +59,11 @@ def costal_cartilage(bone: np.ndarray, ct: np.ndarray, allowed: np.ndarray, body
 
 def _cartilage_in(bone, ct, allowed, body, spacing, factors, params) -> np.ndarray:
     cs = tuple(float(s) * f for s, f in zip(spacing, factors))
-    mean, _ = block_mean_max(ct, factors)
+    mean, _ = morphology.coarse.block_mean_max(ct, factors)
     pick = tuple(slice(None, None, f) for f in factors)
     crop = tuple(slice(0, n) for n in mean.shape)
     ok = allowed[pick][crop]
-    bone_c = _block_any(bone, factors)
+    bone_c = morphology.coarse.block_any(bone, factors)
     soft = ok & (mean >= params.cartilage_min_hu) & ~bone_c
     band = soft & (mean < params.cartilage_max_hu)
     flat = (1e6, cs[1], cs[2])  # a disc in the axial plane: the ball's half-extent along k is 0

@@ -66,6 +66,12 @@ def _pool(mask: np.ndarray, factors: tuple[int, ...], any_: bool) -> np.ndarray:
     return out
 
 
+def block_any(mask: np.ndarray, factors: Sequence[int]) -> np.ndarray:
+    """Blocks of ``factors`` voxels holding any voxel of ``mask`` (the grid of ``block_mean_max``; a
+    partial last block counts what it has)."""
+    return _pool(np.asarray(mask, dtype=bool), tuple(factors), any_=True)
+
+
 def block_mean_max(array: np.ndarray, factors: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """float32 means and maxima of a 3D ``array`` over blocks of ``factors`` voxels (a partial last block
     of an axis: over the voxels it has).
