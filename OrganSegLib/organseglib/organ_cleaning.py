@@ -35,7 +35,8 @@ from .organs import organ_by_key
 from .volume import Volume
 
 # RAS +x points to the patient's right (checked on ircad1_07: right kidney x −129 mm, left −275 mm).
-_COUNT = {"liver": 1, "bladder": 1, "kidneys": 2, "lungs": 2}
+# components an adult has of each organ (bone: many); also what plausibility expects
+EXPECTED_COMPONENTS = {"liver": 1, "bladder": 1, "kidneys": 2, "lungs": 2}
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ def _keep(key: str, comps: _Components, to_ras, midline: float, lowest_lung_z: O
         x = to_ras(comps.centroids(big))[:, 0]
         return ([c for c, v in zip(big, x) if v >= midline][:1] + [c for c, v in zip(big, x) if v < midline][:1])
     if not rules.anatomy or key == "lungs":
-        return [c for c, _ in ranked[:_COUNT[key]]]
+        return [c for c, _ in ranked[:EXPECTED_COMPONENTS[key]]]
     if key == "liver":
         return comps.first_where(lambda cent: to_ras(cent)[:, 0] >= midline - rules.midline_margin_mm)
     if key == "bladder" and lowest_lung_z is not None:
@@ -147,7 +148,7 @@ def clean_organs(labels: Volume, organs: tuple[str, ...], rules: CleaningRules =
                             for bits in np.ndindex(2, 2, 2)])
         lowest_lung_z = float(ras_of_index(labels, corners)[:, 2].min())
     for key in organs:
-        if key not in _COUNT:
+        if key not in EXPECTED_COMPONENTS:
             continue
         value = organ_by_key(key).value
         box = box_of(value)
@@ -163,4 +164,4 @@ def clean_organs(labels: Volume, organs: tuple[str, ...], rules: CleaningRules =
     return out
 
 
-__all__ = ["CleaningRules", "clean_organs", "midline_x", "ras_of_index"]
+__all__ = ["EXPECTED_COMPONENTS", "CleaningRules", "clean_organs", "midline_x", "ras_of_index"]

@@ -40,7 +40,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .errors import InputError
-from .organ_cleaning import midline_x, ras_of_index as _ras
+from .organ_cleaning import EXPECTED_COMPONENTS, midline_x, ras_of_index as _ras
 from .organs import organ_by_key
 from .volume import Volume
 
@@ -48,7 +48,6 @@ from .volume import Volume
 REFERENCE_ML: Dict[str, Tuple[float, float]] = {
     "liver": (1000.0, 2500.0), "kidneys": (100.0, 250.0), "bladder": (0.0, 700.0), "lungs": (2500.0, 8000.0),
 }
-EXPECTED_COMPONENTS = {"liver": 1, "kidneys": 2, "bladder": 1, "lungs": 2}
 
 
 @dataclass(frozen=True)
