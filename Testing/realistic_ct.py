@@ -47,12 +47,15 @@ def paint_blood_pools(ct: Volume, labels: Volume, heart_hu: float = 450.0,
     free = lab == 0
     aorta = np.zeros(a.shape, bool)
     r = 12.0
+    # the phantom's spine is straight: the vertebral bodies' front, read on every slice, is the most
+    # common value (at a disc, whose label is background, the bone nearest the front is the arch)
+    fronts = [_spine_front(lab, k) for k in range(k0, k1 + 1)]
+    front = int(np.median([f for f, _ in fronts]))
+    mid = fronts[0][1]
     for k in range(k0, k1 + 1):
-        front, mid = _spine_front(lab, k)
         cj, ci = front * sj - r, mid * si + 14.0  # touches the vertebral body, left of the midline
         aorta[k] = ((jj[0] * sj - cj) ** 2 + (ii[0] * si - ci) ** 2) <= r * r
     kc = k0 + 0.35 * (k1 - k0)
-    front, mid = _spine_front(lab, int(kc))
     heart = (((kk - kc) * sk / 45.0) ** 2 + ((jj - (front - 75.0 / sj)) * sj / 50.0) ** 2
              + ((ii - mid - 10.0 / si) * si / 55.0) ** 2) <= 1.0
     _blend(a, heart & free, heart_hu, free)

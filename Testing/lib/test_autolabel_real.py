@@ -46,7 +46,8 @@ def test_abdomen_bone_and_lung_bases_against_reference(record_property):
     ref = read_labels(shared_file("ct/abdomen_totalseg_labels.nii.gz"), reference=ct).array
     bone = dice(labels.array == BONE, ref == BONE)
     lung_bases = dice(labels.array == LUNGS, ref == LUNGS)
-    record_property("bone_dice", round(bone, 3))  # measured 0.902 (0.881 before the spine/cartilage rules)
+    # measured 0.905 (0.902 before the edge read a bone fraction; 0.881 before the spine/cartilage rules)
+    record_property("bone_dice", round(bone, 3))
     record_property("lung_base_dice", round(lung_bases, 3))  # measured 0.891 (3 slices of lung base)
     assert bone >= 0.87
     # the costal cartilages (about 80 mL in the reference) are found, the spinal canal is left out
@@ -69,6 +70,8 @@ def test_ircad_bone_against_the_hand_drawn_mask(record_property):
     record_property("bone_dice", round(ours, 3))
     assert ours >= 0.88
     assert report["bone"]["cartilage_ml"] >= 20.0 and report["bone"]["canal_ml"] >= 10.0
+    # the portal venous blood (aorta 176 HU, 18 HU of noise) holds speckle above tau2: measured 28.5 mL
+    assert report["bone"]["speckle_ml"] >= 5.0
     before, _ = autolabel_with_report(ct, "bone", params=AutoLabelParams(
         bone=BoneParams(canal=False, discs=False, cartilage=False, fill_before_guard=False)))
     assert ours >= dice(before.array == BONE, ref) + 0.02

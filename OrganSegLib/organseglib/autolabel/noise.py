@@ -72,3 +72,49 @@ def smoothed_if_noisy(ct: np.ndarray, spacing: tuple[float, float, float], param
              sd, params.smooth_above_hu, params.sigma_mm)
     out = ndi.gaussian_filter(np.asarray(ct, dtype=np.float32), sigma, truncate=3.0)
     return out, sd
+
+
+_CUBE = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)], dtype=np.intp)
+
+
+def neighbourhood_mean_sd(ct: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (HU) of the 3×3×3 neighbourhood of each voxel ``flat`` (indices into
+    the C-ordered ``ct``, none on a face of the array). Sparse: 27 gathers, float32 sums (of 27 values:
+    the variance keeps about 0.1 HU^2 of precision)."""
+    ct = np.ascontiguousarray(ct, dtype=np.float32)
+    strides = np.array([ct.shape[1] * ct.shape[2], ct.shape[2], 1])
+    values = ct.reshape(-1)
+    total = np.zeros(len(flat), dtype=np.float32)
+    square = np.zeros(len(flat), dtype=np.float32)
+    v = np.empty(len(flat), dtype=np.float32)
+    for offset in _CUBE:
+        values.take(flat + int(offset @ strides), out=v)
+        total += v
+        v *= v
+        square += v
+    mean = total / np.float32(27.0)
+    return mean, np.sqrt(np.maximum(square / np.float32(27.0) - mean * mean, 0.0))
+
+
+def noise_speckle(ct: np.ndarray, dense: np.ndarray, threshold_hu: float, below_hu: float, sd_factor: float,
+                  sd_hu: float) -> np.ndarray:
+    """The voxels of ``dense`` (``ct >= threshold_hu``) that are noise, not tissue: below ``below_hu``, in
+    a 3×3×3 neighbourhood whose mean is below the threshold and whose spread is at most ``sd_factor``
+    times the scan's noise (``sd_hu``): a homogeneous region just below the threshold, such as blood at
+    180 HU in the portal venous phase, where one voxel in four or five crosses 200 HU and the specks
+    join (26-connected, they percolate above about one in ten) and touch the spine. Bone there has
+    a spread far above the noise (cortex beside marrow, fat or muscle). Voxels on the array's faces
+    are never speckle. Returns a mask (all False when ``sd_hu`` is not finite)."""
+    out = np.zeros(dense.shape, dtype=bool)
+    if not np.isfinite(sd_hu) or sd_hu <= 0 or min(dense.shape) < 3:
+        return out
+    flat = np.flatnonzero(dense)
+    flat = flat[ct.reshape(-1).take(flat) < below_hu]
+    K, J, I = dense.shape
+    k, j, i = flat // (J * I), (flat // I) % J, flat % I
+    flat = flat[(k > 0) & (k < K - 1) & (j > 0) & (j < J - 1) & (i > 0) & (i < I - 1)]
+    if len(flat) == 0:
+        return out
+    mean, sd = neighbourhood_mean_sd(ct, flat)
+    out.reshape(-1)[flat[(mean < threshold_hu) & (sd <= sd_factor * sd_hu)]] = True
+    return out
