@@ -110,25 +110,73 @@ def test_config_validation_and_json():
     assert '"kidneys"' in payload
 
 
+def _liver_ct(labels, mass_fraction, mass_hu=30.0, noise=15.0, seed=0):
+    """A CT for ``_normal()``'s labels: liver 120 HU with white noise; its first ``mass_fraction`` of
+    slices (k from 40) at ``mass_hu`` (a mass taken for liver)."""
+    rng = np.random.default_rng(seed)
+    ct = np.full(labels.shape, 40.0, np.float32) + rng.normal(0.0, noise, labels.shape).astype(np.float32)
+    liver = labels.array == 1
+    ct[liver] += 80.0
+    k_mass = 40 + int(round(20 * mass_fraction))
+    ct[40:k_mass][liver[40:k_mass]] = mass_hu
+    return labels.with_array(ct)
+
+
+def test_liver_covering_a_mass_is_flagged_with_its_share():
+    """Hand-worked: on the 4 mm grid a block of about 6 mm is two voxels (round(1.5) = 2). The liver's
+    20 slices (k 40-60) make 10 blocks along k, wholly inside; less one block all round, the interior
+    holds blocks 1-8 along k. A mass filling k 40-48 at 30 HU fills blocks 0-3: 3 of the 8 interior
+    blocks along k (the same share of the interior) read 90 HU below the median: 37.5 %."""
+    v = _normal()
+    report = check_plausibility(v, ct=_liver_ct(v, 0.4))
+    share, median = report.organs["liver"].low_density
+    # the median of all interior blocks is the parenchyma's 20th percentile (120 HU, block noise 5 HU)
+    assert share == pytest.approx(3 / 8, abs=1e-6) and 110.0 < median < 120.0
+    assert any("liver: 38 % of its interior reads 30 HU or more below the rest" in w for w in report.warnings)
+    assert report.to_json()["organs"]["liver"]["low_density_fraction"] == pytest.approx(0.375, abs=1e-3)
+    # homogeneous parenchyma (noise of 15 HU: a voxel 2 sd below the median is no mass) passes
+    clean = check_plausibility(v, ct=_liver_ct(v, 0.0))
+    assert clean.organs["liver"].low_density[0] < 0.05 and not any("interior" in w for w in clean.warnings)
+    # no CT: not read; a CT on another grid: refused
+    assert check_plausibility(v).organs["liver"].low_density is None
+    with pytest.raises(InputError, match="one grid"):
+        check_plausibility(v, ct=Volume(np.zeros((10, 10, 10), np.float32), v.ijk_to_ras))
+    # a small interior (a liver tip at the edge of the view) is not judged
+    tip = check_plausibility(v, config=PlausibilityConfig(liver_interior_min_ml=5000.0), ct=_liver_ct(v, 0.4))
+    assert tip.organs["liver"].low_density is None
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("labels", ["ct/abdomen_totalseg_labels.nii.gz"])
 def test_real_reference_labels_pass(labels):
-    from organseglib.io import read_labels
+    from organseglib.io import read_ct, read_labels
 
-    report = check_plausibility(read_labels(shared_file(labels)))
+    ct = read_ct(shared_file("ct/abdomen_totalseg.nii.gz"))
+    report = check_plausibility(read_labels(shared_file(labels), reference=ct), ct=ct)
     assert report.warnings == []
     assert report.organs["kidneys"].sides in (["right", "left"], ["left", "right"])
+    assert report.organs["liver"].low_density[0] < 0.02  # measured 0.0
 
 
 @pytest.mark.slow
-def test_real_ircad_reference_masks_pass():
-    from organseglib.io import read_ct
+def test_real_ircad_reference_masks_pass_and_the_mass_taken_for_liver_is_flagged():
+    """The hand-drawn liver passes (0.0 % of its interior well below the rest). The same liver with
+    the 670 mL retroperitoneal mass added, as the leave-one-out model labelled 404 mL of it (liver
+    volume still in the adult range), is flagged: measured 37 %."""
+    from organseglib.io import read_ct, read_labels
     from organseglib.label_import import import_masks
 
     ct = read_ct(shared_file("ircad1_07/ct.nii.gz"))
-    report = check_plausibility(import_masks(shared_file("ircad1_07/masks"), ct).labels)
+    labels = import_masks(shared_file("ircad1_07/masks"), ct).labels
+    report = check_plausibility(labels, ct=ct)
     assert report.warnings == []
     assert report.organs["liver"].sides == ["right"] and report.organs["lungs"].truncated
+    tumor = read_labels(shared_file("ircad1_07/masks/tumor.nii.gz"), reference=ct).array > 0
+    both = labels.with_array(np.where(tumor, np.uint8(1), labels.array))
+    flagged = check_plausibility(both, ct=ct)
+    assert flagged.organs["liver"].low_density[0] >= 0.25
+    assert any(w.startswith("liver: ") and "a mass, or a neighbouring organ labelled liver" in w
+               for w in flagged.warnings)
 
 
 def test_missing_bladder_flagged_when_the_pelvis_is_in_view():

@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     volumes = {organ_by_value(v).key: round(float(c) * voxel_ml, 1) for v, c in sorted(counts.items()) if v}
     # plausibility owns the empty/missing-organ warnings (never a silent success, issue 11 item 6);
     # the auto-labelers add theirs (a labeler that drops more than it keeps, a leak to the border)
-    check = check_plausibility(labels, tuple(config.organs))
+    check = check_plausibility(labels, tuple(config.organs), ct=ct)  # with the CT: the liver's density too
     warnings = list(check.warnings) + list(auto_warnings)
     if args.report:
         write_text_atomic(args.report, json.dumps({"output": str(args.output), "seconds": round(seconds, 2),
