@@ -93,6 +93,12 @@ def test_neighbourhood_mean_sd_matches_scipy():
     ref_mean = ndi.uniform_filter(c, 3)[inner]
     ref_sd = np.sqrt(ndi.uniform_filter(c * c, 3)[inner] - ref_mean ** 2)
     assert np.allclose(mean, ref_mean, atol=1e-2) and np.allclose(sd, ref_sd, atol=1e-2)
+    as_int = np.rint(ct).astype(np.int16)  # an int16 CT gives the same, without a float copy of it
+    mean16, sd16 = neighbourhood_mean_sd(as_int, flat)
+    c16 = as_int.astype(np.float64)
+    m16 = ndi.uniform_filter(c16, 3)[inner]
+    assert np.allclose(mean16, m16, atol=1e-2)
+    assert np.allclose(sd16, np.sqrt(ndi.uniform_filter(c16 * c16, 3)[inner] - m16 ** 2), atol=1e-2)
 
 
 def test_speckle_in_blood_below_the_threshold_but_not_bone():

@@ -81,14 +81,17 @@ def neighbourhood_mean_sd(ct: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray,
     """Mean and standard deviation (HU) of the 3×3×3 neighbourhood of each voxel ``flat`` (indices into
     the C-ordered ``ct``, none on a face of the array). Sparse: 27 gathers, float32 sums (of 27 values:
     the variance keeps about 0.1 HU^2 of precision)."""
-    ct = np.ascontiguousarray(ct, dtype=np.float32)
+    ct = np.ascontiguousarray(ct)  # any dtype: no float copy of the whole volume
     strides = np.array([ct.shape[1] * ct.shape[2], ct.shape[2], 1])
     values = ct.reshape(-1)
     total = np.zeros(len(flat), dtype=np.float32)
     square = np.zeros(len(flat), dtype=np.float32)
     v = np.empty(len(flat), dtype=np.float32)
     for offset in _CUBE:
-        values.take(flat + int(offset @ strides), out=v)
+        if values.dtype == np.float32:
+            values.take(flat + int(offset @ strides), out=v)
+        else:
+            v[:] = values.take(flat + int(offset @ strides))
         total += v
         v *= v
         square += v
@@ -108,6 +111,7 @@ def noise_speckle(ct: np.ndarray, dense: np.ndarray, threshold_hu: float, below_
     out = np.zeros(dense.shape, dtype=bool)
     if not np.isfinite(sd_hu) or sd_hu <= 0 or min(dense.shape) < 3:
         return out
+    ct = np.ascontiguousarray(ct)
     flat = np.flatnonzero(dense)
     flat = flat[ct.reshape(-1).take(flat) < below_hu]
     K, J, I = dense.shape
