@@ -17,6 +17,12 @@ lower chest. These project rules, applied to the final native labels, keep (26-c
   costophrenic recess, about T12–L1, down to even a distended bladder's centre is well over 10 cm).
 * **lungs**: the two largest components. **bone** is left as it is (many separate bones).
 
+With the CT, the liver first loses the regions of its label that read ``liver_low_hu`` or more below
+its parenchyma and lie along its outer surface (``liver_density``: a neighbour or a mass taken for
+liver; a lesion ringed by parenchyma stays). Leave-one-out on the two labelled real scans: liver
+Dice 0.645 -> 0.829 (ircad1_07, whose retroperitoneal mass was half labelled liver) and 0.708 -> 0.790
+(abdomen_totalseg); the reference livers lose nothing.
+
 The midline is the centre of the bone label's bounding box along RAS x (spine, sternum and pelvis
 sit on it), else of the grid: the same rule as ``organseglib.plausibility``, which warns about what
 these rules cannot fix. ``anatomy=False`` keeps only the component counts (the rules before issue 11),
@@ -47,9 +53,14 @@ class CleaningRules:
     min_kidney_ml: float = 5.0
     midline_margin_mm: float = 10.0
     bladder_below_lungs_mm: float = 100.0
+    # the liver's density (liver_density.py), with the CT: low regions along the label's surface
+    liver_low_hu: float = 30.0  # parenchyma, smoothed over 3 mm, varies by about 10 HU
+    liver_low_min_ml: float = 20.0
+    liver_low_exposed: float = 0.4  # share of the region's surface on the label's outer surface
 
     def __post_init__(self) -> None:
-        for name in ("min_kidney_ml", "midline_margin_mm", "bladder_below_lungs_mm"):
+        for name in ("min_kidney_ml", "midline_margin_mm", "bladder_below_lungs_mm", "liver_low_hu",
+                     "liver_low_min_ml", "liver_low_exposed"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0):
                 raise InputError(f"CleaningRules.{name} must be a number ≥ 0; got {value!r}")
@@ -128,9 +139,24 @@ def _keep(key: str, comps: _Components, to_ras, midline: float, lowest_lung_z: O
     return [c for c, _ in ranked[:1]]
 
 
-def clean_organs(labels: Volume, organs: tuple[str, ...], rules: CleaningRules = CleaningRules()) -> np.ndarray:
+def _cut_foreign_low_density(mask: np.ndarray, ct: np.ndarray, spacing, rules: CleaningRules) -> None:
+    """In place: clear the liver's low-density regions along its surface (module docstring)."""
+    from .liver_density import foreign_low_regions, liver_density, to_voxels
+
+    density = liver_density(ct, mask, spacing, rules.liver_low_hu)
+    if density is None:
+        return
+    cut = foreign_low_regions(density, rules.liver_low_min_ml, rules.liver_low_exposed)
+    if cut.any():
+        mask &= ~to_voxels(cut, density, mask.shape)
+
+
+def clean_organs(labels: Volume, organs: tuple[str, ...], rules: CleaningRules = CleaningRules(),
+                 ct: Optional[Volume] = None) -> np.ndarray:
     """The label array of ``labels`` (CT-ORG values) with each of ``organs`` cut to the components the
-    rules keep (module docstring); removed voxels become background. Returns a new array."""
+    rules keep (module docstring); removed voxels become background. With ``ct`` (the same grid) and
+    ``rules.anatomy``, the liver's low-density regions along its surface go first. Returns a new
+    array."""
     from scipy import ndimage
 
     from .morphology.components import select_labels
@@ -155,6 +181,12 @@ def clean_organs(labels: Volume, organs: tuple[str, ...], rules: CleaningRules =
         if box is None:
             continue
         mask = arr[box] == value  # components within the organ's bounding box (cheap on big scans)
+        if key == "liver" and ct is not None and rules.anatomy:
+            if ct.shape != labels.shape:
+                raise InputError(f"the CT ({ct.shape}) and the labels ({labels.shape}) must share one grid")
+            kept_before = mask.copy()
+            _cut_foreign_low_density(mask, ct.array[box], labels.array_spacing, rules)
+            out[box][kept_before & ~mask] = 0
         comps = _Components(mask)
         offset = np.array([b.start for b in box], float)
         to_ras = lambda c: ras_of_index(labels, c + offset)  # noqa: E731

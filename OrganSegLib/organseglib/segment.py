@@ -57,8 +57,9 @@ class SegmentConfig:
             ``organseglib.organ_cleaning``).
         min_kidney_ml: smallest kidney component kept, mL (project's choice: a kidney is ~150 mL).
         anatomy: when cleaning, also where each organ may lie: the liver not on the patient's left, one
-            kidney per side, the bladder well below the lungs (``organ_cleaning``). False keeps only
-            the component counts (situs inversus, a non-human scan).
+            kidney per side, the bladder well below the lungs, and no low-density region along the
+            liver's surface (a neighbour or mass taken for liver) (``organ_cleaning``). False keeps
+            only the component counts (situs inversus, a non-human scan).
         overlap: tile overlap fraction (paper V-A: "partially-overlapping"; 25 % is this project's default).
         weighting: ``"uniform"`` (plain average, the paper) or ``"gaussian"`` tile weights.
         slabs: stitch z-slab by z-slab (bounded memory, identical result) instead of all at once.
@@ -251,7 +252,7 @@ def segment_ct_with_report(ct: Volume, model: ModelSpec = None, config: Optional
     out = back(work.with_array(out)).array
     if config.clean and config.network_organs:
         progress(0.98, "cleaning")  # on the final native labels, so the output keeps the promise
-        out = clean_organs(ct.with_array(out), config.network_organs, config.cleaning_rules)
+        out = clean_organs(ct.with_array(out), config.network_organs, config.cleaning_rules, ct=ct)
     progress(1.0, "done")
     return ct.with_array(out), warnings
 

@@ -123,17 +123,18 @@ def _liver_ct(labels, mass_fraction, mass_hu=30.0, noise=15.0, seed=0):
 
 
 def test_liver_covering_a_mass_is_flagged_with_its_share():
-    """Hand-worked: on the 4 mm grid a block of about 6 mm is two voxels (round(1.5) = 2). The liver's
-    20 slices (k 40-60) make 10 blocks along k, wholly inside; less one block all round, the interior
-    holds blocks 1-8 along k. A mass filling k 40-48 at 30 HU fills blocks 0-3: 3 of the 8 interior
-    blocks along k (the same share of the interior) read 90 HU below the median: 37.5 %."""
+    """Hand-worked: on the 4 mm grid a block of about 3 mm is one voxel. The liver spans k 40-60; its
+    interior (wholly inside, less one block) k 41-58: 18 slices. A mass filling k 40-48 at 30 HU: the
+    smoothing within the label (sigma 3 mm = 0.75 voxel, neighbour weight 0.41) puts the mass's last
+    slice (k 47) at (30 + 0.41·30 + 0.41·120) / 1.82 = 50 HU, low; the first parenchyma slice (k 48) at
+    (120 + 0.41·120 + 0.41·30) / 1.82 = 100 HU, 20 HU below: not low. So 7 of the 18 slices: 39 %."""
     v = _normal()
     report = check_plausibility(v, ct=_liver_ct(v, 0.4))
     share, median = report.organs["liver"].low_density
-    # the median of all interior blocks is the parenchyma's 20th percentile (120 HU, block noise 5 HU)
-    assert share == pytest.approx(3 / 8, abs=1e-6) and 110.0 < median < 120.0
-    assert any("liver: 38 % of its interior reads 30 HU or more below the rest" in w for w in report.warnings)
-    assert report.to_json()["organs"]["liver"]["low_density_fraction"] == pytest.approx(0.375, abs=1e-3)
+    # the median of all interior blocks is near the parenchyma's 20th percentile (120 HU, smoothed noise)
+    assert share == pytest.approx(7 / 18, abs=1e-6) and 110.0 < median < 121.0
+    assert any("liver: 39 % of its interior reads 30 HU or more below the rest" in w for w in report.warnings)
+    assert report.to_json()["organs"]["liver"]["low_density_fraction"] == pytest.approx(0.389, abs=1e-3)
     # homogeneous parenchyma (noise of 15 HU: a voxel 2 sd below the median is no mass) passes
     clean = check_plausibility(v, ct=_liver_ct(v, 0.0))
     assert clean.organs["liver"].low_density[0] < 0.05 and not any("interior" in w for w in clean.warnings)
@@ -162,7 +163,8 @@ def test_real_reference_labels_pass(labels):
 def test_real_ircad_reference_masks_pass_and_the_mass_taken_for_liver_is_flagged():
     """The hand-drawn liver passes (0.0 % of its interior well below the rest). The same liver with
     the 670 mL retroperitoneal mass added, as the leave-one-out model labelled 404 mL of it (liver
-    volume still in the adult range), is flagged: measured 37 %."""
+    volume still in the adult range), is flagged (measured 34 %) before the cleaning, which then cuts
+    the mass (``organ_cleaning``) and keeps the liver."""
     from organseglib.io import read_ct, read_labels
     from organseglib.label_import import import_masks
 
@@ -174,7 +176,7 @@ def test_real_ircad_reference_masks_pass_and_the_mass_taken_for_liver_is_flagged
     tumor = read_labels(shared_file("ircad1_07/masks/tumor.nii.gz"), reference=ct).array > 0
     both = labels.with_array(np.where(tumor, np.uint8(1), labels.array))
     flagged = check_plausibility(both, ct=ct)
-    assert flagged.organs["liver"].low_density[0] >= 0.25
+    assert flagged.organs["liver"].low_density[0] >= 0.2
     assert any(w.startswith("liver: ") and "a mass, or a neighbouring organ labelled liver" in w
                for w in flagged.warnings)
 
