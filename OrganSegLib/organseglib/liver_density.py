@@ -67,9 +67,9 @@ def liver_density(ct: np.ndarray, mask: np.ndarray, spacing: Sequence[float], lo
     from scipy import ndimage
 
     factors = block_factors(spacing, BLOCK_MM)
-    m = np.asarray(mask, dtype=np.float32)
-    share = block_mean_max(m, factors)[0]  # fraction of each block inside the label
-    mean_in = block_mean_max(np.asarray(ct, dtype=np.float32) * m, factors)[0]  # sum / block size
+    mask = np.asarray(mask, dtype=bool)
+    share = block_mean_max(mask.view(np.uint8), factors)[0]  # fraction of each block inside the label
+    mean_in = block_mean_max(np.where(mask, ct, np.float32(0.0)), factors)[0]  # sum inside / block size
     inside = share > 0
     interior = ndimage.binary_erosion(share >= 1.0)
     block_ml = float(np.prod([f * s for f, s in zip(factors, spacing)])) / 1000.0
