@@ -47,8 +47,8 @@ def paint_blood_pools(ct: Volume, labels: Volume, heart_hu: float = 450.0,
     free = lab == 0
     aorta = np.zeros(a.shape, bool)
     r = 12.0
-    # the phantom's spine is straight: the vertebral bodies' front, read on every slice, is the most
-    # common value (at a disc, whose label is background, the bone nearest the front is the arch)
+    # the phantom's spine is straight: the vertebral bodies' front is the median over the slices of
+    # what each reads (at a disc, whose label is background, the bone nearest the front is the arch)
     fronts = [_spine_front(lab, k) for k in range(k0, k1 + 1)]
     front = int(np.median([f for f, _ in fronts]))
     mid = fronts[0][1]
