@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
-from organseglib.autolabel.edge import densest_bone_neighbour, needed_fraction, partial_volume_edge
-from organseglib.autolabel.noise import neighbourhood_mean_sd, noise_speckle
+from organseglib.autolabel.edge import needed_fraction, partial_volume_edge
+from organseglib.autolabel.neighbourhood import densest_bone_neighbour, neighbourhood_mean_sd
+from organseglib.autolabel.noise import noise_speckle
 from organseglib.autolabel.spine import grow_into
 
 

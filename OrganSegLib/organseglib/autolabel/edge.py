@@ -27,25 +27,7 @@ from typing import Sequence
 import numpy as np
 
 from ..boxes import mask_bounding_box
-
-_OFFSETS = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)
-                     if (a, b, c) != (0, 0, 0)], dtype=np.intp)
-
-
-def densest_bone_neighbour(bone: np.ndarray, ct: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """HU of the densest ``bone`` voxel in the 3×3×3 neighbourhood of each of ``points`` (n, 3);
-    -inf where there is none. Sparse: 26 gathers of the points."""
-    best = np.full(len(points), -np.inf, dtype=np.float32)
-    shape = np.array(bone.shape)
-    for offset in _OFFSETS:
-        q = points + offset
-        inside = np.all((q >= 0) & (q < shape), axis=1)
-        q = q[inside]
-        hit = bone[q[:, 0], q[:, 1], q[:, 2]]
-        value = np.where(hit, ct[q[:, 0], q[:, 1], q[:, 2]].astype(np.float32), -np.inf)
-        best[inside] = np.maximum(best[inside], value)
-    return best
-
+from .neighbourhood import densest_bone_neighbour
 
 def needed_fraction(spacing: Sequence[float], halo_mm: float) -> np.ndarray:
     """Per axis, the bone fraction a neighbour along that axis needs: ``0.5 - halo_mm / spacing``."""
@@ -67,7 +49,7 @@ def partial_volume_edge(bone: np.ndarray, ct: np.ndarray, allowed: np.ndarray, s
     sub, c, ok = bone[box].copy(), ct[box], allowed[box] & (ct[box] >= floor_hu)
     for _ in range(steps):
         add = np.zeros_like(sub)
-        check = np.zeros_like(sub)  # reached only along axes that need a fraction
+        checked = []  # (need, neighbours along that axis) for the axes that need a fraction
         for axis in range(3):
             near = np.zeros_like(sub)
             a = [slice(None)] * 3
@@ -80,27 +62,21 @@ def partial_volume_edge(bone: np.ndarray, ct: np.ndarray, allowed: np.ndarray, s
             if need[axis] <= 0:
                 add |= near
             else:
-                check |= near
+                checked.append((need[axis], near))
+        check = np.zeros_like(sub)
+        for _, near in checked:
+            check |= near
         check &= ~add
         if check.any():
             points = np.argwhere(check)
-            hu = c[points[:, 0], points[:, 1], points[:, 2]].astype(np.float32)
+            where = tuple(points.T)
+            hu = c[where].astype(np.float32)
             dense = densest_bone_neighbour(sub, c, points)
             fraction = (hu - soft_hu) / np.maximum(dense - soft_hu, 1.0)
             # the step's axis: the smallest need among the axes along which a bone voxel touches it
             need_here = np.full(len(points), np.inf)
-            for axis in range(3):
-                if need[axis] <= 0:
-                    continue
-                lo = points.copy()
-                hi = points.copy()
-                lo[:, axis] -= 1
-                hi[:, axis] += 1
-                touch = np.zeros(len(points), dtype=bool)
-                for q in (lo, hi):
-                    inside = (q[:, axis] >= 0) & (q[:, axis] < sub.shape[axis])
-                    touch[inside] |= sub[q[inside, 0], q[inside, 1], q[inside, 2]]
-                need_here = np.where(touch, np.minimum(need_here, need[axis]), need_here)
+            for axis_need, near in checked:
+                need_here = np.where(near[where], np.minimum(need_here, axis_need), need_here)
             keep = points[fraction >= need_here]
             add[keep[:, 0], keep[:, 1], keep[:, 2]] = True
         sub |= add
@@ -109,4 +85,4 @@ def partial_volume_edge(bone: np.ndarray, ct: np.ndarray, allowed: np.ndarray, s
     return out
 
 
-__all__ = ["densest_bone_neighbour", "needed_fraction", "partial_volume_edge"]
+__all__ = ["needed_fraction", "partial_volume_edge"]

@@ -22,6 +22,7 @@ import numpy as np
 import scipy.ndimage as ndi
 
 from ..errors import InputError
+from .neighbourhood import neighbourhood_mean_sd
 
 log = logging.getLogger(__name__)
 
@@ -72,31 +73,6 @@ def smoothed_if_noisy(ct: np.ndarray, spacing: tuple[float, float, float], param
              sd, params.smooth_above_hu, params.sigma_mm)
     out = ndi.gaussian_filter(np.asarray(ct, dtype=np.float32), sigma, truncate=3.0)
     return out, sd
-
-
-_CUBE = np.array([(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1)], dtype=np.intp)
-
-
-def neighbourhood_mean_sd(ct: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation (HU) of the 3×3×3 neighbourhood of each voxel ``flat`` (indices into
-    the C-ordered ``ct``, none on a face of the array). Sparse: 27 gathers, float32 sums (of 27 values:
-    the variance keeps about 0.1 HU^2 of precision)."""
-    ct = np.ascontiguousarray(ct)  # any dtype: no float copy of the whole volume
-    strides = np.array([ct.shape[1] * ct.shape[2], ct.shape[2], 1])
-    values = ct.reshape(-1)
-    total = np.zeros(len(flat), dtype=np.float32)
-    square = np.zeros(len(flat), dtype=np.float32)
-    v = np.empty(len(flat), dtype=np.float32)
-    for offset in _CUBE:
-        if values.dtype == np.float32:
-            values.take(flat + int(offset @ strides), out=v)
-        else:
-            v[:] = values.take(flat + int(offset @ strides))
-        total += v
-        v *= v
-        square += v
-    mean = total / np.float32(27.0)
-    return mean, np.sqrt(np.maximum(square / np.float32(27.0) - mean * mean, 0.0))
 
 
 def noise_speckle(ct: np.ndarray, dense: np.ndarray, threshold_hu: float, below_hu: float, sd_factor: float,
