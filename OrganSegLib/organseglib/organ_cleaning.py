@@ -139,16 +139,16 @@ def _keep(key: str, comps: _Components, to_ras, midline: float, lowest_lung_z: O
     return [c for c, _ in ranked[:1]]
 
 
-def _cut_foreign_low_density(mask: np.ndarray, ct: np.ndarray, spacing, rules: CleaningRules) -> None:
-    """In place: clear the liver's low-density regions along its surface (module docstring)."""
+def _foreign_low_density(mask: np.ndarray, ct: np.ndarray, spacing, rules: CleaningRules) -> Optional[np.ndarray]:
+    """The liver voxels (of ``mask``) in low-density regions along its surface (module docstring), or
+    None when there are none."""
     from .liver_density import foreign_low_regions, liver_density, to_voxels
 
     density = liver_density(ct, mask, spacing, rules.liver_low_hu)
     if density is None:
-        return
+        return None
     cut = foreign_low_regions(density, rules.liver_low_min_ml, rules.liver_low_exposed)
-    if cut.any():
-        mask &= ~to_voxels(cut, density, mask.shape)
+    return to_voxels(cut, density, mask.shape) & mask if cut.any() else None
 
 
 def clean_organs(labels: Volume, organs: tuple[str, ...], rules: CleaningRules = CleaningRules(),
@@ -182,11 +182,11 @@ def clean_organs(labels: Volume, organs: tuple[str, ...], rules: CleaningRules =
             continue
         mask = arr[box] == value  # components within the organ's bounding box (cheap on big scans)
         if key == "liver" and ct is not None and rules.anatomy:
-            if ct.shape != labels.shape:
-                raise InputError(f"the CT ({ct.shape}) and the labels ({labels.shape}) must share one grid")
-            kept_before = mask.copy()
-            _cut_foreign_low_density(mask, ct.array[box], labels.array_spacing, rules)
-            out[box][kept_before & ~mask] = 0
+            ct.require_same_grid(labels)
+            cut = _foreign_low_density(mask, ct.array[box], labels.array_spacing, rules)
+            if cut is not None:
+                mask &= ~cut
+                out[box][cut] = 0
         comps = _Components(mask)
         offset = np.array([b.start for b in box], float)
         to_ras = lambda c: ras_of_index(labels, c + offset)  # noqa: E731

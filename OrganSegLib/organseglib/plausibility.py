@@ -207,8 +207,7 @@ def check_plausibility(labels: Volume, organs: Optional[Tuple[str, ...]] = None,
         finding.sides = [_right_of(float(_ras(labels, c)[0]), midline, config.midline_margin_mm)
                          for _, c, _ in comps]
         if key == "liver" and ct is not None:
-            if ct.shape != labels.shape:
-                raise InputError(f"the CT ({ct.shape}) and the labels ({labels.shape}) must share one grid")
+            ct.require_same_grid(labels)
             density = liver_density(ct.array[box], mask, labels.array_spacing, config.liver_low_hu,
                                     config.liver_interior_min_ml)
             finding.low_density = None if density is None else (density.low_share, density.level_hu)

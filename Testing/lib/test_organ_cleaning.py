@@ -202,7 +202,7 @@ def test_liver_loses_the_low_density_neighbour_on_its_surface_not_the_lesion_ins
     # without the CT, or without the anatomy rules, nothing of the liver's single component is cut
     assert (clean_organs(v, ("liver",))[v.array == 1] == 1).all()
     assert (clean_organs(v, ("liver",), CleaningRules(anatomy=False), ct=ct)[v.array == 1] == 1).all()
-    with pytest.raises(InputError, match="one grid"):
+    with pytest.raises(InputError, match="not on the CT's grid"):
         clean_organs(v, ("liver",), ct=Volume(np.zeros((4, 4, 4), np.float32), v.ijk_to_ras))
 
 

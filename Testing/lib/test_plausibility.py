@@ -140,7 +140,7 @@ def test_liver_covering_a_mass_is_flagged_with_its_share():
     assert clean.organs["liver"].low_density[0] < 0.05 and not any("interior" in w for w in clean.warnings)
     # no CT: not read; a CT on another grid: refused
     assert check_plausibility(v).organs["liver"].low_density is None
-    with pytest.raises(InputError, match="one grid"):
+    with pytest.raises(InputError, match="not on the CT's grid"):
         check_plausibility(v, ct=Volume(np.zeros((10, 10, 10), np.float32), v.ijk_to_ras))
     # a small interior (a liver tip at the edge of the view) is not judged
     tip = check_plausibility(v, config=PlausibilityConfig(liver_interior_min_ml=5000.0), ct=_liver_ct(v, 0.4))
