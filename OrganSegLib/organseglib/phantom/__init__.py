@@ -17,10 +17,10 @@ and truncation; every random choice is sampled into ``PatientParams`` and ``Scan
 ('portal', True)
 """
 
-from .hu_table import HU_TABLE, PHASES, table_hu
+from .hu_table import HU_TABLE, PHASES, SAMPLED_PHASES, table_hu
 from .patient import PatientAnatomy, PatientParams
 from .render import REALISMS, RENDER_VERSION, SIZES, Phantom, make_phantom, phantom_grid
 from .scanner import ScanParams
 
-__all__ = ["HU_TABLE", "PHASES", "PatientAnatomy", "PatientParams", "Phantom", "REALISMS", "RENDER_VERSION",
+__all__ = ["HU_TABLE", "PHASES", "SAMPLED_PHASES", "PatientAnatomy", "PatientParams", "Phantom", "REALISMS", "RENDER_VERSION",
            "SIZES", "ScanParams", "make_phantom", "phantom_grid", "table_hu"]

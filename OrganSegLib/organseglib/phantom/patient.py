@@ -18,7 +18,7 @@ from ..errors import InputError
 from . import anatomy as T
 from .anatomy import Anatomy
 from .hu_table import (ARTERIAL_SPLEEN_TEXTURE_SD, DEFAULT_FIXED_SD, ENHANCEMENT_SD_FRACTION, FIXED_SD, HU_TABLE,
-                       PHASES, TEXTURE_SD)
+                       PHASES, SAMPLED_PHASES, TEXTURE_SD)
 
 # Bowel loop contents (codes in PatientAnatomy.loops).
 COLLAPSED, FLUID, GAS_FILLED, CONTRAST_FILLED = range(4)
@@ -115,7 +115,7 @@ class PatientParams:
     """Everything random about one patient: anatomy, contrast phase and the HU of each tissue."""
 
     anatomy: PatientAnatomy
-    phase: str                 # "none", "arterial" or "portal"
+    phase: str                 # one of hu_table.PHASES
     hu: tuple                  # median HU of each tissue class (index = class)
     texture_sd: tuple          # within-organ heterogeneity (HU) of each tissue class
     texture_seed: int
@@ -129,9 +129,10 @@ class PatientParams:
 
     @staticmethod
     def sample(rng: np.random.Generator, phase: Optional[str] = None) -> "PatientParams":
-        """Draw a patient; ``phase`` None samples one (none 35 %, arterial 25 %, portal venous 40 %)."""
+        """Draw a patient; ``phase`` None samples one of ``SAMPLED_PHASES`` (none 35 %, arterial 25 %,
+        portal venous 40 %); the urographic phases (nephrographic, excretory) only when asked for."""
         if phase is None:
-            phase = str(rng.choice(PHASES, p=[0.35, 0.25, 0.40]))
+            phase = str(rng.choice(SAMPLED_PHASES, p=[0.35, 0.25, 0.40]))
         if phase not in PHASES:
             raise InputError(f"phase must be one of {PHASES} or None; got {phase!r}")
         anat = PatientAnatomy.sample(rng)

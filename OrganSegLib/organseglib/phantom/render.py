@@ -129,7 +129,8 @@ def make_phantom(seed: int = 0, region: str = "abdomen", size: str = "small",
             pelvis, bladder filling, contrast phase with HU measured on real scans, correlated noise,
             slice thickness, habitus, arms, sampled field of view and truncation). ``region`` may then
             also be ``"slab"`` or ``"any"``; the grid spans the sampled reconstruction diameter.
-        phase: patient preset: ``"none"``, ``"arterial"``, ``"portal"`` (default: sampled).
+        phase: patient preset: one of ``hu_table.PHASES`` (``"none"``, ``"arterial"``, ``"portal"``,
+            ``"nephrographic"``, ``"excretory"``; default: sampled among the first three).
         slice_mm: patient preset: slice thickness in mm (default: sampled in 0.6-5 mm).
         patient, scan: patient preset: render these parameters instead of sampling them from ``seed``.
     """
