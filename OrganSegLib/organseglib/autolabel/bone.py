@@ -51,8 +51,11 @@ from .. import morphology
 from ..errors import InputError
 from ..progress import ProgressCallback, null_progress
 from .blood import BloodPools, find_blood_pools
+from .coarse_ct import coarse_ct
+from .urinary import UrinaryParams, find_contrast_bladder_tract, find_kidney_tract, find_ureter_tract
 from .spine import intervertebral_discs, spinal_canal
 from .cartilage import costal_cartilage
+from .frame import depth_front_to_back, offset_from_midline_mm
 from .edge import partial_volume_edge
 from .noise import NoiseParams, noise_sd, noise_speckle, smoothed_if_noisy
 
@@ -93,6 +96,12 @@ class BoneParams:
     piece_p90_hu: float = 280.0  # measured: bone pieces 295-850 HU (3 mm and 0.8 mm scans), kidneys 225
     piece_above_blood_hu: float = 150.0  # contrast blood ~ level; its leftovers stay below level + 150
     piece_below_skeleton_hu: float = 50.0  # ... or reach the largest component's 90th percentile minus this
+    # ours (issue 21): a piece below that p90 is still bone when it lies where the spine is (the disc
+    # rule's zone) and its dense voxels enclose marrow (tau1 to tau2, along two axes within enclosure_mm)
+    # of at least this share of its own volume: a vertebra that a field of view cut off its ribs on a
+    # contrast scan (inf: off)
+    piece_marrow_share: float = 0.5
+    piece_marrow_min_ml: float = 2.0
     piece_pool_mm: float = 3.0  # a piece with more than piece_pool_fraction of its voxels this close
     piece_pool_fraction: float = 0.3  # to a blood pool is its wall or rim (1.0: test off)
     # ours, step 8: partial-volume edge
@@ -137,13 +146,16 @@ class BoneParams:
     cartilage_max_ml: float = 50.0  # measured pieces 1-26 mL; leaks along bowel walls 48-570 mL
     cartilage_front: float = 0.33  # mean depth front to back at most (measured 0.09-0.24)
     cartilage_lateral_mm: float = 12.0  # mean offset from the midline at least (measured 18-103 mm)
+    # ours (urinary.py, issue 21): kidneys, ureters and a contrast bladder are not bone
+    urinary: UrinaryParams = field(default_factory=UrinaryParams)
 
     @classmethod
     def paper(cls) -> "BoneParams":
         """The paper's labeler exactly (III-C): largest component, closing, tau1, slice holes."""
         return cls(soft_hu=0.0, blood_core_mm=0.0, keep_pieces=False, edge_voxels=0, smooth=False, despeckle=False,
+                   piece_marrow_share=float("inf"),
                    max_hole_mm2=float("inf"), grid_mm=0.0, fill_before_guard=False, canal=False, discs=False,
-                   cartilage=False)
+                   cartilage=False, urinary=UrinaryParams.off())
 
     def __post_init__(self) -> None:
         if not -500.0 <= self.tau1_hu < self.tau2_hu <= 2000.0:
@@ -222,13 +234,18 @@ class BoneReport:
     disc_ml: float = 0.0  # intervertebral discs left out (spine.py)
     cartilage_ml: float = 0.0  # costal cartilage added (cartilage.py)
     speckle_ml: float = 0.0  # noise speckle >= tau2 in homogeneous tissue left out (noise.py)
+    kidney_ml: float = 0.0  # kidneys (parenchyma and collecting system) kept out (urinary.py)
+    ureter_ml: float = 0.0  # dense ureters kept out (urinary.py)
+    bladder_ml: float = 0.0  # contrast urine in the bladder kept out (urinary.py)
     noise_sd_hu: Optional[float] = None
     warnings: list = field(default_factory=list)
 
 
 def _select_pieces(dense: np.ndarray, ct: np.ndarray, voxel_ml: float, params: BoneParams,
-                   pools: BloodPools, spacing: tuple[float, float, float]) -> tuple[np.ndarray, int, int]:
-    """Step 3: ``(skeleton, kept voxels, pieces kept besides the largest)``.
+                   pools: BloodPools, spacing: tuple[float, float, float],
+                   body: Optional[np.ndarray] = None) -> tuple[np.ndarray, int, int]:
+    """Step 3: ``(skeleton, kept voxels, pieces kept besides the largest)``. ``body``: the body mask, whose
+    frame (``frame.py``) places the vertebra rule (``piece_marrow_*``).
 
     The paper keeps the largest component. With blood pools, a component lying mostly along a pool
     (``piece_pool_fraction`` of its voxels within ``piece_pool_mm``) is the pool's calcified wall,
@@ -247,6 +264,13 @@ def _select_pieces(dense: np.ndarray, ct: np.ndarray, voxel_ml: float, params: B
         need = max(need, pools.level_hu + params.piece_above_blood_hu)
     min_vox = max(params.piece_min_ml / voxel_ml, 1.0)
     keep = np.zeros(sizes.size, dtype=bool)
+    cache: list = []
+
+    def frame() -> tuple:  # the body frame, computed once if a piece needs it
+        if not cache:
+            cache.append((depth_front_to_back(body), offset_from_midline_mm(body, spacing[2]), params))
+        return cache[0]
+
     largest = None
     for index in order:
         if largest is not None and (not params.keep_pieces or sizes[index] < min_vox):
@@ -266,10 +290,40 @@ def _select_pieces(dense: np.ndarray, ct: np.ndarray, voxel_ml: float, params: B
             continue
         if float(np.percentile(ct[box][mine], 90)) >= need:
             keep[index] = True
+        elif params.piece_marrow_share <= 1.0 and sizes[index] * voxel_ml >= params.piece_marrow_min_ml \
+                and body is not None and _in_spine_zone(mine, box, frame()):
+            share = _enclosed_marrow(mine, ct[box], spacing, params)
+            log.debug("piece of %.1f mL below %.0f HU: enclosed marrow %.2f of its volume", sizes[index] * voxel_ml,
+                      need, share)
+            if share >= params.piece_marrow_share:
+                keep[index] = True  # cortex round marrow: a bone however faint (a vertebra cut off its ribs)
     if largest is None:
         return np.zeros(dense.shape, dtype=bool), 0, 0
     skeleton = morphology.components.lookup(keep, labels)  # keep[labels], sparse
     return skeleton, int(sizes[keep].sum()), int(keep.sum()) - 1
+
+
+def _in_spine_zone(piece: np.ndarray, box: tuple, frame: tuple) -> bool:
+    """Whether a piece's median voxel lies where the spine is (``_spine_zone``'s limits of the disc rule:
+    within ``disc_half_width_mm`` of the midline, at least ``disc_dorsal`` deep); ``frame`` is
+    ``(depth, offset, params)``."""
+    depth, offset, params = frame
+    points = np.argwhere(piece) + [b.start for b in box]
+    d = depth[points[:, 0], points[:, 1]]
+    o = offset[points[:, 0], points[:, 2]]
+    if not (np.isfinite(d).any() and np.isfinite(o).any()):
+        return False
+    return bool(np.nanmedian(np.abs(o)) <= params.disc_half_width_mm and np.nanmedian(d) >= params.disc_dorsal)
+
+
+def _enclosed_marrow(piece: np.ndarray, ct: np.ndarray, spacing, params: BoneParams) -> float:
+    """Volume of marrow-density voxels (``tau1_hu`` to ``tau2_hu``) that the dense ``piece`` encloses
+    along two axes or three within ``enclosure_mm``, as a share of the piece's volume (on its box)."""
+    marrow = ~piece & (ct >= params.tau1_hu) & (ct < params.tau2_hu)
+    if not marrow.any():
+        return 0.0
+    enclosed = morphology.enclosed_axes(piece, spacing, params.enclosure_mm, where=marrow) >= 2
+    return float(np.count_nonzero(enclosed)) / max(float(np.count_nonzero(piece)), 1.0)
 
 
 def _drop_bridged_soft_tissue(bone: np.ndarray, skeleton: np.ndarray, ct: np.ndarray,
@@ -291,7 +345,7 @@ def _drop_bridged_soft_tissue(bone: np.ndarray, skeleton: np.ndarray, ct: np.nda
 def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.ndarray,
                inner: Optional[np.ndarray] = None, params: Optional[BoneParams] = None, ignore: Optional[np.ndarray] = None,
                progress: Optional[ProgressCallback] = None, method: str = "auto",
-               noise: Optional[NoiseParams] = None) -> tuple[np.ndarray, BoneReport]:
+               noise: Optional[NoiseParams] = None, lungs: Optional[np.ndarray] = None) -> tuple[np.ndarray, BoneReport]:
     """Bone mask of a CT array ``[k, j, i]`` in HU.
 
     Args:
@@ -306,6 +360,7 @@ def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.nda
         progress: ``(fraction, message)`` callback.
         method: morphology method for the closing (``organseglib.morphology.METHODS``).
         noise: when to smooth before thresholding (``params.smooth``; default ``NoiseParams()``).
+        lungs: the lung label, when the caller has one (a contrast bladder lies well below it).
 
     Returns:
         ``(mask, report)``.
@@ -334,7 +389,15 @@ def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.nda
         report.speckle_ml = round(float(np.count_nonzero(speckle)) * voxel_ml, 1)
         dense &= ~speckle
         del speckle
-    pools = find_blood_pools(ct, allowed, spacing, params)
+    coarse = coarse_ct(ct, allowed, spacing, params.coarse_mm)
+    # kidneys and a contrast bladder before the pools: neither is blood setting the contrast level
+    urinary = find_kidney_tract(ct, dense, body, coarse, params.urinary)
+    find_contrast_bladder_tract(urinary, dense, body, coarse, params.urinary, lungs)
+    if urinary.mask.any():
+        dense &= ~urinary.mask
+        allowed = allowed & ~urinary.mask
+        coarse.allowed &= ~coarse.subsample(urinary.mask)
+    pools = find_blood_pools(ct, allowed, spacing, params, coarse)
     if pools.level_hu is not None:
         report.blood_pool_ml = pools.ml
         report.blood_level_hu = round(pools.level_hu)
@@ -342,9 +405,17 @@ def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.nda
                  pools.level_hu)
         dense &= ~pools.mask
         allowed = allowed & ~pools.mask
+    if params.urinary.ureters and urinary.kidney_ml > 0:
+        find_ureter_tract(urinary, dense, body, coarse, params.urinary)
+        dense &= ~urinary.mask
+        allowed = allowed & ~urinary.mask
+    report.kidney_ml, report.ureter_ml, report.bladder_ml = urinary.kidney_ml, urinary.ureter_ml, urinary.bladder_ml
+    if urinary.mask.any():
+        log.info("urinary tract kept out of the bone: kidneys %.0f mL, ureters %.1f mL, contrast bladder %.1f mL",
+                 urinary.kidney_ml, urinary.ureter_ml, urinary.bladder_ml)
     total = int(np.count_nonzero(dense))
     progress(0.1, "dense components")
-    skeleton, kept, report.pieces = _select_pieces(dense, ct, voxel_ml, params, pools, spacing)
+    skeleton, kept, report.pieces = _select_pieces(dense, ct, voxel_ml, params, pools, spacing, body)
     del dense
     if not kept:
         msg = f"no bone found (no voxel >= {params.tau2_hu:.0f} HU inside the body); the bone label is empty"

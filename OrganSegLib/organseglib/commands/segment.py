@@ -85,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     progress(0.0, f"reading {args.ct}")
     ct = read_ct(args.ct)
-    labels, auto_warnings = segment_ct_with_report(ct, model, config, device, progress.sub(0.05, 0.97))
+    moved: list = []  # the hybrid's reassignments (organseglib.evidence_merge)
+    labels, auto_warnings = segment_ct_with_report(ct, model, config, device, progress.sub(0.05, 0.97),
+                                                   reassignments=moved)
+    reassigned = [m.to_json() for m in moved]
     progress(0.98, f"writing {args.output}")
     organs = [organ_by_value(v) for v in _values(config)]
     if is_dicom_seg_path(args.output):
@@ -103,14 +106,17 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         write_text_atomic(args.report, json.dumps({"output": str(args.output), "seconds": round(seconds, 2),
                                                    "volumes_ml": volumes, **model_note, **check.to_json(),
+                                                   "reassignments": reassigned,
                                                    "ok": not warnings, "warnings": warnings}, indent=2) + "\n")
     progress.result(output=str(args.output), seconds=round(seconds, 2), volumes_ml=volumes,
-                    warnings=warnings, plausibility=check.to_json())
+                    warnings=warnings, plausibility=check.to_json(), reassignments=reassigned)
     if args.progress != "json":
         print(f"wrote {args.output} in {seconds:.1f} s; volumes (mL): "
               + (", ".join(f"{k} {v:g}" for k, v in volumes.items()) or "no organ found"))
         if model_note.get("model_licence"):  # the weights' terms travel with every result they make
             print(f"model {model_note['model']}: {model_note['model_licence']}")
+        for m in moved:
+            print(f"hybrid: {m}")
     return print_warnings("segment", warnings)
 
 
