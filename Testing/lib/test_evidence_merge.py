@@ -8,7 +8,8 @@ from organseglib.evidence_merge import MergeRules, NetworkEvidence, Reassignment
 from organseglib.volume import Volume
 
 BONE, LUNGS, LIVER, KIDNEYS = 5, 3, 1, 4
-SPACING = (1.0, 1.0, 1.0)
+SPACING = (2.0, 2.0, 2.0)
+VOXEL_ML = 8.0 / 1000.0
 
 
 class FakeEvidence:
@@ -53,7 +54,7 @@ def test_a_kidney_the_network_found_survives_the_bone_that_covered_it():
     assert (out[kidney] == KIDNEYS).all()  # homogeneous, no cortical shell: the network's kidney
     assert (out[rib] == BONE).all()  # cortex round marrow: bone, whatever the network says
     assert len(moved) == 1 and moved[0].from_organ == "bone" and moved[0].to_organ == "kidneys"
-    assert moved[0].ml == pytest.approx(kidney.sum() / 1000.0, abs=0.05)
+    assert moved[0].ml == pytest.approx(kidney.sum() * VOXEL_ML, abs=0.05)
     assert "no cortical shell" in moved[0].why and "p=0.90" in moved[0].why
     assert moved[0].to_json() == {"from": "bone", "to": "kidneys", "ml": moved[0].ml, "why": moved[0].why}
     # the paper's precedence (no evidence): bone everywhere the auto-labeler said so
@@ -70,7 +71,8 @@ def test_the_network_must_call_most_of_the_piece_its_organ():
 
 def test_small_pieces_follow_the_auto_labels():
     ct, network, auto, kidney, rib, evidence = _kidney_and_rib()
-    rules = MergeRules(min_piece_ml=kidney.sum() / 1000.0 + 0.1)
+    rules = MergeRules(min_piece_ml=kidney.sum() * VOXEL_ML + 0.1)
+    assert MergeRules().min_piece_ml < kidney.sum() * VOXEL_ML
     out, moved = merge_by_evidence(network, auto, ct, SPACING, evidence, rules)
     assert (out[kidney] == BONE).all() and moved == []
 
@@ -191,3 +193,33 @@ def test_the_hybrid_reports_what_it_gave_back_to_the_network():
                          for m in moved)
     assert sum(m.ml for m in moved) >= between.sum() * 1.5 ** 3 / 1000.0
     assert all("no cortical shell" in m.why for m in moved)
+
+
+def test_segment_puts_each_reassignment_in_the_report_and_the_done_record(tmp_path, tiny_abdomen, monkeypatch, capsys):
+    """``organseg segment``: the hybrid's reassignments go into ``--report`` JSON and the done record (a
+    valid progress record; the Slicer status line shows it: Testing/slicer/test_workflows.py)."""
+    import json
+
+    import organseglib.commands.segment as command
+    from organseglib.cli import main
+    from organseglib.io import write_volume
+    from organseglib.progress import check_record, parse_record
+
+    ct = write_volume(tiny_abdomen.ct, tmp_path / "ct.nii.gz")
+    piece = Reassignment("bone", "kidneys", 12.5, "network kidneys p=0.88; no cortical shell")
+
+    def fake_segment(volume, *args, reassignments=None, **kwargs):
+        out = np.zeros(volume.shape, np.uint8)
+        out[2:6, 2:6, 2:6] = 5
+        reassignments.append(piece)
+        return volume.with_array(out), []
+
+    monkeypatch.setattr(command, "segment_ct_with_report", fake_segment)
+    report = tmp_path / "report.json"
+    main(["segment", str(ct), "-o", str(tmp_path / "out.nii.gz"), "--organs", "bone", "--report", str(report),
+          "--progress", "json"])
+    final = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    check_record(final)
+    assert final["reassignments"] == [piece.to_json()]
+    assert json.loads(report.read_text())["reassignments"] == [piece.to_json()]
+    assert parse_record(final).fields["reassignments"][0]["to"] == "kidneys"

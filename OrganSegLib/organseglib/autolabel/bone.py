@@ -9,6 +9,9 @@ exactly; every deviation below is a named parameter):
    3×3×3 neighbourhood averages below tau2 and spreads no more than ``speckle_sd`` times the scan's
    noise is noise in homogeneous tissue (portal venous blood at 180 HU: one voxel in four or five
    crosses 200 HU, and the specks join up and touch the spine), not bone;
+1c. ours, the urinary tract (``urinary.py``, ``urinary``): enhancing kidneys and a contrast-filled
+   bladder (before the blood pools: neither is blood setting the contrast level) and, after them,
+   ureters full of contrast, are not bone;
 2. minus contrast-filled blood pools (ours, ``blood.py``): on a contrast CT the heart and aorta
    exceed 200 HU and touch the spine and sternum, so "largest component" alone would make them bone;
 3. the paper keeps the largest 26-connected component (the skeleton). Ours (``keep_pieces``) also
@@ -18,6 +21,8 @@ exactly; every deviation below is a named parameter):
    least the skeleton's own 90th percentile less ``piece_below_skeleton_hu`` where that is lower
    (ribs as dense as the spine, on a scan whose bone is barely denser than the blood). Ribs,
    clavicles, scapulae, humeri and a sternum that the field of view cuts off the spine are such pieces;
+   so is a fainter piece where the spine is whose cortex encloses marrow (``piece_marrow_*``: a
+   vertebra a field of view cuts off its ribs; ``pieces.py``);
 4. closing by a 25 mm-diameter ball, to fill the gaps in the cortex (exact, ``organseglib.morphology``);
 5. keep the voxels >= tau1 = 0 HU (removes the fat the closing filled between bones);
 6. ours, the soft-tissue guard: of the voxels the closing added, those of muscle or fluid density
@@ -50,14 +55,14 @@ import numpy as np
 from .. import morphology
 from ..errors import InputError
 from ..progress import ProgressCallback, null_progress
-from .blood import BloodPools, find_blood_pools
+from .blood import find_blood_pools
 from .coarse_ct import coarse_ct
 from .urinary import UrinaryParams, find_contrast_bladder_tract, find_kidney_tract, find_ureter_tract
 from .spine import intervertebral_discs, spinal_canal
 from .cartilage import costal_cartilage
-from .frame import depth_front_to_back, offset_from_midline_mm
 from .edge import partial_volume_edge
 from .noise import NoiseParams, noise_sd, noise_speckle, smoothed_if_noisy
+from .pieces import select_pieces
 
 log = logging.getLogger(__name__)
 
@@ -241,91 +246,6 @@ class BoneReport:
     warnings: list = field(default_factory=list)
 
 
-def _select_pieces(dense: np.ndarray, ct: np.ndarray, voxel_ml: float, params: BoneParams,
-                   pools: BloodPools, spacing: tuple[float, float, float],
-                   body: Optional[np.ndarray] = None) -> tuple[np.ndarray, int, int]:
-    """Step 3: ``(skeleton, kept voxels, pieces kept besides the largest)``. ``body``: the body mask, whose
-    frame (``frame.py``) places the vertebra rule (``piece_marrow_*``).
-
-    The paper keeps the largest component. With blood pools, a component lying mostly along a pool
-    (``piece_pool_fraction`` of its voxels within ``piece_pool_mm``) is the pool's calcified wall,
-    its partial-volume rim or streaming contrast, never bone, even when it is the largest."""
-    labels, sizes = morphology.label(dense)
-    if sizes.size <= 1 or sizes.max() == 0:
-        return np.zeros(dense.shape, dtype=bool), 0, 0
-    order = np.argsort(sizes, kind="stable")[::-1]
-    order = order[sizes[order] > 0]
-    near = None
-    if pools.level_hu is not None and params.piece_pool_fraction < 1.0:
-        near = morphology.dilation_on_grid(pools.mask, params.piece_pool_mm, spacing, params.grid_mm)
-    stats = morphology.components.component_statistics(labels, sizes) if (params.keep_pieces or near is not None) else None
-    need = params.piece_p90_hu
-    if pools.level_hu is not None:
-        need = max(need, pools.level_hu + params.piece_above_blood_hu)
-    min_vox = max(params.piece_min_ml / voxel_ml, 1.0)
-    keep = np.zeros(sizes.size, dtype=bool)
-    cache: list = []
-
-    def frame() -> tuple:  # the body frame, computed once if a piece needs it
-        if not cache:
-            cache.append((depth_front_to_back(body), offset_from_midline_mm(body, spacing[2]), params))
-        return cache[0]
-
-    largest = None
-    for index in order:
-        if largest is not None and (not params.keep_pieces or sizes[index] < min_vox):
-            break
-        box = stats["bounding_boxes"][index] if stats is not None else None
-        mine = labels[box] == index if box is not None else None
-        if near is not None and float(near[box][mine].mean()) > params.piece_pool_fraction:
-            continue  # a blood pool's wall or rim
-        if largest is None:
-            largest = index  # the paper's skeleton: the largest (that is not a pool's wall)
-            keep[index] = True
-            if pools.level_hu is not None and params.keep_pieces and np.isfinite(params.piece_below_skeleton_hu):
-                # a piece need not be brighter than the patient's own skeleton (thick slices, thin or
-                # osteoporotic cortex: bone barely above the contrast level + piece_above_blood_hu)
-                own = float(np.percentile(ct[box][mine], 90)) - params.piece_below_skeleton_hu
-                need = max(params.piece_p90_hu, min(need, own))
-            continue
-        if float(np.percentile(ct[box][mine], 90)) >= need:
-            keep[index] = True
-        elif params.piece_marrow_share <= 1.0 and sizes[index] * voxel_ml >= params.piece_marrow_min_ml \
-                and body is not None and _in_spine_zone(mine, box, frame()):
-            share = _enclosed_marrow(mine, ct[box], spacing, params)
-            log.debug("piece of %.1f mL below %.0f HU: enclosed marrow %.2f of its volume", sizes[index] * voxel_ml,
-                      need, share)
-            if share >= params.piece_marrow_share:
-                keep[index] = True  # cortex round marrow: a bone however faint (a vertebra cut off its ribs)
-    if largest is None:
-        return np.zeros(dense.shape, dtype=bool), 0, 0
-    skeleton = morphology.components.lookup(keep, labels)  # keep[labels], sparse
-    return skeleton, int(sizes[keep].sum()), int(keep.sum()) - 1
-
-
-def _in_spine_zone(piece: np.ndarray, box: tuple, frame: tuple) -> bool:
-    """Whether a piece's median voxel lies where the spine is (``_spine_zone``'s limits of the disc rule:
-    within ``disc_half_width_mm`` of the midline, at least ``disc_dorsal`` deep); ``frame`` is
-    ``(depth, offset, params)``."""
-    depth, offset, params = frame
-    points = np.argwhere(piece) + [b.start for b in box]
-    d = depth[points[:, 0], points[:, 1]]
-    o = offset[points[:, 0], points[:, 2]]
-    if not (np.isfinite(d).any() and np.isfinite(o).any()):
-        return False
-    return bool(np.nanmedian(np.abs(o)) <= params.disc_half_width_mm and np.nanmedian(d) >= params.disc_dorsal)
-
-
-def _enclosed_marrow(piece: np.ndarray, ct: np.ndarray, spacing, params: BoneParams) -> float:
-    """Volume of marrow-density voxels (``tau1_hu`` to ``tau2_hu``) that the dense ``piece`` encloses
-    along two axes or three within ``enclosure_mm``, as a share of the piece's volume (on its box)."""
-    marrow = ~piece & (ct >= params.tau1_hu) & (ct < params.tau2_hu)
-    if not marrow.any():
-        return 0.0
-    enclosed = morphology.enclosed_axes(piece, spacing, params.enclosure_mm, where=marrow) >= 2
-    return float(np.count_nonzero(enclosed)) / max(float(np.count_nonzero(piece)), 1.0)
-
-
 def _drop_bridged_soft_tissue(bone: np.ndarray, skeleton: np.ndarray, ct: np.ndarray,
                               spacing: tuple[float, float, float], params: BoneParams) -> int:
     """Step 5, in place: clear the soft-density voxels of ``bone`` that the skeleton does not enclose.
@@ -415,7 +335,7 @@ def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.nda
                  urinary.kidney_ml, urinary.ureter_ml, urinary.bladder_ml)
     total = int(np.count_nonzero(dense))
     progress(0.1, "dense components")
-    skeleton, kept, report.pieces = _select_pieces(dense, ct, voxel_ml, params, pools, spacing, body)
+    skeleton, kept, report.pieces = select_pieces(dense, ct, voxel_ml, params, pools, spacing, body)
     del dense
     if not kept:
         msg = f"no bone found (no voxel >= {params.tau2_hu:.0f} HU inside the body); the bone label is empty"

@@ -3,31 +3,41 @@
 In the nephrographic phase of a CT urogram the renal parenchyma reads 150-250 HU, and in the
 excretory phase the calyces, renal pelvis, ureters and bladder hold contrast of 500-1500 HU
 (``phantom/hu_table.py``: Yuh, Caoili, Silverman). By HU alone all of that is bone (paper III-C:
->= 200 HU), and a dense piece of it is kept as a bony piece. These rules tell each structure from bone
-by what it is, on blocks of about 3 mm (``coarse_ct.py``), and return the voxels the bone labeler must
-leave out:
+>= 200 HU): a dense piece of it is kept as a bony piece, an enhancing kidney near a rib joins the
+skeleton, and an enhancing kidney taken for a "blood pool" sets the contrast level every bony piece
+must beat. These rules tell each structure from bone by what it is, on blocks of about 3 mm
+(``coarse_ct.py``), and return the voxels the bone labeler leaves out:
 
-* **kidneys** (``kidney_*``): a thick region of enhancing parenchyma (``kidney_min_hu`` to
-  ``kidney_max_hu`` as block means, a core left after an erosion by ``kidney_core_mm``), beside the
-  spine in the back of the body (``kidney_offset_mm``, ``kidney_dorsal``), of a kidney's volume,
-  *without a cortical shell* (at most ``kidney_shell`` of the blocks around its core are
-  ``kidney_shell_hu`` denser than it: marrow is ringed by cortex, a kidney by fat) and *with a renal
-  sinus* (at least ``kidney_sinus`` of its in-plane closed outline is not parenchyma: the hilum with
-  the medulla's, pelvis's and sinus fat's other densities). Everything inside it goes, the excreted
-  contrast of its calyces and pelvis included;
-* **ureters** (``ureter_*``): dense tubes along the body axis: in each axial slice a small blob
-  (at most ``ureter_max_area_mm2``), the blobs of consecutive slices joined into a chain at least
-  ``ureter_min_length_mm`` long that drifts in-plane by at most ``ureter_max_slope`` mm per mm of
-  height (ribs run across the slices, the ureter down them), beside the spine (``ureter_offset_mm``)
-  at the depth of the psoas (``ureter_depth``);
-* **contrast bladder** (``bladder_*``): on the midline (``bladder_half_width_mm``) in the front part of
-  the body (``bladder_max_depth``), a dense fluid sac: a thick core of contrast (``bladder_min_hu``,
-  left after an erosion by ``bladder_core_mm``) whose rim is not denser than it, or a layer of contrast
-  urine on the dependent (posterior) wall of urine (``bladder_urine_hu``) whose top is a level:
-  its anterior boundary flat to ``bladder_level_mm``.
+* **kidneys** (``kidney_*``, before the blood pools): a thick region of enhancing parenchyma
+  (``kidney_min_hu`` to ``kidney_max_hu`` as lightly smoothed block means, a core left after an erosion
+  by ``kidney_core_mm``) beside the spine in the back part of the body (``kidney_offset_mm``,
+  ``kidney_dorsal``), of a kidney's volume (``kidney_min_ml`` to ``kidney_max_ml``), *without a cortical
+  shell* (at most ``kidney_shell`` of its core enclosed along two axes, within ``kidney_shell_mm``, by
+  blocks ``kidney_shell_hu`` denser than it: marrow is ringed by cortex, a kidney by fat) and *with a
+  renal sinus* (at least ``kidney_sinus`` of its outline, closed in-plane by ``kidney_sinus_mm``, is not
+  parenchyma: the hilum with its fat, urine or excreted contrast; a spleen or a femoral head is
+  solid). Its parenchyma and sinus go, and the dense voxels connected to its interior (calyces and
+  pelvis full of contrast), not a rib that only grazes its outline;
+* **contrast bladder** (``bladder_*``, before the blood pools: contrast urine of 300-600 HU is as thick
+  and homogeneous as a pool): a sac of contrast (blocks of at least ``bladder_min_hu``) on the midline
+  (``bladder_half_width_mm``), behind the abdominal wall and in front of the sacrum
+  (``bladder_min_depth``, ``bladder_max_depth``), *above the pubis* (bone in front of it on the midline,
+  from ``bladder_pubis_mm`` below its bottom) and well below the lungs (``bladder_below_lungs_mm``,
+  when they are labelled). Either a thick core (``bladder_core_mm``) with no cortical shell, not a tube
+  (height at most ``bladder_max_elongation`` times its width: the aorta is a tube) and walled by soft
+  tissue (at most ``bladder_dense_wall`` of the blocks round it ``bladder_wall_max_hu`` or denser), or a
+  layer of contrast urine under urine (``bladder_urine_hu`` in front of it) whose top is a level
+  (its anterior boundary flat to ``bladder_level_mm``). A midline loop of bowel full of oral contrast
+  in the pelvis passes too: it is not bone either;
+* **ureters** (``ureter_*``, after the blood pools, and only where a kidney was found): dense tubes
+  along the body axis: in each axial slice a small blob (at most ``ureter_max_area_mm2``), the blobs of
+  consecutive slices joined into a chain at least ``ureter_min_length_mm`` long that drifts in-plane by
+  at most ``ureter_max_slope`` mm per mm of height (ribs cross the slices, the ureter runs down them),
+  beside the spine (``ureter_offset_mm``) at the depth of the psoas, in front of the transverse
+  processes (``ureter_depth``).
 
-Measured on the real scans (none with urinary contrast) and on the patient phantoms in the
-nephrographic and excretory phases: EXPERIMENTS.md, issue 21.
+Measured on the five real scans (none with urinary contrast: nothing taken on the chests, the
+kidneys of ircad1_07 found) and on patient phantoms in all five phases: EXPERIMENTS.md, issue 21.
 """
 
 from __future__ import annotations
@@ -193,8 +203,10 @@ def find_kidneys(coarse: CoarseCT, body: np.ndarray, params: UrinaryParams, foun
         if ml < 0.5 * params.kidney_min_ml:
             continue  # fragments: not worth a line in the report
         depth, offset = _centre_frame(coarse, body, np.argwhere(core) + [b.start for b in big])
-        hull = _in_plane_closing(region, params.kidney_sinus_mm, coarse.spacing)
-        sinus = float((hull & ~region).sum()) / max(float(hull.sum()), 1.0)
+        # its lips and poles, too thin for the core's ball, are the parenchyma beside it
+        organ = parenchyma[big] & _grow(region, 3)
+        hull = _in_plane_closing(organ, params.kidney_sinus_mm, coarse.spacing)
+        sinus = float((hull & ~organ).sum()) / max(float(hull.sum()), 1.0)
         item = {"what": "kidney", "ml": round(ml, 1), "median_hu": round(median), "depth": round(depth, 2),
                 "offset_mm": round(offset), "enclosed": round(enclosed, 3), "sinus": round(sinus, 3)}
         checks = [(params.kidney_min_ml <= ml <= params.kidney_max_ml, "volume"),
