@@ -53,10 +53,10 @@ def dense_share(lungs: np.ndarray, ct: np.ndarray, spacing) -> float:
     return float((mean[lungs] > DENSE_HU).mean())
 
 
-def lungs_of(ct):
+def lungs_of(ct, params=None):
     from organseglib.orientation import reorient
 
-    labels, report = autolabel_with_report(ct, "lungs")
+    labels, report = autolabel_with_report(ct, "lungs", params=params)
     lps, _ = reorient(labels, "LPS")
     return lps.array == LUNGS, report
 
@@ -68,9 +68,14 @@ def main() -> int:
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--no-streaks", action="store_true")
     ap.add_argument("--png", type=Path, default=None)
+    ap.add_argument("--smoothed-air-hu", type=float, default=None,
+                    help="LungParams.smoothed_air_hu (-150: the labeler before issue 21)")
     args = ap.parse_args()
     from organseglib.orientation import reorient
 
+    from organseglib.autolabel import AutoLabelParams, LungParams
+
+    labeler = None if args.smoothed_air_hu is None else AutoLabelParams(lungs=LungParams(smoothed_air_hu=args.smoothed_air_hu))
     for name in args.cases.split(","):
         path = DATA / FILES[name]
         if not path.exists():
@@ -88,7 +93,7 @@ def main() -> int:
                 if args.no_streaks:
                     params = dataclasses.replace(params, streaks=0)
                 noisy = add_low_dose_noise(ct, params, seed)
-                lungs, report = lungs_of(noisy)
+                lungs, report = lungs_of(noisy, labeler)
                 noisy_lps = reorient(noisy, "LPS")[0]
                 row = {"case": name, "sd": sd, "seed": seed, "streaks": not args.no_streaks,
                        "noise_sd_measured": report["lungs"].get("noise_sd_hu"),

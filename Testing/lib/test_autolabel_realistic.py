@@ -144,7 +144,7 @@ def test_paper_presets_switch_every_addition_off():
     assert (bp.tau1_hu, bp.tau2_hu, bp.closing_diameter_mm) == (0.0, 200.0, 25.0)
     assert bp.soft_hu <= bp.tau1_hu and bp.blood_core_mm == 0 and not bp.keep_pieces
     assert bp.edge_voxels == 0 and bp.grid_mm == 0 and not bp.smooth and bp.max_hole_mm2 == float("inf")
-    assert not bp.despeckle
+    assert not bp.despeckle and not bp.urinary.any and bp.piece_marrow_share == float("inf")
     both = AutoLabelParams.paper()
     assert both.lungs == lp and both.bone == bp
     for bad in (dict(border_rule="edge"), dict(grid_mm=-1.0), dict(leak_hu=50.0)):

@@ -57,7 +57,7 @@ from ..errors import InputError
 from ..progress import ProgressCallback, null_progress
 from .blood import find_blood_pools
 from .coarse_ct import coarse_ct
-from .urinary import UrinaryParams, find_contrast_bladder_tract, find_kidney_tract, find_ureter_tract
+from .urinary import UrinaryParams, UrinaryTract, find_contrast_bladder_tract, find_kidney_tract, find_ureter_tract
 from .spine import intervertebral_discs, spinal_canal
 from .cartilage import costal_cartilage
 from .edge import partial_volume_edge
@@ -309,14 +309,17 @@ def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.nda
         report.speckle_ml = round(float(np.count_nonzero(speckle)) * voxel_ml, 1)
         dense &= ~speckle
         del speckle
-    coarse = coarse_ct(ct, allowed, spacing, params.coarse_mm)
-    # kidneys and a contrast bladder before the pools: neither is blood setting the contrast level
-    urinary = find_kidney_tract(ct, dense, body, coarse, params.urinary)
-    find_contrast_bladder_tract(urinary, dense, body, coarse, params.urinary, lungs)
-    if urinary.mask.any():
-        dense &= ~urinary.mask
-        allowed = allowed & ~urinary.mask
-        coarse.allowed &= ~coarse.subsample(urinary.mask)
+    # the CT on ~3 mm blocks, shared by the urinary rules and the blood pools (none: the paper's labeler)
+    coarse = coarse_ct(ct, allowed, spacing, params.coarse_mm) if (params.urinary.any or params.blood_core_mm > 0) \
+        else None
+    urinary = UrinaryTract(np.zeros(ct.shape, dtype=bool))
+    if params.urinary.any:  # kidneys and a contrast bladder before the pools: neither is blood setting its level
+        urinary = find_kidney_tract(ct, dense, body, coarse, params.urinary)
+        find_contrast_bladder_tract(urinary, dense, body, coarse, params.urinary, lungs)
+        if urinary.mask.any():
+            dense &= ~urinary.mask
+            allowed = allowed & ~urinary.mask
+            coarse.allowed &= ~coarse.subsample(urinary.mask)
     pools = find_blood_pools(ct, allowed, spacing, params, coarse)
     if pools.level_hu is not None:
         report.blood_pool_ml = pools.ml

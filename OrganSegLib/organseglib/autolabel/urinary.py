@@ -203,10 +203,8 @@ def find_kidneys(coarse: CoarseCT, body: np.ndarray, params: UrinaryParams, foun
         if ml < 0.5 * params.kidney_min_ml:
             continue  # fragments: not worth a line in the report
         depth, offset = _centre_frame(coarse, body, np.argwhere(core) + [b.start for b in big])
-        # its lips and poles, too thin for the core's ball, are the parenchyma beside it
-        organ = parenchyma[big] & _grow(region, 3)
-        hull = _in_plane_closing(organ, params.kidney_sinus_mm, coarse.spacing)
-        sinus = float((hull & ~organ).sum()) / max(float(hull.sum()), 1.0)
+        hull = _in_plane_closing(region, params.kidney_sinus_mm, coarse.spacing)
+        sinus = float((hull & ~region).sum()) / max(float(hull.sum()), 1.0)
         item = {"what": "kidney", "ml": round(ml, 1), "median_hu": round(median), "depth": round(depth, 2),
                 "offset_mm": round(offset), "enclosed": round(enclosed, 3), "sinus": round(sinus, 3)}
         checks = [(params.kidney_min_ml <= ml <= params.kidney_max_ml, "volume"),
