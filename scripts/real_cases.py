@@ -3,7 +3,8 @@
     python scripts/real_cases.py OUT_FOLDER [--data ../shared/data] [--chest]
 
 Case ``ircad1_07``: 3D-IRCADb-01 patient 1.7, hand-drawn masks imported with ``organseg import-labels``
-(annotates liver, lungs (bases), kidneys, bone; bladder unknown). Licence CC BY-NC-ND 4.0: the case is
+(annotates liver, lungs (bases), kidneys, bone; bladder unknown); its spleen and vessel masks are kept as
+``structures-N.nii.gz`` (``organseglib.extra_structures``) for label-guided intensity augmentation. Licence CC BY-NC-ND 4.0: the case is
 *referenced* (``ct_mode="reference"``), never copied into a folder that could be shared, and weights
 trained on it are for non-commercial research use only.
 Case ``abdomen_totalseg``: TotalSegmentator's example CT with its five-organ reference (model-made,
@@ -23,7 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "OrganSegLib"), str(REPO / "CUDAAugment")]
 
-from organseglib.io import read_labels  # noqa: E402
+from organseglib.extra_structures import write_case_structures  # noqa: E402
+from organseglib.io import read_ct, read_labels  # noqa: E402
 from organseglib.label_import import autolabel_case, import_case  # noqa: E402
 from organseglib.training_set import add_case_files, read_manifest  # noqa: E402
 
@@ -40,6 +42,7 @@ def build(out: Path, data: Path, chest: bool = False) -> dict:
     entry, _ = import_case(data / "ircad1_07" / "masks", data / "ircad1_07" / "ct.nii.gz", out, ct_mode="reference",
                            source="ircad1_07: 3D-IRCADb-01 patient 1.7, hand-drawn masks (CC BY-NC-ND 4.0, IRCAD)")
     ids["ircad1_07"] = entry.id
+    write_case_structures(data / "ircad1_07" / "masks", read_ct(data / "ircad1_07" / "ct.nii.gz"), out / entry.labels)
     ct = data / "ct" / "abdomen_totalseg.nii.gz"
     labels = read_labels(data / "ct" / "abdomen_totalseg_labels.nii.gz")
     entry = add_case_files(ct, labels, out, "abdomen_totalseg: TotalSegmentator example CT + reference (Apache-2.0)",

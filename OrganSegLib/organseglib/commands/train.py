@@ -60,6 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--width", type=float, help="network width multiplier, new models (default %(default)s)")
     p.add_argument("--augment", help="plateau (once the training loss stops falling), always, never or at:N "
                                      "(default %(default)s)")
+    p.add_argument("--no-phase-augment", action="store_true",
+                   help="no label-guided intensity augmentation (by default each annotated liver, kidney, bladder "
+                        "and kept spleen/vessel mask is also shown at other contrast phases' HU; "
+                        "organseglib.training.phase_augment)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="cases held out for validation")
     p.add_argument("--validate-every", type=int, help="iterations between validations (default %(default)s)")
     p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (default %(default)s)")
@@ -88,6 +92,8 @@ def train_config(args: argparse.Namespace, init_card=None):
         given["crop_shape"] = tuple(given["crop_shape"])
     if init_card is not None:
         given.update(width=init_card.width, window_hu=tuple(init_card.window_hu), finetune=True)
+    if getattr(args, "no_phase_augment", False):
+        given["phase_augment"] = None
     return TrainConfig(**given, amp=not args.no_amp)
 
 

@@ -30,6 +30,7 @@ from .batches import BatchSampler, make_augmenter, plain_batch
 from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from .curves import plot_learning_curve, window_means
 from .dataset import TrainingCase
+from .phase_augment import PhaseAugment, PhaseAugmentConfig
 from .distributed import (DistInfo, all_gather_objects, barrier, mean_across_ranks, sync_buffers, unwrap,
                           wrap_model)
 from .validation import validate
@@ -39,7 +40,7 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 CURVE_NAME = "learning_curve.png"
 # Settings that must match for a checkpoint to be resumed (others, e.g. iterations, may change).
 _RESUME_KEYS = ("loss", "batch_size", "crop_shape", "learning_rate", "seed", "width", "augment",
-                "num_classes", "window_hu", "finetune")
+                "num_classes", "window_hu", "finetune", "phase_augment")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class TrainConfig:
         validate_every, checkpoint_every: in iterations (the last iteration always does both).
         width: network channel multiplier (1.0 = Table I).
         amp: bfloat16 autocast on CUDA (ignored on the CPU).
+        phase_augment: label-guided intensity augmentation (``phase_augment``: each annotated
+            phase-dependent structure redrawn at another contrast phase's HU, texture kept), from the
+            first iteration in both stages (it changes what the data show, not the geometry); None: off.
     """
 
     loss: str = "iou"
@@ -81,6 +85,7 @@ class TrainConfig:
     num_classes: int = 6
     window_hu: tuple = DEFAULT_WINDOW_HU
     amp: bool = True
+    phase_augment: Optional[PhaseAugmentConfig] = field(default_factory=PhaseAugmentConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "crop_shape", tuple(int(c) for c in self.crop_shape))
@@ -157,8 +162,10 @@ def data_fingerprint(train_cases: Sequence[TrainingCase], val_cases: Sequence[Tr
 
 
 def json_equal(a, b) -> bool:
-    norm = lambda v: list(v) if isinstance(v, (tuple, list)) else v  # noqa: E731
-    return norm(a) == norm(b)
+    """Equal as JSON (tuples and lists alike, at any depth): a setting read back from a checkpoint."""
+    import json
+
+    return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
 
 
 def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: Sequence[TrainingCase],
@@ -234,14 +241,15 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
     per_rank = config.batch_size // info.world_size
     last = config.iterations if stop_after is None else min(stop_after, config.iterations)
     curve = None
+    phases = {"image_of": PhaseAugment(config.phase_augment).image_of} if config.phase_augment else {}
     while state.iteration < last:
         if not state.augmenting and fixed_start is not None and state.iteration >= fixed_start:
             state.augmenting, state.augment_start = True, state.iteration
         sampler = augmenter if (state.augmenting and augmenter is not None) else None
         if sampler is None:
-            batch = plain_batch(train_cases, per_rank, config.crop_shape, rng, device, config.window_hu)
+            batch = plain_batch(train_cases, per_rank, config.crop_shape, rng, device, config.window_hu, **phases)
         else:
-            batch = sampler(train_cases, per_rank, config.crop_shape, rng, device)
+            batch = sampler(train_cases, per_rank, config.crop_shape, rng, device, **phases)
         x, y = batch
         x = to_memory_format(x, memory_format)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
