@@ -184,3 +184,19 @@ def test_real_contrast_kidneys_as_non_contrast_copy(tmp_path):
     assert np.std(out[core]) < 0.75 * np.std(image[core])  # the enhancement's pattern faded (the noise stays)
     far = ndimage.binary_dilation(inside, np.ones((3, 3, 3), bool), iterations=3) == 0
     assert np.array_equal(out[far], image[far])
+
+
+def test_phase_copy_puts_each_structure_at_the_tables_value_on_an_anisotropic_grid():
+    """A native-resolution copy (0.8 × 0.8 × 1.6 mm voxels): the liver's interior at the table's
+    non-contrast value, deterministic, nothing far outside moved; an unknown phase is refused."""
+    from organseglib.training.phase_augment import phase_copy
+
+    case = _case()
+    masks = structure_masks(case.labels, None, None)
+    out = phase_copy(case.image, masks, (1.6, 0.8, 0.8), "none")
+    core = ndimage.binary_erosion(case.labels == 1, iterations=2)
+    assert np.median(out[core]) == pytest.approx(HU_TABLE[T.LIVER][0], abs=4.0)
+    assert np.array_equal(out, phase_copy(case.image, masks, (1.6, 0.8, 0.8), "none"))
+    np.testing.assert_allclose(out[:, :1], case.image[:, :1], atol=0.2)  # 4σ (6 mm) outside the soft edge
+    with pytest.raises(InputError, match="phase"):
+        phase_copy(case.image, masks, 3.0, "delayed")

@@ -157,19 +157,21 @@ def structure_masks(labels: np.ndarray, structures: Optional[np.ndarray],
     return {k: m for k, m in out.items() if np.count_nonzero(m) >= MIN_VOXELS}
 
 
-def measure(image: np.ndarray, masks: dict, spacing_mm: float, config: PhaseAugmentConfig) -> list[StructureStats]:
-    """Each structure's box, median, smooth deviation and edge weight (once per case)."""
+def measure(image: np.ndarray, masks: dict, spacing_mm, config: PhaseAugmentConfig) -> list[StructureStats]:
+    """Each structure's box, median, smooth deviation and edge weight (once per case); ``spacing_mm``:
+    one voxel size, or one per array axis ``(k, j, i)``."""
     tissues = {k: t for k, t, _ in PHASE_DEPENDENT}
-    s_tex = config.texture_sigma_mm / spacing_mm
-    s_edge = config.edge_sigma_mm / spacing_mm
-    margin = int(np.ceil(3 * s_edge)) + 1
+    spacing = np.broadcast_to(np.asarray(spacing_mm, dtype=float), (3,))
+    s_tex = tuple(config.texture_sigma_mm / spacing)
+    s_edge = tuple(config.edge_sigma_mm / spacing)
+    margins = [int(np.ceil(3 * e)) + 1 for e in s_edge]
     out = []
     for key, _t, _s in PHASE_DEPENDENT:
         if key not in masks:
             continue
         full = masks[key]
         (box,) = ndimage.find_objects(full.astype(np.uint8))
-        box = tuple(slice(max(0, s.start - margin), min(n, s.stop + margin)) for s, n in zip(box, full.shape))
+        box = tuple(slice(max(0, s.start - m), min(n, s.stop + m)) for s, n, m in zip(box, full.shape, margins))
         mask = full[box]
         hu = np.asarray(image[box], dtype=np.float32)
         # the interior: the edge voxels are partial volume with the neighbours, neither the structure's
@@ -178,14 +180,14 @@ def measure(image: np.ndarray, masks: dict, spacing_mm: float, config: PhaseAugm
         core = core if np.count_nonzero(core) >= MIN_VOXELS else mask
         median = float(np.median(hu[core]))
         c = core.astype(np.float32)
-        if s_tex > 0:  # normalised convolution over the interior, read out over the whole mask
+        if config.texture_sigma_mm > 0:  # normalised convolution over the interior, read out over the mask
             num = ndimage.gaussian_filter((hu - median) * c, s_tex, mode="constant")
             den = ndimage.gaussian_filter(c, s_tex, mode="constant")
             smooth = np.where(mask & (den > 1e-3), num / np.maximum(den, 1e-3), 0.0).astype(np.float32)
         else:
             smooth = np.where(core, hu - median, 0.0).astype(np.float32)
         m = mask.astype(np.float32)
-        weight = ndimage.gaussian_filter(m, s_edge, mode="constant") if s_edge > 0 else m
+        weight = ndimage.gaussian_filter(m, s_edge, mode="constant") if config.edge_sigma_mm > 0 else m
         out.append(StructureStats(key, tissues[key], box, mask, median, smooth, weight.astype(np.float32)))
     return out
 
@@ -206,15 +208,37 @@ def sample(rng: np.random.Generator, stats: Sequence[StructureStats], config: Ph
             target = base + (value - base) * dose + float(rng.normal(0.0, sd))
         else:
             target = float(rng.uniform(low, high))
-        floor = config.texture_floor_hu
-        k = (target - base + floor) / max(s.median - base + floor, 1e-3)
-        k = float(np.clip(k, *config.texture_scale))
         layer_fraction = layer_hu = 0.0
         if s.key == "bladder" and (phase == "excretory" or (not discrete and rng.random() < config.p_bladder_contrast)):
             layer_fraction = float(rng.uniform(*config.bladder_layer_fraction))
             layer_hu = float(rng.uniform(*config.bladder_contrast_hu))
-        draws.append(StructureDraw(s.key, float(target), k, layer_fraction, layer_hu))
+        draws.append(_structure_draw(s, target, config, layer_fraction, layer_hu))
     return PhaseDraw(phase, tuple(draws))
+
+
+def _structure_draw(s: StructureStats, target: float, config: PhaseAugmentConfig, layer_fraction: float = 0.0,
+                    layer_hu: float = 0.0) -> StructureDraw:
+    """The draw that puts ``s`` at ``target`` HU, its texture scaled with the enhancement."""
+    base, floor = HU_TABLE[s.tissue][0], config.texture_floor_hu
+    k = (target - base + floor) / max(s.median - base + floor, 1e-3)
+    return StructureDraw(s.key, float(target), float(np.clip(k, *config.texture_scale)), layer_fraction, layer_hu)
+
+
+def phase_copy(image: np.ndarray, masks: dict, spacing_mm, phase: str,
+               config: Optional[PhaseAugmentConfig] = None) -> np.ndarray:
+    """The image with every structure of ``masks`` (``structure_masks``) at ``phase``'s table HU, with no
+    between-patient spread (an excretory bladder: half its depth at the middle of
+    ``bladder_contrast_hu``): the discrete phase copy, deterministic and at any resolution (issue 22
+    scores held-out scans in another phase this way)."""
+    if phase not in PHASES:
+        raise InputError(f"phase must be one of {PHASES}; got {phase!r}")
+    config = config or PhaseAugmentConfig()
+    stats = measure(image, masks, spacing_mm, config)
+    draws = []
+    for s in stats:
+        layer = (0.5, float(np.mean(config.bladder_contrast_hu))) if s.key == "bladder" and phase == "excretory" else (0, 0)
+        draws.append(_structure_draw(s, HU_TABLE[s.tissue][PHASES.index(phase)], config, *layer))
+    return apply(image, stats, PhaseDraw(phase, tuple(draws)))
 
 
 def _layer(mask: np.ndarray, fraction: float) -> np.ndarray:
@@ -268,4 +292,4 @@ class PhaseAugment:
 
 
 __all__ = ["PHASE_DEPENDENT", "PhaseAugment", "PhaseAugmentConfig", "PhaseDraw", "StructureDraw", "StructureStats",
-           "apply", "measure", "sample", "structure_masks"]
+           "apply", "measure", "phase_copy", "sample", "structure_masks"]
