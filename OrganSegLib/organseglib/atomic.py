@@ -88,16 +88,19 @@ def input_conflict(output: PathLike, inputs: Iterable[Optional[PathLike]], what:
         ident = None if stat.S_ISDIR(st.st_mode) else (st.st_dev, st.st_ino)
     except OSError:
         ident = None
-    for item in _as_inputs(inputs):
+    read = _as_inputs(inputs)
+    for item in read:  # the most specific reason first: the input itself, then a folder holding it
         if out == item.path:
             return (f"{what} {str(output)!r} is also an input ({item.given!r}); choose another output name "
                     "(inputs are never overwritten)")
-        if item.folder and item.path in out.parents:
-            return (f"{what} {str(output)!r} lies inside the input folder {item.given!r}; write it elsewhere "
-                    "(inputs are never changed: a file added there would be read as part of it next time)")
+    for item in read:
         if ident is not None and ident == item.ident:
             return (f"{what} {str(output)!r} is the same file as the input {item.given!r} (a hard link); choose "
                     "another output name (inputs are never overwritten)")
+    for item in read:
+        if item.folder and item.path in out.parents:
+            return (f"{what} {str(output)!r} lies inside the input folder {item.given!r}; write it elsewhere "
+                    "(inputs are never changed: a file added there would be read as part of it next time)")
     return ""
 
 

@@ -93,7 +93,7 @@ def _check_set_outputs(args: argparse.Namespace, cases) -> None:
     if args.save_pred is not None and args.model is None:
         raise InputError("--save-pred goes with --model (it keeps the predictions the model made); leave it out "
                          "with --pred-dir")
-    inputs = [args.set_folder, args.pred_dir]
+    inputs = [args.set_folder, Path(args.set_folder) / "manifest.json", args.pred_dir]
     if args.model is not None:
         inputs.append(resolve_model(None if args.model == "bundled" else args.model))
     for case in cases:

@@ -131,7 +131,8 @@ def _train(args: argparse.Namespace, out: Path, work: Path, data: str, init_card
     from ..training.distributed import init_distributed, shutdown
     from ..training.export import load_init_model, save_trained_model
     from ..training.resources import check_training_fits
-    from ..training.trainer import split_cases, train
+    from ..training.checkpoint import check_checkpoint
+    from ..training.trainer import CHECKPOINT_NAME, split_cases, train
 
     config = train_config(args, init_card)
     if args.threads:
@@ -139,6 +140,9 @@ def _train(args: argparse.Namespace, out: Path, work: Path, data: str, init_card
     info = init_distributed(args.device)
     progress = Progress("train", mode=args.progress if info.is_main else "none")
     try:
+        checkpoint = work / CHECKPOINT_NAME
+        if not args.restart and checkpoint.exists():
+            check_checkpoint(checkpoint)  # a corrupt one is refused now, not after the data is loaded
         check_training_fits(data, args.spacing, config.width, config.crop_shape,
                             config.batch_size // info.world_size, info.device, config.amp and info.device.type == "cuda")
         init_model = load_init_model(args.init, info.device)[0] if args.init else None
