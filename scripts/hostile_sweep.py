@@ -181,6 +181,8 @@ def output_trials(f: Files) -> list:
     pkg = tiny_package(f, "pkg")
     link = w / "report-link.json"
     link.symlink_to(m / "liver.nii.gz")
+    (w / "demo-in").mkdir()
+    shutil.copy(ct, w / "demo-in" / "ct.nii.gz")
     hard = w / "hard-ct.nii.gz"
     shutil.copy(ct, w / "ct-copy.nii.gz")
     os.link(w / "ct-copy.nii.gz", hard)
@@ -222,6 +224,17 @@ def output_trials(f: Files) -> list:
               ("is also an input",), [f.labels_file]),
         Trial("evaluate --set --json SET/manifest.json", ["evaluate", "--set", s, "--pred-dir", s, "--json",
                                                           s / "manifest.json"], ("is also an input",), [s]),
+        Trial("evaluate --set --model --save-pred SET", ["evaluate", "--set", s, "--model", pkg, "--save-pred", s],
+              ("is also an input",), [s, pkg]),
+        Trial("train --out SET (the data folder)", ["train", "--data", s, "--out", s, "--overwrite", "--iterations", "1",
+                                                    *TINY_TRAIN], ("is also an input",), [s]),
+        Trial("train --cache inside --data", ["train", "--data", s, "--out", w / "cache-model", "--cache", s / "cache",
+                                              "--iterations", "1", *TINY_TRAIN], ("input folder",), [s],
+              [s / "cache", w / "cache-model.training"]),
+        Trial("demo --out PKG", ["demo", "--model", pkg, "--out", pkg, "--progress", "none"], ("input",), [pkg]),
+        Trial("demo --input X/ct.nii.gz --out X (demo writes ct.nii.gz)", ["demo", "--input", w / "demo-in" / "ct.nii.gz",
+                                                                           "--out", w / "demo-in", "--progress", "none"],
+              ("is also an input",), [w / "demo-in"]),
         Trial("evaluate --set --csv inside --pred-dir", ["evaluate", "--set", s, "--pred-dir", m, "--csv", m / "s.csv"],
               ("input folder",), [s, m], [m / "s.csv"]),
     ]

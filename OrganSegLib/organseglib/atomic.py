@@ -267,7 +267,8 @@ def check_outputs(outputs: Mapping[str, Optional[PathLike]], inputs: Iterable[Op
     for group, whole in ((folders or {}, False), (packages or {}, True)):
         for what, path in group.items():
             if path is not None:
-                if not check_output_folder(path, what, read, whole=whole).exists():
+                # a package's parent must exist (it is renamed into place); other folders are made with parents
+                if not check_output_folder(path, what, read, whole=whole, parents=not whole).exists():
                     to_make.append(Path(path).expanduser().resolve())
                 claim(path, what)
     for what, path in outputs.items():

@@ -49,10 +49,12 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
+from scipy.ndimage import find_objects
 
 from .errors import GeometryError, InputError, LabelValueError, MissingFileError
 from .label_names import (BACKGROUND, BONE_GROUPS, MASK_EXTENSIONS, Target, ValueMap, builtin_target,
                           normalise_name, parse_mapping, read_mapping_file, unknown_names_error)
+from .morphology import count_values
 from .organs import organ_by_key
 from .volume import Volume
 
@@ -230,20 +232,27 @@ def _values_text(values: np.ndarray) -> str:
     return ", ".join(shown)
 
 
-def _binary_mask(array: np.ndarray, source: str) -> np.ndarray:
-    """The voxels of a binary mask (0 and one other value), or a refusal naming the values found."""
-    if array.dtype == bool:
-        return array
+def _distinct_values(array: np.ndarray, source: str) -> np.ndarray:
+    """The sorted distinct values of a mask file: one pass for integer types (fastremap), two reductions
+    and a comparison for a float file that is 0 and one value, ``np.unique`` otherwise."""
+    if np.issubdtype(array.dtype, np.integer) or array.dtype == bool:
+        return np.array(sorted(count_values(array)))
     lo, hi = array.min(), array.max()
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise LabelValueError(f"mask {source}: holds NaN or infinite values; a mask is 0 and one other value")
-    value = hi if hi != 0 else lo
-    if lo == hi == 0:
-        return np.zeros(array.shape, dtype=bool)  # empty: "annotated and absent"
-    if (lo == 0 or hi == 0) and not np.count_nonzero((array != 0) & (array != value)):
+    if lo == hi:
+        return np.array([lo])
+    if (lo == 0 or hi == 0) and not np.count_nonzero((array != lo) & (array != hi)):
+        return np.array([lo, hi])
+    return np.unique(array)
+
+
+def _binary_mask(array: np.ndarray, source: str) -> np.ndarray:
+    """The voxels of a binary mask (0 and one other value, or all 0), or a refusal naming the values found."""
+    values = _distinct_values(array, source)
+    if 0 in values and len(values) <= 2:
         return array != 0
-    values = np.unique(array)
-    if 0 not in values and len(values) == 1:
+    if len(values) == 1:
         raise LabelValueError(f"mask {source}: every voxel is {values[0]:g}: it marks the whole scan; a mask is 0 "
                               "outside its structure")
     whole = bool(np.all(np.mod(values, 1) == 0))
@@ -260,7 +269,7 @@ def _pieces(name: str, array: np.ndarray, target, annotated, source: str):
     """``(label, target, mask)`` of every annotated structure a file holds."""
     if isinstance(target, tuple):
         return [(name, target, _binary_mask(array, source))]
-    values = np.unique(array)
+    values = _distinct_values(array, source)
     extra = [v for v in values.tolist() if v != 0 and (float(v) % 1 or int(v) not in target)]
     if extra:
         raise LabelValueError(f"label map {source} holds values {_values_text(np.asarray(extra))} that its --mapping "
@@ -269,10 +278,35 @@ def _pieces(name: str, array: np.ndarray, target, annotated, source: str):
     return [(f"{name}={v}", t, array == v) for v, t in target.items() if t[0] in annotated]
 
 
-def _box(sel: np.ndarray) -> list:
-    """[[i0, i1], [j0, j1], [k0, k1]] of the True voxels of a [k, j, i] array."""
-    k, j, i = np.nonzero(sel)
+def _box(sel: np.ndarray, corner=(0, 0, 0)) -> list:
+    """[[i0, i1], [j0, j1], [k0, k1]] of the True voxels of a [k, j, i] array whose first voxel is
+    ``corner`` (k, j, i) of the whole grid."""
+    k, j, i = (axis + start for axis, start in zip(np.nonzero(sel), corner))
     return [[int(i.min()), int(i.max())], [int(j.min()), int(j.max())], [int(k.min()), int(k.max())]]
+
+
+def _paint(out: np.ndarray, owner: np.ndarray, mask: np.ndarray, value: int, index: int, labels: List[str],
+           overlap: Optional[str]) -> List[dict]:
+    """Write organ ``value`` where ``mask`` is set (within its bounding box: a rib is a small part of the
+    scan), by the overlap rule; returns the overlaps with other organs already written."""
+    found = find_objects(mask.view(np.uint8))
+    if not found:
+        return []  # an empty mask: the organ is annotated and absent
+    box = found[0]
+    region, held, piece = out[box], owner[box], mask[box]
+    clash = piece & (region != 0) & (region != value)
+    overlaps = []
+    if clash.any():
+        for other in np.unique(held[clash]).tolist():
+            sel = clash & (held == other)
+            pair = [labels[other - 1], labels[index - 1]]
+            overlaps.append({"masks": pair, "voxels": int(np.count_nonzero(sel)),
+                             "box_ijk": _box(sel, [s.start for s in box]),
+                             "kept": pair[1] if overlap == "last" else pair[0]})
+    paint = piece if overlap == "last" else piece & ~clash
+    region[paint] = value
+    held[paint] = index
+    return overlaps
 
 
 def _overlap_error(folder, overlaps: List[dict]) -> InputError:
@@ -315,17 +349,7 @@ def import_masks(folder: PathLike, ct: Volume, config: ImportConfig = ImportConf
             if organ not in plan.annotated:
                 continue
             labels.append(label)
-            value = organ_by_key(organ).value
-            clash = mask & (out != 0) & (out != value)
-            if clash.any():
-                for other in np.unique(owner[clash]).tolist():
-                    sel = clash & (owner == other)
-                    pair = [labels[other - 1], label]
-                    overlaps.append({"masks": pair, "voxels": int(np.count_nonzero(sel)), "box_ijk": _box(sel),
-                                     "kept": pair[1] if config.overlap == "last" else pair[0]})
-            paint = mask if config.overlap == "last" else mask & ((out == 0) | (out == value))
-            out[paint] = value
-            owner[paint] = len(labels)
+            overlaps += _paint(out, owner, mask, organ_by_key(organ).value, len(labels), labels, config.overlap)
     if overlaps and config.overlap is None:
         raise _overlap_error(folder, overlaps)
     return ImportedLabels(ct.with_array(out), plan.annotated, plan.structures(), plan.partial, overlaps)
