@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,19 +26,11 @@ import SimpleITK as sitk
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "Testing")]
 
+from bench_file_checks import best  # noqa: E402
 from machine_info import cpu_model  # noqa: E402
 from organseglib.io import read_volume, write_volume  # noqa: E402
 from organseglib.label_import import import_masks  # noqa: E402
 from organseglib.volume import Volume  # noqa: E402
-
-
-def best(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def mask_folder(folder: Path, shape, count: int) -> Volume:

@@ -402,33 +402,16 @@ def geometry_trials(f: Files) -> list:
 
 
 def model_trials(f: Files) -> list:
-    import torch
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
-
-    from organseglib.model_package import sha256_file
+    from broken_files import poison_checkpoint, poison_package
 
     w = f.work
     base = ["train", "--data", "phantoms:1", "--iterations", "3", *TINY_TRAIN]
     nan_run = w / "nan-ckpt"
     organseg(*base, "--out", nan_run, "--stop-after", "1", "--checkpoint-every", "1")
     ckpt = w / "nan-ckpt.training" / "checkpoint.safetensors"
-    with safe_open(str(ckpt), framework="pt") as fh:
-        meta = fh.metadata()
-    tensors = load_file(str(ckpt))
-    name = next(k for k in tensors if k.startswith("model.") and tensors[k].is_floating_point())
-    tensors[name] = torch.full_like(tensors[name], float("nan"))
-    save_file(tensors, str(ckpt), metadata=meta)
-
-    nan_pkg = tiny_package(f, "nan-pkg")  # NaN weights, re-signed: the card's hash made to match
-    weights = load_file(str(nan_pkg / "model.safetensors"))
-    key = next(k for k in weights if weights[k].is_floating_point())
-    weights[key] = torch.full_like(weights[key], float("nan"))
-    save_file(weights, str(nan_pkg / "model.safetensors"), metadata={"format": "organseg-model-package"})
-    card = json.loads((nan_pkg / "card.json").read_text())
-    card["weights"].update(sha256=sha256_file(nan_pkg / "model.safetensors"),
-                           bytes=(nan_pkg / "model.safetensors").stat().st_size)
-    (nan_pkg / "card.json").write_text(json.dumps(card))
+    poison_checkpoint(ckpt)
+    nan_pkg = tiny_package(f, "nan-pkg")
+    poison_package(nan_pkg, float("nan"))  # NaN weights, re-signed: the card's hash made to match
 
     bad_manifest = w / "bad-manifest"
     shutil.copytree(f.set, bad_manifest)

@@ -501,10 +501,10 @@ def test_a_fifo_is_refused_not_waited_on(tmp_path, tiny_abdomen, where):
 # --- models -------------------------------------------------------------------------------------------
 def test_non_finite_weights_are_never_written_nor_loaded(tmp_path):
     import torch
-    from safetensors.torch import load_file, save_file
+    from broken_files import poison_package
 
     from organseglib.errors import ModelPackageError
-    from organseglib.model_package import ModelCard, load_model_package, save_model_package, sha256_file
+    from organseglib.model_package import ModelCard, load_model_package, save_model_package
     from organseglib.network import build_network
 
     net, card = build_network(width=0.0625), ModelCard(name="m", width=0.0625)
@@ -514,22 +514,13 @@ def test_non_finite_weights_are_never_written_nor_loaded(tmp_path):
         save_model_package(tmp_path / "nan", net, card)
     assert list(tmp_path.iterdir()) == []
     package = save_model_package(tmp_path / "ok", build_network(width=0.0625), card)
-    weights = load_file(str(package / "model.safetensors"))  # damaged, then re-signed: the hash matches
-    name = next(k for k, v in weights.items() if v.is_floating_point())
-    weights[name] = torch.full_like(weights[name], float("inf"))
-    save_file(weights, str(package / "model.safetensors"), metadata={"format": "organseg-model-package"})
-    data = json.loads((package / "card.json").read_text())
-    data["weights"].update(sha256=sha256_file(package / "model.safetensors"),
-                           bytes=(package / "model.safetensors").stat().st_size)
-    (package / "card.json").write_text(json.dumps(data))
+    name = poison_package(package)  # damaged, then re-signed: the hash matches
     with pytest.raises(ModelPackageError, match=f"NaN or infinite values in 1 tensor \\(e.g. '{name}'"):
         load_model_package(package)
 
 
 def test_a_checkpoint_with_non_finite_tensors_is_refused_on_resume(tmp_path, capsys, monkeypatch):
-    import torch
-    from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from broken_files import poison_checkpoint
 
     argv = ["train", "--data", "phantoms:1", "--spacing", "6", "--crop", "16", "32", "32", "--width", "0.0625",
             "--batch-size", "1", "--iterations", "2", "--stop-after", "1", "--checkpoint-every", "1",
@@ -537,12 +528,7 @@ def test_a_checkpoint_with_non_finite_tensors_is_refused_on_resume(tmp_path, cap
             "--out", str(tmp_path / "m"), "--cache", str(tmp_path / "cache")]
     assert main(argv) == 0
     ckpt = tmp_path / "m.training" / "checkpoint.safetensors"
-    with safe_open(str(ckpt), framework="pt") as fh:
-        meta = fh.metadata()
-    tensors = load_file(str(ckpt))
-    name = next(k for k in tensors if k.startswith("model.") and tensors[k].is_floating_point())
-    tensors[name] = torch.full_like(tensors[name], float("nan"))
-    save_file(tensors, str(ckpt), metadata=meta)
+    name = poison_checkpoint(ckpt)
     capsys.readouterr()
     monkeypatch.setattr("organseglib.training.dataset.load_dataset", lambda *a, **k: pytest.fail("data loaded"))
     line = refused(capsys, argv[:argv.index("--stop-after")] + argv[argv.index("--checkpoint-every"):], name,
