@@ -107,6 +107,8 @@ def read_manifest(folder: PathLike) -> List[ManifestEntry]:
     path = Path(folder) / MANIFEST
     if not path.exists():
         return []
+    if not path.is_file():  # a FIFO would block the read for ever
+        raise InputError(f"{str(path)!r} is not a regular file; a training set's manifest is a JSON file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         entries = [ManifestEntry(id=int(c["id"]), volume=str(c["volume"]), labels=str(c["labels"]),

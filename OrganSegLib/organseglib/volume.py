@@ -17,6 +17,20 @@ import numpy as np
 from .errors import GeometryError
 
 
+_AXIS_LETTERS = {(0, 1): "R", (0, -1): "L", (1, 1): "A", (1, -1): "P", (2, 1): "S", (2, -1): "I"}
+
+
+def axis_code(direction: np.ndarray) -> str:
+    """The letters of the world directions closest to the ``i``, ``j`` and ``k`` axes of a 3x3 direction
+    matrix (columns: the unit RAS directions of i, j, k), e.g. ``"RAS"``."""
+    d = np.asarray(direction)
+    letters = []
+    for s in range(3):
+        row = int(np.argmax(np.abs(d[:, s])))
+        letters.append(_AXIS_LETTERS[(row, int(np.sign(d[row, s])))])
+    return "".join(letters)
+
+
 def _checked_matrix(ijk_to_ras) -> np.ndarray:
     matrix = np.asarray(ijk_to_ras, dtype=np.float64)
     if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
@@ -104,8 +118,6 @@ class Grid:
         what differs (shape, spacing, origin, direction), ``other``'s value first."""
         if self.same_grid(other):
             return
-        from .orientation import axis_codes
-
         def rounded(values, digits):
             return tuple(round(float(v), digits) for v in values)
 
@@ -117,7 +129,7 @@ class Grid:
         if not np.allclose(other.origin, self.origin, atol=1e-4):
             differs.append(f"origin {rounded(other.origin, 3)} vs {rounded(self.origin, 3)} mm")
         if not np.allclose(other.direction, self.direction, atol=1e-4):
-            codes = (axis_codes(other), axis_codes(self))
+            codes = (axis_code(other.direction), axis_code(self.direction))
             differs.append(f"direction {codes[0]} vs {codes[1]} axes" if codes[0] != codes[1] else
                            f"direction {np.round(other.direction, 4).tolist()} vs {np.round(self.direction, 4).tolist()}")
         only = len(differs) == 1 and differs[0].startswith("direction")
@@ -224,4 +236,4 @@ class Volume:
         )
 
 
-__all__ = ["Grid", "Volume"]
+__all__ = ["Grid", "Volume", "axis_code"]

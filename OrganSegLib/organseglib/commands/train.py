@@ -80,14 +80,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.format_help = types.MethodType(_help_with_config_defaults, p)
 
 
+def given_config(args: argparse.Namespace) -> dict:
+    """``{TrainConfig field: value}`` of the config options given on the command line (the others are
+    None in ``args`` and keep TrainConfig's defaults)."""
+    given = {CONFIG_FIELDS[dest]: getattr(args, dest) for dest in CONFIG_FIELDS if getattr(args, dest) is not None}
+    if "crop_shape" in given:
+        given["crop_shape"] = tuple(given["crop_shape"])
+    return given
+
+
 def train_config(args: argparse.Namespace, init_card=None):
     """The ``TrainConfig`` of the parsed options: the options given, TrainConfig's defaults for the
     rest; fine-tuning (``init_card``, the starting model's card) keeps its width and intensity window."""
     from ..training.trainer import TrainConfig
 
-    given = {CONFIG_FIELDS[dest]: getattr(args, dest) for dest in CONFIG_FIELDS if getattr(args, dest) is not None}
-    if "crop_shape" in given:
-        given["crop_shape"] = tuple(given["crop_shape"])
+    given = given_config(args)
     if init_card is not None:
         given.update(width=init_card.width, window_hu=tuple(init_card.window_hu), finetune=True)
     return TrainConfig(**given, amp=not args.no_amp)
@@ -100,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
     from ..training_limits import check_train_numbers
 
     # every check that needs no torch and no data first: a refusal takes a second and creates nothing
-    check_train_numbers(args.lr, args.seed, args.threads, args.spacing, args.crop)
+    given = given_config(args)
+    check_train_numbers(given.get("learning_rate"), given.get("seed"), args.threads, args.spacing,
+                        given.get("crop_shape"))
     out = Path(args.out).expanduser()
     work = out.parent / f"{out.name}.training"
     data = str(args.data)
@@ -131,10 +140,12 @@ def _train(args: argparse.Namespace, out: Path, work: Path, data: str, init_card
     from ..training.distributed import init_distributed, shutdown
     from ..training.export import load_init_model, save_trained_model
     from ..training.resources import check_training_fits
+    from ..training_limits import check_crop
     from ..training.checkpoint import check_checkpoint
     from ..training.trainer import CHECKPOINT_NAME, split_cases, train
 
     config = train_config(args, init_card)
+    check_crop(config.crop_shape, args.spacing)  # the default crop, too, must fit a body at --spacing
     if args.threads:
         torch.set_num_threads(args.threads)
     info = init_distributed(args.device)
