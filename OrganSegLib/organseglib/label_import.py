@@ -196,8 +196,8 @@ def plan_import(folder: PathLike, config: ImportConfig = ImportConfig()) -> Impo
     annotated = annotated_organs(parts, config)
     partial = {k: sorted(v) for k, v in parts.items() if k not in annotated}
     if not annotated:
-        why = (f"only parts of {', '.join(f'{k} ({chr(44).join(v)})' for k, v in partial.items())} are present"
-               if partial else "no mask names one of the five organs")
+        present = ", ".join(f"{key} ({', '.join(have)})" for key, have in partial.items())
+        why = f"only parts of {present} are present" if partial else "no mask names one of the five organs"
         raise InputError(f"mask folder {str(folder)!r} annotates no organ: {why} (structures: "
                          f"{', '.join(masks)}); a case that annotates nothing teaches nothing. Add the missing masks, or "
                          "name the organs' masks in --mapping")
@@ -319,8 +319,10 @@ def _overlap_error(folder, overlaps: List[dict]) -> InputError:
                       "voxel) or --overlap last")
 
 
-def import_masks(folder: PathLike, ct: Volume, config: ImportConfig = ImportConfig()) -> ImportedLabels:
-    """Build the CT-ORG label map of a mask folder on the grid of ``ct`` (see the module docstring).
+def import_masks(folder: PathLike, ct: Volume, config: ImportConfig = ImportConfig(),
+                 plan: Optional[ImportPlan] = None) -> ImportedLabels:
+    """Build the CT-ORG label map of a mask folder on the grid of ``ct`` (see the module docstring);
+    ``plan``: the folder's ``plan_import`` when the caller made it already.
 
     Raises:
         MissingFileError, InputError: see :func:`plan_import`; masks of two organs overlapping (without
@@ -330,7 +332,7 @@ def import_masks(folder: PathLike, ct: Volume, config: ImportConfig = ImportConf
     """
     from .io import read_volume
 
-    plan = plan_import(folder, config)
+    plan = plan if plan is not None else plan_import(folder, config)
     out = np.zeros(ct.shape, dtype=np.uint8)
     owner = np.zeros(ct.shape, dtype=np.int32)  # 1 + index into `labels` of the piece that painted the voxel
     labels: List[str] = []
@@ -370,9 +372,9 @@ def import_case(masks: PathLike, ct_path: PathLike, folder: PathLike, config: Im
     from .io import read_ct
     from .training_set import add_case_files
 
-    plan_import(masks, config)  # unknown names, a case that annotates nothing: refused before the CT is read
+    plan = plan_import(masks, config)  # unknown names, a case that annotates nothing: refused before the CT is read
     ct = read_ct(ct_path)
-    imported = import_masks(masks, ct, config)
+    imported = import_masks(masks, ct, config, plan)
     entry = add_case_files(ct_path, imported.labels, folder, source or f"import-labels {masks}",
                            imported.annotated, ct_mode=ct_mode, ct=ct)
     return entry, imported
