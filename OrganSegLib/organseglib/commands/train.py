@@ -117,8 +117,13 @@ def run(args: argparse.Namespace) -> int:
         raise OutputExistsError(f"{str(out)!r} exists; pass --overwrite to replace it or choose another --out")
     # the data folder and the --init package are inputs: --out, its checkpoint folder and --cache may not
     # be, hold, or lie inside either (--overwrite never reaches an input)
-    check_outputs({}, [None if data.startswith("phantoms:") else data, args.init],
-                  folders={"--cache": args.cache}, packages={"--out": out, "checkpoint folder": work})
+    inputs = [args.init]
+    if not data.startswith("phantoms:"):
+        from ..training_set import read_manifest
+
+        root = Path(data).expanduser()  # with its cases' files: a CT it references elsewhere (--ct-mode reference)
+        inputs += [root, *[root / f for case in read_manifest(root) for f in (case.volume, case.labels)]]
+    check_outputs({}, inputs, folders={"--cache": args.cache}, packages={"--out": out, "checkpoint folder": work})
     main_rank = int(os.environ.get("RANK", "0")) == 0
     if main_rank and is_locked(work / TRAINING_LOCK):
         raise OutputExistsError(f"checkpoint folder {str(work)!r} is in use by another organseg train (lock "
