@@ -113,8 +113,6 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     work = out.parent / f"{out.name}.training"
     data = str(args.data)
-    if out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{str(out)!r} exists; pass --overwrite to replace it or choose another --out")
     # the data folder and the --init package are inputs: --out, its checkpoint folder and --cache may not
     # be, hold, or lie inside either (--overwrite never reaches an input)
     inputs = [args.init]
@@ -124,6 +122,8 @@ def run(args: argparse.Namespace) -> int:
         root = Path(data).expanduser()  # with its cases' files: a CT it references elsewhere (--ct-mode reference)
         inputs += [root, *[root / f for case in read_manifest(root) for f in (case.volume, case.labels)]]
     check_outputs({}, inputs, folders={"--cache": args.cache}, packages={"--out": out, "checkpoint folder": work})
+    if out.exists() and not args.overwrite:  # after the input check: --overwrite is no answer for an input
+        raise OutputExistsError(f"{str(out)!r} exists; pass --overwrite to replace it or choose another --out")
     main_rank = int(os.environ.get("RANK", "0")) == 0
     if main_rank and is_locked(work / TRAINING_LOCK):
         raise OutputExistsError(f"checkpoint folder {str(work)!r} is in use by another organseg train (lock "
