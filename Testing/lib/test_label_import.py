@@ -79,9 +79,13 @@ def test_ircad_style_folder_with_overlap_and_non_organs(tmp_path):
         "tumor": np.s_[5:8, 2:4, 2:4],         # overlaps the liver: never overwrites it
         "spleen": np.s_[0:2, 0:2, 0:2],
     })
-    # a bone mask overlapping the liver by one voxel row: liver wins (OVERLAP_PRIORITY)
+    # a bone mask overlapping the liver by one voxel row: refused unless --overlap says who keeps it
     write_volume(_mask(ct, np.s_[2:3, 2:10, 4:8]), tmp_path / "m" / "bone.nii.gz")
-    got = import_masks(tmp_path / "m", ct)
+    with pytest.raises(InputError, match=r"'bone' and 'liver' overlap on 8 voxels \(i 4-5, j 2-5, k 2-2\)"):
+        import_masks(tmp_path / "m", ct)
+    first = import_masks(tmp_path / "m", ct, ImportConfig(overlap="first"))  # bone.nii.gz is listed first
+    assert first.labels.array[2, 3, 5] == 5 and first.overlaps[0]["kept"] == "bone"
+    got = import_masks(tmp_path / "m", ct, ImportConfig(overlap="last"))
     a = got.labels.array
     assert got.annotated == ("liver", "kidneys", "bone")
     assert a[3, 3, 3] == 1 and a[5, 3, 3] == 1  # liver, also under the tumor
@@ -89,7 +93,8 @@ def test_ircad_style_folder_with_overlap_and_non_organs(tmp_path):
     assert a[3, 7, 9] == 4 and a[5, 7, 2] == 4
     assert a[2, 8, 5] == 5 and a[2, 3, 5] == 1
     # bone [2, 2:10, 4:8] ∩ liver [2:6, 2:6, 2:6] = 1 × 4 (j 2..5) × 2 (i 4, 5) voxels, kept as liver
-    assert got.overlap_voxels == {"liver<bone": 1 * 4 * 2}
+    assert got.overlaps == [{"masks": ["bone", "liver"], "voxels": 1 * 4 * 2, "box_ijk": [[4, 5], [2, 5], [2, 2]],
+                             "kept": "liver"}]
     assert got.structures["tumor"] == "background"
 
 
@@ -224,16 +229,18 @@ def test_validation_loss_ignores_unannotated_organs():
 
 def test_dicom_series_folder_as_a_mask(tmp_path):
     """IRCAD ships MASKS_DICOM/<organ>/ series: a sub-folder is read as one DICOM mask."""
-    import shutil
+    from dicom_series import write_ct_series
 
     from organseglib.io import read_volume
 
-    series = shared_file("dicom/ct3slice")
-    shutil.copytree(series, tmp_path / "masks" / "liver")
-    ct = read_volume(series)
+    mask = np.zeros((4, 20, 24), np.int16)
+    mask[1:3, 5:12, 6:15] = 255  # a DICOM mask stores 0 and one value
+    write_ct_series(tmp_path / "masks" / "liver", mask, (1, 0, 0), (0, 1, 0), (0, 0, 0), (0, 0, 2.0))
+    grid = read_volume(tmp_path / "masks" / "liver")
+    ct = grid.with_array(np.where(grid.array > 0, 60.0, -1000.0).astype(np.float32))
     got = import_masks(tmp_path / "masks", ct)
     assert got.annotated == ("liver",)
-    assert (got.labels.array == 1).sum() == (np.asarray(ct.array) != 0).sum() > 0
+    assert (got.labels.array == 1).sum() == (mask != 0).sum() == 2 * 7 * 9
 
 
 def test_import_labels_checks_report_and_output_before_any_work(tmp_path, capsys):

@@ -71,14 +71,15 @@ def run(args: argparse.Namespace) -> int:
     elif double_suffix(args.output) not in LABEL_EXTENSIONS:
         raise UnsupportedFormatError(f"cannot write {args.output!r}: use one of {', '.join(LABEL_EXTENSIONS)} "
                                      "or .dcm (DICOM SEG, for a DICOM series input)")
-    check_outputs({"-o/--output": args.output, "--report": args.report},
-                  [args.ct, args.model])  # before any work, not after it
     config = segment_config(args)
     model, device = args.model, parse_device(args.device)
-    model_note = {}
-    if config.network_organs:  # a bad device or model name fails now, not after reading the CT
-        resolve_device(device)
+    if config.network_organs:  # the package (and every file in it) is an input: found before the check
         model = resolve_model(args.model)
+    check_outputs({"-o/--output": args.output, "--report": args.report},
+                  [args.ct, model if config.network_organs else None])  # before any work, not after it
+    model_note = {}
+    if config.network_organs:  # a bad device or model fails now, not after reading the CT
+        resolve_device(device)
         card = read_card(model)[0]
         model_note = {"model": card.name, "model_licence": card.weights_licence}
     progress = Progress("segment", mode=args.progress)

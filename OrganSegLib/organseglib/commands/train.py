@@ -9,8 +9,10 @@ an interruption (even SIGKILL) resumes from the last checkpoint. Multi-GPU / mul
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
+import os
 import types
 from pathlib import Path
 
@@ -82,14 +84,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.format_help = types.MethodType(_help_with_config_defaults, p)
 
 
+def given_config(args: argparse.Namespace) -> dict:
+    """``{TrainConfig field: value}`` of the config options given on the command line (the others are
+    None in ``args`` and keep TrainConfig's defaults)."""
+    given = {CONFIG_FIELDS[dest]: getattr(args, dest) for dest in CONFIG_FIELDS if getattr(args, dest) is not None}
+    if "crop_shape" in given:
+        given["crop_shape"] = tuple(given["crop_shape"])
+    return given
+
+
 def train_config(args: argparse.Namespace, init_card=None):
     """The ``TrainConfig`` of the parsed options: the options given, TrainConfig's defaults for the
     rest; fine-tuning (``init_card``, the starting model's card) keeps its width and intensity window."""
     from ..training.trainer import TrainConfig
 
-    given = {CONFIG_FIELDS[dest]: getattr(args, dest) for dest in CONFIG_FIELDS if getattr(args, dest) is not None}
-    if "crop_shape" in given:
-        given["crop_shape"] = tuple(given["crop_shape"])
+    given = given_config(args)
     if init_card is not None:
         given.update(width=init_card.width, window_hu=tuple(init_card.window_hu), finetune=True)
     if getattr(args, "no_phase_augment", False):
@@ -98,43 +107,81 @@ def train_config(args: argparse.Namespace, init_card=None):
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import check_outputs
+    from ..errors import OutputExistsError
+    from ..locks import TRAINING_LOCK, is_locked
+    from ..training_limits import check_train_numbers
+
+    # every check that needs no torch and no data first: a refusal takes a second and creates nothing
+    given = given_config(args)
+    check_train_numbers(given.get("learning_rate"), given.get("seed"), args.threads, args.spacing,
+                        given.get("crop_shape"))
+    out = Path(args.out).expanduser()
+    work = out.parent / f"{out.name}.training"
+    data = str(args.data)
+    # the data folder and the --init package are inputs: --out, its checkpoint folder and --cache may not
+    # be, hold, or lie inside either (--overwrite never reaches an input)
+    inputs = [args.init]
+    if not data.startswith("phantoms:"):
+        from ..training_set import read_manifest
+
+        root = Path(data).expanduser()  # with its cases' files: a CT it references elsewhere (--ct-mode reference)
+        inputs += [root, *[root / f for case in read_manifest(root) for f in (case.volume, case.labels)]]
+    check_outputs({}, inputs, folders={"--cache": args.cache}, packages={"--out": out, "checkpoint folder": work})
+    if out.exists() and not args.overwrite:  # after the input check: --overwrite is no answer for an input
+        raise OutputExistsError(f"{str(out)!r} exists; pass --overwrite to replace it or choose another --out")
+    main_rank = int(os.environ.get("RANK", "0")) == 0
+    if main_rank and is_locked(work / TRAINING_LOCK):
+        raise OutputExistsError(f"checkpoint folder {str(work)!r} is in use by another organseg train (lock "
+                                f"{TRAINING_LOCK}); two runs into one --out would mix their checkpoints: wait for "
+                                "it to finish, or choose another --out")
+    init_card = None
+    if args.init:
+        from ..model_package import read_card
+
+        init_card = read_card(args.init)[0]  # a bad package fails now, before torch and the data
+    return _train(args, out, work, data, init_card, main_rank)
+
+
+def _train(args: argparse.Namespace, out: Path, work: Path, data: str, init_card, main_rank: bool) -> int:
     import torch
 
-    from ..atomic import check_output_path
-    from ..errors import InputError, OutputExistsError
     from ..progress import Progress
     from ..training.dataset import load_dataset
     from ..training.distributed import init_distributed, shutdown
     from ..training.export import load_init_model, save_trained_model
-    from ..training.trainer import split_cases, train
+    from ..training.resources import check_training_fits
+    from ..training_limits import check_crop
+    from ..training.checkpoint import check_checkpoint
+    from ..training.trainer import CHECKPOINT_NAME, split_cases, train
 
+    config = train_config(args, init_card)
+    check_crop(config.crop_shape, args.spacing)  # the default crop, too, must fit a body at --spacing
     if args.threads:
         torch.set_num_threads(args.threads)
-    out = Path(args.out).expanduser()
-    data = str(args.data)
-    if not data.startswith("phantoms:") and Path(data).expanduser().resolve() == out.resolve():
-        raise InputError("--out must not be the --data folder; choose another model folder")
-    if out.exists() and not args.overwrite:
-        raise OutputExistsError(f"{str(out)!r} exists; pass --overwrite to replace it or choose another --out")
-    check_output_path(out, "--out", folder=True)  # before hours of training, not after them
-    check_output_path(out.parent / f"{out.name}.training", "checkpoint folder", folder=True)
     info = init_distributed(args.device)
     progress = Progress("train", mode=args.progress if info.is_main else "none")
     try:
-        init_model, init_card = load_init_model(args.init, info.device) if args.init else (None, None)
-        config = train_config(args, init_card)
+        checkpoint = work / CHECKPOINT_NAME
+        if not args.restart and checkpoint.exists():
+            check_checkpoint(checkpoint)  # a corrupt one is refused now, not after the data is loaded
+        check_training_fits(data, args.spacing, config.width, config.crop_shape,
+                            config.batch_size // info.world_size, info.device, config.amp and info.device.type == "cuda")
+        init_model = load_init_model(args.init, info.device)[0] if args.init else None
         progress(0.0, "loading data")
         cases = load_dataset(data, spacing_mm=args.spacing, cache_dir=args.cache)
+        _check_some_organ(cases, data)
         train_cases, val_cases = split_cases(cases, args.val_fraction, config.seed)
         log.info("%d training and %d validation cases", len(train_cases), len(val_cases))
-        work = out.parent / f"{out.name}.training"
-        result = train(config, train_cases, val_cases, work, info=info, init_model=init_model,
-                       resume=not args.restart, progress=progress.sub(0.02, 0.98),
-                       stop_after=args.stop_after)
+        with _checkpoint_folder(work, lock=main_rank):
+            result = train(config, train_cases, val_cases, work, info=info, init_model=init_model,
+                           resume=not args.restart, progress=progress.sub(0.02, 0.98),
+                           stop_after=args.stop_after)
+            if info.is_main and result.state.iteration >= config.iterations:
+                save_trained_model(out, result, data_description=data, spacing_mm=args.spacing,
+                                   n_train=len(train_cases), n_val=len(val_cases), init_card=init_card,
+                                   overwrite=args.overwrite)
         if info.is_main and result.state.iteration >= config.iterations:
-            save_trained_model(out, result, data_description=data, spacing_mm=args.spacing,
-                               n_train=len(train_cases), n_val=len(val_cases), init_card=init_card,
-                               overwrite=args.overwrite)
             progress.result(output=str(out), checkpoint=str(work), learning_curve=str(result.curve),
                             validation=result.final_validation)
         elif info.is_main:
@@ -143,3 +190,35 @@ def run(args: argparse.Namespace) -> int:
         progress.close()
         shutdown(info)
     return 0
+
+
+def _check_some_organ(cases, data: str) -> None:
+    """Refuse a training set whose labels are all background: it can only teach "no organ anywhere"."""
+    from ..errors import InputError
+
+    if cases and not any(bool(case.labels.any()) for case in cases):
+        raise InputError(f"every label map of {data!r} ({len(cases)} case{'s' if len(cases) > 1 else ''}) is all "
+                         "background (0): there is no organ to learn; check that the labels were exported with their "
+                         "values (1 liver .. 5 bone) and are not empty")
+
+
+@contextlib.contextmanager
+def _checkpoint_folder(work: Path, lock: bool):
+    """The checkpoint folder, made for the run and held by its lock (the main process only): a second
+    run into it is refused, not merged. A run that fails before its first checkpoint leaves no folder."""
+    from ..locks import TRAINING_LOCK, exclusive_lock
+
+    created = not work.exists()
+    work.mkdir(exist_ok=True)
+    try:
+        if lock:
+            with exclusive_lock(work / TRAINING_LOCK, f"checkpoint folder {str(work)!r}"):
+                yield
+        else:
+            yield
+    except BaseException:
+        if created and set(os.listdir(work)) <= {TRAINING_LOCK}:  # a checkpoint written before the failure stays
+            with contextlib.suppress(OSError):
+                (work / TRAINING_LOCK).unlink(missing_ok=True)
+                work.rmdir()
+        raise

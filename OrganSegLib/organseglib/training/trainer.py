@@ -26,6 +26,7 @@ from ..losses import LOSSES, segmentation_loss
 from ..network import DEFAULT_WINDOW_HU, PAPER_TILE_SHAPE, build_network
 from ..network_layout import memory_format_for, to_memory_format
 from ..progress import report
+from ..training_limits import check_crop, check_learning_rate, check_seed
 from .batches import BatchSampler, make_augmenter, plain_batch
 from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from .curves import plot_learning_curve, window_means
@@ -96,10 +97,9 @@ class TrainConfig:
                      "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be ≥ 1; got {getattr(self, name)!r}")
-        if len(self.crop_shape) != 3 or any(c < 8 or c % 8 for c in self.crop_shape):
-            raise InputError(f"crop_shape must be three multiples of 8 (K, J, I); got {self.crop_shape!r}")
-        if not self.learning_rate > 0:
-            raise InputError(f"learning_rate must be > 0; got {self.learning_rate!r}")
+        check_crop(self.crop_shape)  # the rules of the command's options (training_limits)
+        check_learning_rate(self.learning_rate)
+        check_seed(self.seed)
         self.augment_start_iteration()  # validates `augment`
 
     def augment_start_iteration(self) -> Optional[int]:
@@ -260,9 +260,10 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
         loss.backward()
         optimizer.step()
         value = mean_across_ranks(float(loss.detach()), info)
-        if not math.isfinite(value):
-            raise InputError(f"training loss became {value} at iteration {state.iteration + 1}; lower the "
-                             "learning rate (--lr) or check the training labels")
+        if not math.isfinite(value):  # the data, the starting weights and any checkpoint were checked finite
+            raise InputError(f"training loss became {value} at iteration {state.iteration + 1} with learning rate "
+                             f"{config.effective_lr:g}: the steps were too large for this data; lower --lr (e.g. "
+                             f"{config.learning_rate / 10:g}) and pass --restart")
         state.iteration += 1
         state.history["train"].append(value)
         if (config.augment == "plateau" and not state.augmenting and state.iteration % config.plateau_window == 0
