@@ -50,13 +50,14 @@ def test_segment_real_dicom_series_writes_a_dicom_seg_matching_the_label_map(tmp
 @pytest.mark.parametrize("case", ["nifti", "missing", "empty_folder", "no_highdicom", "inside_the_series"])
 def test_dcm_output_without_a_dicom_series_is_refused_before_any_work(tmp_path, tiny_abdomen, monkeypatch,
                                                                      capsys, case):
+    import organseglib.cohort.jobs as scan_jobs
     import organseglib.commands.segment as segment_command
 
     def no_work(*args, **kwargs):
         raise AssertionError("work started before the output was checked")
 
     monkeypatch.setattr(segment_command, "read_ct", no_work)
-    monkeypatch.setattr(segment_command, "segment_ct_with_report", no_work)
+    monkeypatch.setattr(scan_jobs, "segment_ct_with_report", no_work)
     if case == "nifti":
         source = write_volume(tiny_abdomen.ct, tmp_path / "ct.nii.gz")
         message = "is a file, not a DICOM series folder"

@@ -1,0 +1,166 @@
+"""Cohorts: a folder of CT scans in, a folder of labels out (nnU-Net's ``nnUNetv2_predict -i IN -o OUT``).
+
+``organseg segment IN_DIR -o OUT_DIR`` (or a list file, or several inputs: shell globs) segments
+every CT file and DICOM series of the inputs (``inputs``) into ``OUT_DIR/NAME.<format>``:
+
+* the model is loaded once, and each scan is read in a background thread while the network works on
+  the one before (``runner``);
+* a scan whose labels exist under their final name is skipped: outputs are written atomically, so
+  one that exists is complete, and a run killed at any moment (SIGKILL) resumes where it stopped;
+* ``--part I/N`` runs every N-th scan from the I-th of the sorted names: N machines, GPUs or SLURM
+  array tasks, one part each, cover the cohort once;
+* a scan that fails (corrupt, not CT) is reported and passed over, never stopping the cohort;
+* each scan gets a report ``OUT_DIR/NAME.json`` (volumes, warnings, seconds, model, exit status) and
+  ``OUT_DIR/summary.csv`` is rebuilt from all of them at the end (``summary``).
+
+From Python (e.g. Slicer's console), a generator of per-scan results::
+
+    from organseglib.cohort import segment_cohort
+    for case in segment_cohort("/data/ct", "/data/labels", format="seg.nrrd"):
+        print(case.name, case.status, case.volumes_ml, case.warnings)
+
+``autolabel_cohort`` does the same for the morphological lungs and bone labels.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
+
+from ..atomic import check_outputs, make_output_folder
+from ..errors import InputError, OutputPathError
+from .inputs import Scan, find_scans, inside, select_part
+from .jobs import AutolabelTask, SegmentTask
+from .runner import CaseResult, cohort_exit_status, run_scans
+from .summary import SUMMARY_NAME, report_path
+
+PathLike = Union[str, "os.PathLike[str]"]
+Sources = Union[PathLike, Sequence[PathLike]]
+
+
+@dataclass(frozen=True)
+class CohortPlan:
+    """What a cohort run will do, checked before any work.
+
+    Attributes:
+        scans: every scan of the cohort, sorted by name (all parts).
+        part: this run's scans.
+        out_dir: the output folder (created by ``plan_cohort``).
+        extension: the labels' extension (``.nii.gz``).
+    """
+
+    scans: tuple
+    part: tuple
+    out_dir: Path
+    extension: str
+
+    @property
+    def summary(self) -> Path:
+        return self.out_dir / SUMMARY_NAME
+
+
+def _extension(task, fmt: Optional[str]) -> str:
+    fmt = (fmt or task.default_format).lstrip(".").lower()
+    if fmt not in task.formats:
+        raise InputError(f"--format must be one of {', '.join(task.formats)} for organseg {task.stage}; got {fmt!r}")
+    return task.formats[fmt]
+
+
+def _check_dicom_seg(scans: Sequence[Scan]) -> None:
+    from ..dicom_seg import require_highdicom
+
+    other = [s for s in scans if not s.dicom]
+    if other:
+        raise InputError(f"--format dcm writes a DICOM SEG referencing each scan's DICOM series, but "
+                         f"{str(other[0].path)!r}{f' (and {len(other) - 1} more)' if len(other) > 1 else ''} "
+                         "is not a DICOM series folder; use --format nii.gz or seg.nrrd for those")
+    require_highdicom()
+
+
+def check_output_folder(out_dir: PathLike, inputs: Sequence[PathLike]) -> Path:
+    """Refuse an output folder that is, or lies inside, one of the inputs (a folder given, a scan, the
+    model package); create it when it does not exist. Nothing is created when it is refused.
+
+    Raises:
+        OutputPathError: it is an input, lies inside one, or is a file.
+        MissingFileError: its parent folder does not exist.
+    """
+    folder = Path(out_dir).expanduser()
+    clash = inside(folder, [p for p in inputs if p is not None])
+    if clash is not None:
+        raise OutputPathError(f"-o/--output {str(out_dir)!r} is {'the input' if clash == folder.resolve() else 'inside the input'} "
+                              f"{str(clash)!r}; inputs are never written into: choose an output folder outside "
+                              "them (a rerun would also take the outputs for scans)")
+    if folder.exists() and not folder.is_dir():
+        raise OutputPathError(f"-o/--output {str(out_dir)!r} is a file; a cohort writes into a folder: give a folder "
+                              "name (it is created), or one output file name per single scan")
+    if not folder.exists():
+        check_outputs({"-o/--output": folder}, inputs)  # its parent exists and can be written to
+    return make_output_folder(folder, "-o/--output folder")
+
+
+def plan_cohort(task, sources: Sources, out_dir: PathLike, fmt: Optional[str] = None,
+                part: Union[str, tuple, None] = None) -> CohortPlan:
+    """Find the scans, check every output against every input, create the output folder.
+
+    Raises:
+        InputError (and its kinds): no scan, two scans of one name, a bad ``--format`` or ``--part``,
+            ``dcm`` for a scan that is not a DICOM series, an output folder inside an input.
+    """
+    sources = [sources] if isinstance(sources, (str, os.PathLike)) else list(sources)
+    scans = find_scans(sources)
+    extension = _extension(task, fmt)
+    this_part = select_part(scans, part)
+    if extension == ".dcm":
+        _check_dicom_seg(scans)
+    inputs = [*sources, *(s.path for s in scans), getattr(task, "model_path", None)]
+    folder = check_output_folder(out_dir, inputs)
+    outputs = {"summary": folder / SUMMARY_NAME}
+    for scan in this_part:
+        outputs[f"labels of {scan.name}"] = scan.output(folder, extension)
+        outputs[f"report of {scan.name}"] = report_path(folder, scan)
+    check_outputs(outputs, inputs)
+    return CohortPlan(tuple(scans), tuple(this_part), folder, extension)
+
+
+def run_cohort(task, plan: CohortPlan, progress: Optional[Callable[..., None]] = None) -> Iterator[CaseResult]:
+    """Load what ``task`` needs once, then ``runner.run_scans`` over the plan's part."""
+    task.prepare()
+    yield from run_scans(task, plan.part, plan.out_dir, plan.extension, plan.scans, progress)
+
+
+def segment_cohort(inputs: Sources, out_dir: PathLike, model: Any = None, config=None, device: str = "auto",
+                   format: Optional[str] = None, part: Union[str, tuple, None] = None,
+                   progress: Optional[Callable[..., None]] = None) -> Iterator[CaseResult]:
+    """Segment every scan of ``inputs`` into ``out_dir``; a generator of ``CaseResult`` (one per scan).
+
+    The inputs and outputs are checked when this is called (it raises then); the work happens as the
+    generator is consumed.
+
+    Args:
+        inputs: a folder, a list file, a scan, or several of these.
+        out_dir: the output folder (created; never inside an input).
+        model: model package folder or name (None: the default), or a ``(network, card)`` pair.
+        config: a ``segment.SegmentConfig``.
+        format: ``nii.gz`` (default), ``seg.nrrd`` or ``dcm`` (DICOM SEG; DICOM series inputs only).
+        part: ``"I/N"`` or ``(I, N)``: this machine's part of the cohort.
+        progress: ``(fraction, message)`` callback over this part.
+    """
+    task = SegmentTask(model, config, device)
+    task.check()  # a bad device or model name fails now, before any scan is read
+    return run_cohort(task, plan_cohort(task, inputs, out_dir, format, part), progress)
+
+
+def autolabel_cohort(inputs: Sources, out_dir: PathLike, organs: Any = ("lungs", "bone"),
+                     format: Optional[str] = None, part: Union[str, tuple, None] = None,
+                     progress: Optional[Callable[..., None]] = None) -> Iterator[CaseResult]:
+    """``segment_cohort`` for the morphological auto-labels (``format``: nii.gz, seg.nrrd or nrrd)."""
+    task = AutolabelTask(organs)
+    return run_cohort(task, plan_cohort(task, inputs, out_dir, format, part), progress)
+
+
+__all__ = ["AutolabelTask", "CaseResult", "CohortPlan", "Scan", "SegmentTask", "autolabel_cohort",
+           "check_output_folder", "cohort_exit_status", "find_scans", "plan_cohort", "run_cohort",
+           "segment_cohort", "select_part"]
