@@ -8,6 +8,7 @@ finishes every output and recomputes none; a corrupt file among good ones is rep
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -271,13 +272,35 @@ def test_the_library_generator_yields_each_scan_and_leaving_early_still_writes_t
     from organseglib.segment import SegmentConfig
 
     config = SegmentConfig(autolabel_organs=())
-    cases = segment_cohort(cohort_in, tmp_path / "out", model=str(tiny_model), config=config, device="cpu")
+    cases = segment_cohort(cohort_in, tmp_path / "out", model=str(tiny_model), config=config, device="cpu", jobs=1)
     first = next(cases)
     assert (first.name, first.status) == ("abdomen", "done") and Path(first.output).exists()
     cases.close()  # a console user who stops after one scan
     rows = read_summary(tmp_path / "out" / "summary.csv")
     assert [(r["case"], r["status"]) for r in rows] == [("abdomen", "done"), ("chest", "pending"),
                                                         ("patient3_CT", "pending")]
+
+
+def test_two_scans_at_once_give_the_same_labels_in_order_with_progress_that_never_goes_back(cohort_in, tiny_model,
+                                                                                          tmp_path):
+    from organseglib.progress import Progress
+    from organseglib.segment import SegmentConfig
+
+    config = SegmentConfig(organs=("liver", "lungs", "bone"), autolabel_organs=("lungs",))  # network and morphology
+    names = {}
+    for jobs in (1, 2):
+        stream = io.StringIO()
+        progress = Progress("segment", mode="json", stream=stream)
+        results = list(segment_cohort(cohort_in, tmp_path / f"jobs{jobs}", model=str(tiny_model), config=config,
+                                      device="cpu", progress=progress, jobs=jobs))
+        names[jobs] = [(r.name, r.status) for r in results]
+        records = [check_record(json.loads(line)) for line in stream.getvalue().splitlines()]
+        fractions = [r["progress"] for r in records]
+        assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert names[1] == names[2] == [("abdomen", "done"), ("chest", "done"), ("patient3_CT", "done")]
+    for name, _ in names[1]:
+        assert np.array_equal(read_labels(tmp_path / "jobs1" / f"{name}.nii.gz").array,
+                              read_labels(tmp_path / "jobs2" / f"{name}.nii.gz").array)
 
 
 class _RecordingTask:

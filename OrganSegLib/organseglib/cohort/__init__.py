@@ -3,8 +3,9 @@
 ``organseg segment IN_DIR -o OUT_DIR`` (or a list file, or several inputs: shell globs) segments
 every CT file and DICOM series of the inputs (``inputs``) into ``OUT_DIR/NAME.<format>``:
 
-* the model is loaded once, and each scan is read in a background thread while the network works on
-  the one before (``runner``);
+* the model is loaded once, each scan is read in a background thread while the network works on
+  the one before, and two scans are computed at once (``--jobs``), so that one's auto-labelling
+  (mostly one CPU core) runs beside the other's network (``runner``);
 * a scan whose labels exist under their final name is skipped: outputs are written atomically, so
   one that exists is complete, and a run killed at any moment (SIGKILL) resumes where it stopped;
 * ``--part I/N`` runs every N-th scan from the I-th of the sorted names: N machines, GPUs or SLURM
@@ -38,6 +39,10 @@ from .summary import SUMMARY_NAME, report_path
 
 PathLike = Union[str, "os.PathLike[str]"]
 Sources = Union[PathLike, Sequence[PathLike]]
+# Scans computed at once: two, so that one scan's auto-labelling (numpy, mostly one core) runs beside
+# the next one's network (all cores, or the GPU); each holds its CT and labels (about 2 GB for a
+# 512×512×300 CT, BENCHMARKS.md). --jobs 1 halves the memory.
+DEFAULT_JOBS = 2
 
 
 @dataclass(frozen=True)
@@ -125,15 +130,16 @@ def plan_cohort(task, sources: Sources, out_dir: PathLike, fmt: Optional[str] = 
     return CohortPlan(tuple(scans), tuple(this_part), folder, extension)
 
 
-def run_cohort(task, plan: CohortPlan, progress: Optional[Callable[..., None]] = None) -> Iterator[CaseResult]:
+def run_cohort(task, plan: CohortPlan, progress: Optional[Callable[..., None]] = None,
+               jobs: int = DEFAULT_JOBS) -> Iterator[CaseResult]:
     """Load what ``task`` needs once, then ``runner.run_scans`` over the plan's part."""
     task.prepare()
-    yield from run_scans(task, plan.part, plan.out_dir, plan.extension, plan.scans, progress)
+    yield from run_scans(task, plan.part, plan.out_dir, plan.extension, plan.scans, progress, jobs=jobs)
 
 
 def segment_cohort(inputs: Sources, out_dir: PathLike, model: Any = None, config=None, device: str = "auto",
                    format: Optional[str] = None, part: Union[str, tuple, None] = None,
-                   progress: Optional[Callable[..., None]] = None) -> Iterator[CaseResult]:
+                   progress: Optional[Callable[..., None]] = None, jobs: int = DEFAULT_JOBS) -> Iterator[CaseResult]:
     """Segment every scan of ``inputs`` into ``out_dir``; a generator of ``CaseResult`` (one per scan).
 
     The inputs and outputs are checked when this is called (it raises then); the work happens as the
@@ -147,18 +153,19 @@ def segment_cohort(inputs: Sources, out_dir: PathLike, model: Any = None, config
         format: ``nii.gz`` (default), ``seg.nrrd`` or ``dcm`` (DICOM SEG; DICOM series inputs only).
         part: ``"I/N"`` or ``(I, N)``: this machine's part of the cohort.
         progress: ``(fraction, message)`` callback over this part.
+        jobs: scans computed at once (``runner.run_scans``; each holds its CT and labels in memory).
     """
     task = SegmentTask(model, config, device)
     task.check()  # a bad device or model name fails now, before any scan is read
-    return run_cohort(task, plan_cohort(task, inputs, out_dir, format, part), progress)
+    return run_cohort(task, plan_cohort(task, inputs, out_dir, format, part), progress, jobs)
 
 
 def autolabel_cohort(inputs: Sources, out_dir: PathLike, organs: Any = ("lungs", "bone"),
                      format: Optional[str] = None, part: Union[str, tuple, None] = None,
-                     progress: Optional[Callable[..., None]] = None) -> Iterator[CaseResult]:
+                     progress: Optional[Callable[..., None]] = None, jobs: int = DEFAULT_JOBS) -> Iterator[CaseResult]:
     """``segment_cohort`` for the morphological auto-labels (``format``: nii.gz, seg.nrrd or nrrd)."""
     task = AutolabelTask(organs)
-    return run_cohort(task, plan_cohort(task, inputs, out_dir, format, part), progress)
+    return run_cohort(task, plan_cohort(task, inputs, out_dir, format, part), progress, jobs)
 
 
 __all__ = ["AutolabelTask", "CaseResult", "CohortPlan", "Scan", "SegmentTask", "autolabel_cohort",

@@ -32,6 +32,9 @@ def add_cohort_arguments(parser: argparse.ArgumentParser, formats: Sequence[str]
     parser.add_argument("--format", choices=list(formats), default=None,
                         help=f"for a cohort (-o FOLDER): the labels' format (default {default})")
     parser.add_argument("--part", default=None, metavar="I/N", help=PART_HELP)
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="for a cohort: scans computed at once (default 2: one's auto-labels beside the next "
+                             "one's network; each holds its CT and labels in memory, 1 halves that)")
 
 
 def is_cohort_request(inputs: Sequence[str], output: str) -> bool:
@@ -46,7 +49,7 @@ def is_cohort_request(inputs: Sequence[str], output: str) -> bool:
 
 def refuse_cohort_options(args: argparse.Namespace) -> None:
     """``--format`` and ``--part`` belong to a cohort; a single scan's format is its output's extension."""
-    for option in ("format", "part"):
+    for option in ("format", "part", "jobs"):
         if getattr(args, option, None) is not None:
             raise InputError(f"--{option} applies to a cohort (-o OUTPUT_FOLDER); for one scan the format is the "
                              f"extension of -o {args.output!r}")
@@ -54,7 +57,7 @@ def refuse_cohort_options(args: argparse.Namespace) -> None:
 
 def run_cohort_command(args: argparse.Namespace, task) -> int:
     """Plan (every check before any work), run, report; the exit status."""
-    from . import plan_cohort, run_cohort
+    from . import DEFAULT_JOBS, plan_cohort, run_cohort
 
     if getattr(args, "report", None):
         raise InputError("--report names one file; a cohort writes a report per scan (OUT_DIR/NAME.json) and "
@@ -63,7 +66,7 @@ def run_cohort_command(args: argparse.Namespace, task) -> int:
     plan = plan_cohort(task, args.ct, args.output, args.format, args.part)
     progress = Progress(task.stage, mode=args.progress, cases=len(plan.part))
     results, lines = [], []
-    for case in run_cohort(task, plan, progress):
+    for case in run_cohort(task, plan, progress, args.jobs or DEFAULT_JOBS):
         results.append(case)
         lines += [f"{case.name}: {w}" for w in case.warnings]
         if case.status == FAILED:

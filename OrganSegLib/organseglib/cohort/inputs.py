@@ -109,7 +109,7 @@ def _folder_scans(folder: Path) -> list[Scan]:
 
 
 def _expand(source: PathLike, from_list: bool = False) -> list[Scan]:
-    path = Path(source).expanduser()
+    path = Path(os.path.abspath(Path(source).expanduser()))  # reports name scans wherever they are read from
     if not path.exists():
         matches = sorted(glob.glob(str(path))) if glob.has_magic(str(path)) else []
         if matches:

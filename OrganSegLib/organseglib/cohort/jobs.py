@@ -151,10 +151,14 @@ class SegmentTask:
         """Load the model once for every scan (nothing to load when the auto-labelers do all)."""
         from ..model_package import load_model_package
 
+        from ..devices import parse_device, resolve_device
+
         self.check()
         if self.config.network_organs:
             if not isinstance(self.model, tuple):
-                self.model = load_model_package(self.model_path, device="cpu")  # the predictor moves it
+                self.model = load_model_package(self.model_path, device="cpu")
+            # on its device once, before scans run side by side (each predictor would move it again)
+            self.model = (self.model[0].to(resolve_device(parse_device(self.device))), self.model[1])
             card = self.model[1]
             self.model_note = {"model": card.name, "model_licence": card.weights_licence}
 

@@ -10,15 +10,15 @@ still rebuilds ``summary.csv`` from the reports written so far.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
-from ..errors import EXIT_ERROR, EXIT_OK, EXIT_WARNINGS, OrganSegError
+from ..errors import EXIT_ERROR, EXIT_OK, EXIT_WARNINGS, InputError, OrganSegError
 from ..progress import report as report_progress
-from ..progress import scaled
 from ..volume import Volume
 from .inputs import Scan
 from .summary import DONE, FAILED, SKIPPED, read_report, report_path, write_report, write_summary
@@ -106,16 +106,45 @@ def _run_one(task, scan: Scan, future: Future, output: Path, report_file: Path, 
     except Exception as exc:  # one bad scan never stops the cohort
         message = _failure(exc)
         seconds = time.perf_counter() - start
-        log.error("%s: failed: %s", scan.name, message)
+        log.debug("%s: failed: %s", scan.name, message)  # the caller reports it (CaseResult.error)
         write_report(report_file, _case_report(scan, output, FAILED, EXIT_ERROR, seconds, model, {}, (),
                                                {"error": message}))
         return CaseResult(scan.name, str(scan.path), str(output), str(report_file), FAILED, EXIT_ERROR,
                           round(seconds, 2), {}, (), message)
 
 
+class _Tracker:
+    """The part's progress from several threads: one fraction that never goes back (scans done plus
+    the fractions of those in flight), records emitted one at a time."""
+
+    def __init__(self, progress: Optional[Callable[..., None]], count: int) -> None:
+        self.progress, self.count = progress, max(count, 1)
+        self.lock = threading.Lock()
+        self.done, self.running, self.last = 0, {}, 0.0
+
+    def emit(self, message: str, finished: Optional[int] = None, **fields) -> None:
+        with self.lock:
+            if finished is not None:
+                self.running.pop(finished, None)
+                self.done += 1
+            self.last = max(self.last, min(1.0, (self.done + sum(self.running.values())) / self.count))
+            report_progress(self.progress, self.last, message, **fields)
+
+    def scan(self, index: int, prefix: str) -> Callable[..., None]:
+        """The progress callback of the scan at ``index`` (its own fraction 0..1)."""
+
+        def callback(fraction: float, message: str = "", **fields) -> None:
+            with self.lock:
+                self.running[index] = min(max(float(fraction), 0.0), 1.0)
+            self.emit(f"{prefix}: {message}", **fields)
+
+        callback.accepts_fields = True  # type: ignore[attr-defined]
+        return callback
+
+
 def run_scans(task, scans: Sequence[Scan], out_dir: Path, extension: str, cohort: Sequence[Scan],
               progress: Optional[Callable[..., None]] = None,
-              read: Optional[Callable[[Path], Volume]] = None) -> Iterator[CaseResult]:
+              read: Optional[Callable[[Path], Volume]] = None, jobs: int = 1) -> Iterator[CaseResult]:
     """Run ``task`` (a ``jobs.SegmentTask`` or ``AutolabelTask``, already prepared) on ``scans``.
 
     Args:
@@ -126,44 +155,65 @@ def run_scans(task, scans: Sequence[Scan], out_dir: Path, extension: str, cohort
         progress: ``(fraction, message)`` over this part; one that takes fields also gets ``case``
             (``{"name", "index", "count"}``) and, when a scan ends, ``case_result`` (``CaseResult.to_json``).
         read: reads one scan (default ``io.read_ct``); runs in the background thread.
+        jobs: scans computed at once, each in its own thread (results still come in order). 2 lets one
+            scan's single-threaded auto-labelling run beside the next one's network.
     """
     if read is None:
         from ..io import read_ct as read
+    if int(jobs) != jobs or jobs < 1:
+        raise InputError(f"--jobs must be a whole number >= 1 (scans computed at once); got {jobs!r}")
     model = task.model_note.get("model", "")
     count = len(scans)
     todo = [n for n, s in enumerate(scans) if not s.output(out_dir, extension).exists()]
-    to_compute = set(todo)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="organseg-read")
-    pending: dict[int, Future] = {}
+    tracker = _Tracker(progress, count)
+    readers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="organseg-read")
+    workers = ThreadPoolExecutor(max_workers=int(jobs), thread_name_prefix="organseg-scan")
+    ahead: dict[int, Future] = {}  # reads submitted, not yet handed to a worker
+    computes: dict[int, Future] = {}  # scans submitted, not yet yielded
+    submitted = read_next = 0
 
-    def prefetch(position: int) -> None:  # the next scan to compute, read while this one runs
-        if position < len(todo):
-            index = todo[position]
-            pending[index] = pool.submit(read, scans[index].path)
+    def read_ahead(position: int) -> None:
+        """Queue the reads of ``todo`` up to ``position`` (one reader: in order)."""
+        nonlocal read_next
+        while read_next <= min(position, len(todo) - 1):
+            ahead[todo[read_next]] = readers.submit(read, scans[todo[read_next]].path)
+            read_next += 1
+
+    def top_up() -> None:
+        """``jobs`` scans computing, and the next scan's read queued behind theirs (one reader)."""
+        nonlocal submitted
+        while submitted < len(todo) and sum(not f.done() for f in computes.values()) < jobs:
+            index, scan = todo[submitted], scans[todo[submitted]]
+            read_ahead(submitted)
+            tracker.emit(f"{scan.name}: reading", case={"name": scan.name, "index": index + 1, "count": count})
+            computes[index] = workers.submit(_run_one, task, scan, ahead.pop(index), scan.output(out_dir, extension),
+                                             report_path(out_dir, scan), model,
+                                             tracker.scan(index, f"{scan.name} ({index + 1}/{count})"))
+            submitted += 1
+        read_ahead(submitted)
 
     try:
-        prefetch(0)
-        position = 0
         for index, scan in enumerate(scans):
-            output, report_file = scan.output(out_dir, extension), report_path(out_dir, scan)
             case = {"name": scan.name, "index": index + 1, "count": count}
-            if index not in to_compute:  # its labels exist: done by an earlier run
-                result = _skipped(scan, output, report_file)
-                report_progress(progress, (index + 1) / count, f"{scan.name}: skipped, {output.name} exists",
-                                case=case, case_result=result.to_json())
+            if index not in todo:  # its labels exist: done by an earlier run
+                output = scan.output(out_dir, extension)
+                result = _skipped(scan, output, report_path(out_dir, scan))
+                tracker.emit(f"{scan.name}: skipped, {output.name} exists", finished=index, case=case,
+                             case_result=result.to_json())
                 yield result
                 continue
-            future = pending.pop(index)
-            position += 1
-            prefetch(position)  # queued behind this read: the next scan is read while this one is computed
-            report_progress(progress, index / count, f"{scan.name}: reading", case=case)
-            sub = scaled(progress, index / count, (index + 1) / count, f"{scan.name} ({index + 1}/{count})")
-            result = _run_one(task, scan, future, output, report_file, model, sub)
-            report_progress(progress, (index + 1) / count, f"{scan.name}: {result.status}", case=case,
-                            case_result=result.to_json())
+            top_up()
+            while not computes[index].done():  # keep the others busy while this one finishes
+                wait([f for f in computes.values() if not f.done()], return_when=FIRST_COMPLETED)
+                top_up()
+            result = computes.pop(index).result()
+            tracker.emit(f"{scan.name}: {result.status}", finished=index, case=case, case_result=result.to_json())
             yield result
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for future in [*computes.values(), *ahead.values()]:
+            future.cancel()
+        workers.shutdown(wait=True, cancel_futures=True)
+        readers.shutdown(wait=True, cancel_futures=True)
         write_summary(out_dir, cohort, extension)
 
 
