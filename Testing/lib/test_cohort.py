@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from dicom_series import write_ct_series
 
@@ -33,19 +32,9 @@ from organseglib.cohort.runner import run_scans
 from organseglib.cohort.summary import read_summary
 from organseglib.errors import InputError, MissingFileError, OutputPathError
 from organseglib.io import read_ct, read_labels, write_volume
-from organseglib.model_package import ModelCard, save_model_package
-from organseglib.network import build_network
 from organseglib.progress import check_record
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    torch.manual_seed(0)
-    card = ModelCard(name="tiny-random", width=0.0625, tile_shape=(64, 64, 64), spacing_mm=6.0,
-                     training_data="none: random weights (test)")
-    return save_model_package(tmp_path_factory.mktemp("model") / "tiny-random", build_network(width=0.0625), card)
 
 
 def _dicom_series(folder: Path, ct) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import pytest
-import torch
 
 pydicom = pytest.importorskip("pydicom", reason="DICOM SEG needs pydicom")
 pytest.importorskip("highdicom", reason="DICOM SEG needs highdicom")
@@ -16,17 +15,7 @@ from dicom_series import check_seg_against_source, phantom_hu, write_ct_series  
 from organseglib.cli import main  # noqa: E402
 from organseglib.dicom_seg import series_files  # noqa: E402
 from organseglib.io import read_labels, read_volume, write_volume  # noqa: E402
-from organseglib.model_package import ModelCard, save_model_package  # noqa: E402
-from organseglib.network import build_network  # noqa: E402
 from organseglib.organs import organ_table  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    torch.manual_seed(0)
-    card = ModelCard(name="tiny-random", width=0.0625, tile_shape=(64, 64, 64), spacing_mm=6.0,
-                     training_data="none: random weights (test)")
-    return save_model_package(tmp_path_factory.mktemp("model") / "tiny-random", build_network(width=0.0625), card)
 
 
 @pytest.mark.slow
