@@ -35,7 +35,7 @@ from organseglib.progress import done_record, parse_line, parse_record
 log = logging.getLogger(__name__)
 
 RUNNING, DONE, ERROR, CANCELLED, NOT_STARTED = "running", "done", "error", "cancelled", "not started"
-# organseg's exit statuses when the output was written with warnings (3), or a cohort was with some
+# organseg's exit statuses when the output was written with warnings (3), or a cohort in which some
 # scans failed (4): with a done record it is a result (its ``warnings`` list says what to look at),
 # not a failure. The library's constants.
 COMPLETED_WITH_WARNINGS = (EXIT_WARNINGS, EXIT_CASES_FAILED)

@@ -13,7 +13,7 @@ There are three kinds of record, and this module is the one place that defines t
 ``train --time-budget`` adds ``eta_s``, the seconds it expects to need until its model is written
 (an estimate from the iterations timed on this machine; the time left in the budget before that)::
 
-    {"stage": "train", "progress": 0.3, "message": "iteration 120/400, loss 0.3100", "eta_s": 845.0}
+    {"stage": "train", "progress": 0.3, "message": "iteration 120/400, loss 0.3100, ETA 14:05", "eta_s": 845.0}
 
 A cohort (``organseg segment IN_DIR -o OUT_DIR``, ``organseglib.cohort``) adds ``case`` to the records
 about one scan, and ``case_result`` (``cohort.CaseResult.to_json``) to the record that ends it::

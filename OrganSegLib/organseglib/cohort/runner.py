@@ -1,6 +1,6 @@
-"""The cohort loop: each scan of a part read in a background thread while the previous one is being
-segmented, finished scans skipped, a failing scan reported and passed over, one report per scan and
-the summary at the end.
+"""The cohort loop: scans read one after the other in a background thread, ahead of the ``jobs``
+scans being computed (each in its own thread; results still come in order), finished scans skipped,
+a failing scan reported and passed over, one report per scan and the summary at the end.
 
 ``run_scans`` is a generator of ``CaseResult``: the caller (the ``organseg`` command, or a script in
 Slicer's Python console) sees each scan as it finishes. Leaving the loop early (``break``, Ctrl-C)
@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
 
@@ -50,7 +50,7 @@ class CaseResult:
     status: str
     exit_status: int
     seconds: float = 0.0
-    volumes_ml: dict = None  # type: ignore[assignment]
+    volumes_ml: dict = field(default_factory=dict)
     warnings: tuple = ()
     error: Optional[str] = None
 

@@ -248,6 +248,7 @@ def train_with_budget(config, train_cases, val_cases, work_dir, budget_s: float,
                                        stopped_at_deadline=True)
         seconds, overhead = measured
         plan = plan_iterations(budget_s, clock() - start, reached, seconds, overhead, config.checkpoint_every)
+        plan = all_gather_objects(plan, info)[0]  # rank 0's: every rank trains to the same count
         if info.is_main:
             write_text_atomic(work / PLAN_NAME, json.dumps(plan.to_json(), indent=2) + "\n")
         log.info("time budget %.0f s: %.3f s per iteration, %.2f s per validation and checkpoint -> %d iterations",
