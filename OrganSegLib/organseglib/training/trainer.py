@@ -135,6 +135,7 @@ class TrainResult:
     work_dir: Path
     curve: Optional[Path] = None
     final_validation: dict = field(default_factory=dict)
+    stopped_at_deadline: bool = False  # ``train(deadline=...)`` ended the run before config.iterations
 
 
 def _compatible(saved: dict, config: TrainConfig) -> list[str]:
@@ -172,7 +173,8 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
           work_dir: str | Path, info: DistInfo = DistInfo(), init_model: Optional[torch.nn.Module] = None,
           augmenter: Optional[BatchSampler] = None, resume: bool = True,
           progress: Optional[Callable[..., None]] = None,
-          stop_after: Optional[int] = None) -> TrainResult:
+          stop_after: Optional[int] = None,
+          deadline: Optional[Callable[[], bool]] = None) -> TrainResult:
     """Train (or continue training) a network; see the module docstring.
 
     Args:
@@ -187,6 +189,9 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
             its ``sub``, ``progress.scaled``) also gets each validation as a
             ``validation={"iteration", "loss", "dice"}`` field.
         stop_after: stop (after checkpointing) at this iteration; for tests and time-boxed runs.
+        deadline: asked after each iteration (on every rank: it must give every rank the same answer,
+            ``training.budget``); True ends the run there, validated and checkpointed like its last
+            iteration (``TrainResult.stopped_at_deadline``).
 
     Raises:
         InputError: no training cases, a batch size not divisible by the world size, or a checkpoint
@@ -242,6 +247,7 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
     last = config.iterations if stop_after is None else min(stop_after, config.iterations)
     curve = None
     phases = {"image_of": PhaseAugment(config.phase_augment).image_of} if config.phase_augment else {}
+    stopped = False
     while state.iteration < last:
         if not state.augmenting and fixed_start is not None and state.iteration >= fixed_start:
             state.augmenting, state.augment_start = True, state.iteration
@@ -271,6 +277,8 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
                                        config.plateau_min_improvement)):
             state.augmenting, state.augment_start = True, state.iteration
             log.info("training loss stopped falling: augmentation on from iteration %d", state.iteration)
+        if deadline is not None and state.iteration < last and deadline():  # out of time: this is the last
+            last, stopped = state.iteration, True
         done = state.iteration == last
         validation = None
         if val_cases and (state.iteration % config.validate_every == 0 or done) and info.is_main:
@@ -293,7 +301,7 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
                    f"loss {value:.4f}{' (augmenting)' if state.augmenting else ''}",
                    **({"validation": validation} if validation else {}))
     final = state.history["val"][-1] if state.history["val"] else {}
-    return TrainResult(unwrap(net), state, config, work, curve, final)
+    return TrainResult(unwrap(net), state, config, work, curve, final, stopped)
 
 
 def split_cases(cases: Sequence[TrainingCase], val_fraction: float, seed: int = 0) -> tuple[list, list]:
