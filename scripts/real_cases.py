@@ -24,8 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "OrganSegLib"), str(REPO / "CUDAAugment")]
 
-from organseglib.extra_structures import write_case_structures  # noqa: E402
-from organseglib.io import read_ct, read_labels  # noqa: E402
+from organseglib.io import read_labels  # noqa: E402
 from organseglib.label_import import autolabel_case, import_case  # noqa: E402
 from organseglib.training_set import add_case_files, read_manifest  # noqa: E402
 
@@ -40,9 +39,9 @@ def build(out: Path, data: Path, chest: bool = False) -> dict:
         return {c.source.split(":", 1)[0]: c.id for c in existing}
     ids = {}
     entry, _ = import_case(data / "ircad1_07" / "masks", data / "ircad1_07" / "ct.nii.gz", out, ct_mode="reference",
-                           source="ircad1_07: 3D-IRCADb-01 patient 1.7, hand-drawn masks (CC BY-NC-ND 4.0, IRCAD)")
+                           source="ircad1_07: 3D-IRCADb-01 patient 1.7, hand-drawn masks (CC BY-NC-ND 4.0, IRCAD)",
+                           keep_structures=True)
     ids["ircad1_07"] = entry.id
-    write_case_structures(data / "ircad1_07" / "masks", read_ct(data / "ircad1_07" / "ct.nii.gz"), out / entry.labels)
     ct = data / "ct" / "abdomen_totalseg.nii.gz"
     labels = read_labels(data / "ct" / "abdomen_totalseg_labels.nii.gz")
     entry = add_case_files(ct, labels, out, "abdomen_totalseg: TotalSegmentator example CT + reference (Apache-2.0)",

@@ -4,7 +4,8 @@ They are not outputs of the network (background to it), but their masks tell lab
 augmentation (``training.phase_augment``) where the contrast-enhancing blood and spleen are, so one
 labelled patient can stand for the same patient in other contrast phases (ARCHITECTURE.md, "Data for
 training"). They are stored per case as ``structures-N.nii.gz`` beside ``labels-N.nii.gz``, a uint8
-map with the values of ``EXTRA_STRUCTURES``; a case without that file simply has none.
+map with the values of ``EXTRA_STRUCTURES`` (``organseg import-labels --keep-structures``); a case
+without that file simply has none.
 
 Mask names read (lower case, ``-`` and spaces as ``_``): 3D-IRCADb's ``spleen``, ``artery``,
 ``portalvein``, ``venoussystem``; TotalSegmentator's ``spleen``, ``aorta``,
@@ -35,6 +36,12 @@ _NAMES = {
     "artery": "artery", "aorta": "artery", "arteries": "artery",
 }
 STRUCTURES_PREFIX = "structures-"
+STRUCTURES_FILE = re.compile(r"^structures-(\d+)\.(nii\.gz|nii|nrrd|mha)$")  # a training set's own file name
+
+
+def structures_name(case_id: int) -> str:
+    """``structures-N.nii.gz``: a training set's file of case N's extra structures."""
+    return f"{STRUCTURES_PREFIX}{int(case_id)}.nii.gz"
 
 
 def structure_key(name: str) -> Optional[str]:
@@ -77,13 +84,15 @@ def structures_path(labels_path: PathLike) -> Path:
 
 def structures_from_masks(folder: PathLike, ct) -> Optional["object"]:
     """The extra structures of a mask folder (``label_import.list_masks``) as a uint8 ``Volume`` on the
-    CT's grid, or None when the folder has none of them.
+    CT's grid, or None when the folder has none of them. Each mask must be binary, as an organ's
+    (``label_import``: the values found are named otherwise).
 
     Raises:
-        GeometryError: a structure mask is not on the CT's grid; and what ``list_masks`` raises.
+        GeometryError: a structure mask is not on the CT's grid; LabelValueError: one is not binary;
+        and what ``list_masks`` raises.
     """
     from .io import read_volume
-    from .label_import import list_masks
+    from .label_import import _binary_mask, list_masks
 
     masks = {}
     for name, path in list_masks(folder).items():
@@ -91,22 +100,9 @@ def structures_from_masks(folder: PathLike, ct) -> Optional["object"]:
             continue
         vol = read_volume(path)
         ct.require_same_grid(vol, what=f"structure mask {str(path)!r}")
-        masks[name] = np.asarray(vol.array) != 0
+        masks[name] = _binary_mask(np.asarray(vol.array), repr(str(path)))
     array = structure_map(masks)
     return None if array is None else ct.with_array(array)
-
-
-def write_case_structures(folder: PathLike, ct, labels_path: PathLike) -> Optional[Path]:
-    """Write the mask folder's extra structures beside a case's labels (``structures_path``),
-    atomically; returns the path, or None when there were none (nothing written)."""
-    from .io import write_volume
-
-    volume = structures_from_masks(folder, ct)
-    if volume is None:
-        return None
-    target = structures_path(labels_path)
-    write_volume(volume, target)
-    return target
 
 
 def present_structures(array: Optional[np.ndarray]) -> tuple[str, ...]:
@@ -117,5 +113,5 @@ def present_structures(array: Optional[np.ndarray]) -> tuple[str, ...]:
     return tuple(k for k, v in EXTRA_STRUCTURES.items() if v in values)
 
 
-__all__ = ["EXTRA_STRUCTURES", "STRUCTURES_PREFIX", "present_structures", "structure_key", "structure_map",
-           "structures_from_masks", "structures_path", "write_case_structures"]
+__all__ = ["EXTRA_STRUCTURES", "STRUCTURES_FILE", "STRUCTURES_PREFIX", "present_structures", "structure_key",
+           "structure_map", "structures_from_masks", "structures_name", "structures_path"]

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
 
@@ -216,11 +216,12 @@ class ImportedLabels:
     structures: Dict[str, str]             # mask name -> "organ:part" or "background"
     partial: Dict[str, List[str]]          # organ -> parts present that did not make it annotated
     overlaps: List[dict] = field(default_factory=list)  # {"masks", "voxels", "box_ijk", "kept"} (--overlap)
+    kept_structures: Tuple[str, ...] = ()  # extra structures kept as structures-N (import_case(keep_structures=))
 
     def report(self) -> dict:
         return {"annotated_organs": list(self.annotated), "structures": dict(self.structures),
                 "partial_not_annotated": {k: sorted(v) for k, v in self.partial.items()},
-                "overlaps": [dict(o) for o in self.overlaps]}
+                "overlaps": [dict(o) for o in self.overlaps], "kept_structures": list(self.kept_structures)}
 
 
 def _values_text(values: np.ndarray) -> str:
@@ -358,10 +359,12 @@ def import_masks(folder: PathLike, ct: Volume, config: ImportConfig = ImportConf
 
 
 def import_case(masks: PathLike, ct_path: PathLike, folder: PathLike, config: ImportConfig = ImportConfig(),
-                ct_mode: str = "copy", source: Optional[str] = None):
+                ct_mode: str = "copy", source: Optional[str] = None, keep_structures: bool = False):
     """Import a mask folder for the CT at ``ct_path`` as a new training-set case in ``folder``.
 
     The CT is read once, with the CT checks (``io.read_ct``), and handed to ``add_case_files``.
+    ``keep_structures``: also keep the spleen and vessel masks (``extra_structures``) as the case's
+    ``structures-N.nii.gz``, for label-guided intensity augmentation (``ImportedLabels.kept``).
 
     Returns:
         ``(training_set.ManifestEntry, ImportedLabels)``.
@@ -375,8 +378,14 @@ def import_case(masks: PathLike, ct_path: PathLike, folder: PathLike, config: Im
     plan = plan_import(masks, config)  # unknown names, a case that annotates nothing: refused before the CT is read
     ct = read_ct(ct_path)
     imported = import_masks(masks, ct, config, plan)
+    structures = None
+    if keep_structures:
+        from .extra_structures import present_structures, structures_from_masks
+
+        structures = structures_from_masks(masks, ct)
+        imported = replace(imported, kept_structures=present_structures(None if structures is None else structures.array))
     entry = add_case_files(ct_path, imported.labels, folder, source or f"import-labels {masks}",
-                           imported.annotated, ct_mode=ct_mode, ct=ct)
+                           imported.annotated, ct_mode=ct_mode, ct=ct, structures=structures)
     return entry, imported
 
 

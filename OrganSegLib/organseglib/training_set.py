@@ -192,9 +192,13 @@ def journal_name(case_id: int) -> str:
 
 
 def is_set_file_name(name: str) -> bool:
-    """True for a name the training-set layout uses itself: ``volume-N``/``labels-N``, the manifest,
-    the lock and the journal of a case being added (an output of another kind may not take it)."""
-    return (parse_case_file(name) is not None or name in (MANIFEST, LOCK_FILE) or JOURNAL.match(name) is not None)
+    """True for a name the training-set layout uses itself: ``volume-N``/``labels-N``, a case's kept
+    ``structures-N`` (``extra_structures``), the manifest, the lock and the journal of a case being
+    added (an output of another kind may not take it)."""
+    from .extra_structures import STRUCTURES_FILE
+
+    return (parse_case_file(name) is not None or name in (MANIFEST, LOCK_FILE) or JOURNAL.match(name) is not None
+            or STRUCTURES_FILE.match(name) is not None)
 
 
 def set_input_files(folder: PathLike) -> List[Path]:
@@ -350,12 +354,15 @@ CT_MODES = ("copy", "reference")
 
 def add_case_files(ct_path: PathLike, labels: Volume, folder: PathLike, source: str,
                    annotated_organs: Iterable[str], ct_mode: str = "copy", case_id: Optional[int] = None,
-                   date: Optional[str] = None, ct: Optional[Volume] = None) -> ManifestEntry:
+                   date: Optional[str] = None, ct: Optional[Volume] = None,
+                   structures: Optional[Volume] = None) -> ManifestEntry:
     """Add a case whose CT is a file already on disk: copied byte for byte (``ct_mode="copy"``; a
     ``.nii.gz`` file is copied as is, any other format or a DICOM folder is converted to
     ``volume-N.nii.gz`` without changing a voxel) or referenced by its absolute path
     (``"reference"``). The CT is never modified. ``labels`` must be on the CT's grid. ``ct``: the CT
-    already read from ``ct_path`` (and checked) by the caller, so it is not read again.
+    already read from ``ct_path`` (and checked) by the caller, so it is not read again. ``structures``:
+    the case's extra structures (``extra_structures.structures_from_masks``), written as
+    ``structures-N.nii.gz`` with the case's other files.
 
     Raises:
         InputError: an unknown ``ct_mode`` or organ key; GeometryError: labels off the CT grid;
@@ -373,6 +380,8 @@ def add_case_files(ct_path: PathLike, labels: Volume, folder: PathLike, source: 
         ct = read_ct(ct_path, check=False)
     ct.require_same_grid(labels, what="imported labels")
     check_label_values(labels.array, "imported labels")
+    if structures is not None:
+        ct.require_same_grid(structures, what="the structures map")
     annotated = [str(o) for o in annotated_organs]
     if not annotated:
         raise InputError(f"the case from {str(ct_path)!r} annotates no organ: it would teach the network nothing "
@@ -397,6 +406,11 @@ def add_case_files(ct_path: PathLike, labels: Volume, folder: PathLike, source: 
                              date=date or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                              corrected_organs=(), annotated_organs=organs)
         writers = [] if ct_mode == "reference" else [(volume, copy_ct)]
-        _commit_case(folder, entry, writers + [(entry.labels, lambda path: write_labels(labels, path))])
+        writers.append((entry.labels, lambda path: write_labels(labels, path)))
+        if structures is not None:  # not a label map of organs: written as a plain uint8 volume
+            from .extra_structures import structures_name
+
+            writers.append((structures_name(cid), lambda path: write_volume(structures, path)))
+        _commit_case(folder, entry, writers)
     log.info("imported case %d into %s (annotates %s)", cid, folder, ", ".join(organs) or "no organ")
     return entry

@@ -311,3 +311,51 @@ def test_import_case_checks_the_ct_and_reads_it_once(tmp_path, monkeypatch):
     with pytest.raises(NotCTError):
         import_case(tmp_path / "m", tmp_path / "notct.nii.gz", tmp_path / "set4")
     assert not (tmp_path / "set4").exists()
+
+
+def test_keep_structures_writes_the_spleen_and_vessels_beside_the_labels(tmp_path, capsys):
+    """import-labels --keep-structures: spleen and vessel masks become structures-N.nii.gz (values of
+    EXTRA_STRUCTURES, the artery winning where it overlaps a vein), part of the case the loader reads,
+    a name of the set's own that --report may not take; with --autolabel it is refused."""
+    from organseglib.cli import main
+    from organseglib.extra_structures import EXTRA_STRUCTURES
+
+    ct = _ct()
+    masks = tmp_path / "masks"
+    _write_masks(masks, ct, {"liver": np.s_[2:6, 3:7, 2:6], "leftkidney": np.s_[2:4, 3:5, 8:10],
+                             "rightkidney": np.s_[4:6, 3:5, 8:10], "spleen": np.s_[5:7, 6:9, 6:9],
+                             "venoussystem": np.s_[1:3, 2:9, 10:11], "artery": np.s_[2:3, 2:9, 10:12]})
+    write_volume(ct, tmp_path / "ct.nii.gz")
+    out = tmp_path / "set"
+    assert main(["import-labels", str(masks), "--ct", str(tmp_path / "ct.nii.gz"), "-o", str(out),
+                 "--keep-structures", "--report", str(tmp_path / "r.json")]) == 0
+    assert "keeps spleen, venous, artery" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r.json").read_text())["kept_structures"] == ["spleen", "venous", "artery"]
+    kept = read_labels(out / "structures-0.nii.gz").array
+    assert (kept == EXTRA_STRUCTURES["spleen"]).sum() == 2 * 3 * 3
+    assert kept[2, 5, 10] == EXTRA_STRUCTURES["artery"] and kept[1, 5, 10] == EXTRA_STRUCTURES["venous"]
+    (case,) = find_cases(out)
+    assert case.structures == out / "structures-0.nii.gz"
+    loaded = load_case(case, cache_dir=tmp_path / "cache")
+    assert loaded.structures is not None and loaded.structures.shape == loaded.labels.shape
+    assert set(np.unique(loaded.structures)) <= {0, *EXTRA_STRUCTURES.values()}
+    assert main(["import-labels", str(masks), "--ct", str(tmp_path / "ct.nii.gz"), "-o", str(out),
+                 "--report", str(out / "structures-0.nii.gz")]) == 2
+    assert "uses for its own files" in capsys.readouterr().err
+    assert main(["import-labels", "--autolabel", "--ct", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "s2"),
+                 "--keep-structures"]) == 2
+    assert "--keep-structures" in capsys.readouterr().err
+
+
+def test_a_structure_mask_that_is_not_binary_is_refused(tmp_path):
+    ct = _ct()
+    masks = tmp_path / "masks"
+    _write_masks(masks, ct, {"liver": np.s_[2:6, 3:7, 2:6]})
+    spleen = np.zeros(SHAPE, np.float32)
+    spleen[5:7, 6:9, 6:9] = 0.7
+    spleen[5:7, 6:9, 9:10] = 0.2
+    write_volume(ct.with_array(spleen), masks / "spleen.nii.gz")
+    write_volume(ct, tmp_path / "ct.nii.gz")
+    with pytest.raises(InputError, match="not binary"):
+        import_case(masks, tmp_path / "ct.nii.gz", tmp_path / "set", keep_structures=True)
+    assert not (tmp_path / "set" / "structures-0.nii.gz").exists()

@@ -44,6 +44,10 @@ def register(sub) -> None:
                    help="copy the CT into the folder (default) or reference it by absolute path")
     p.add_argument("--autolabel", action="store_true",
                    help="no masks: label lungs and bone by morphology and annotate only those")
+    p.add_argument("--keep-structures", action="store_true",
+                   help="also keep the spleen and vessel masks (spleen, artery/aorta, portal vein, veins) as "
+                        "structures-N.nii.gz: training shows them at other contrast phases' HU "
+                        "(organseglib.training.phase_augment)")
     p.add_argument("--report", default=None, help="also write the import report as JSON here")
     p.set_defaults(func=run)
 
@@ -51,6 +55,8 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.autolabel == (args.masks is not None):
         raise InputError("give either a MASKS folder or --autolabel (not both, not neither)")
+    if args.autolabel and args.keep_structures:
+        raise InputError("--keep-structures keeps masks of a MASKS folder; --autolabel has none")
     _check_outputs(args)
     if args.autolabel:
         entry, found = autolabel_case(args.ct, args.output, ct_mode=args.ct_mode)
@@ -60,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         mapping = read_mapping_file(args.mapping) if args.mapping else {}
         config = ImportConfig(mapping=mapping, required_bone_groups=tuple(args.bone_groups.split(",")),
                               overlap=args.overlap)
-        entry, imported = import_case(args.masks, args.ct, args.output, config, ct_mode=args.ct_mode)
+        entry, imported = import_case(args.masks, args.ct, args.output, config, ct_mode=args.ct_mode,
+                                      keep_structures=args.keep_structures)
         report = imported.report()
         for name, target in sorted(report["structures"].items()):
             print(f"  {name:28s} -> {target}")
@@ -70,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
                      f"(--overlap {args.overlap})" for o in report["overlaps"]]
     report["case"] = entry.to_json()
     report["warnings"] = warnings
-    print(f"case {entry.id} in {args.output}: annotates {', '.join(entry.annotated_organs or ()) or 'no organ'}")
+    print(f"case {entry.id} in {args.output}: annotates {', '.join(entry.annotated_organs or ()) or 'no organ'}"
+          + (f"; keeps {', '.join(report['kept_structures']) or 'no extra structure'}" if args.keep_structures else ""))
     if args.report:
         write_text_atomic(args.report, json.dumps(report, indent=2, default=jsonable) + "\n")
     return print_warnings("import-labels", warnings)
