@@ -4,8 +4,8 @@ They are not outputs of the network (background to it), but their masks tell lab
 augmentation (``training.phase_augment``) where the contrast-enhancing blood and spleen are, so one
 labelled patient can stand for the same patient in other contrast phases (ARCHITECTURE.md, "Data for
 training"). They are stored per case as ``structures-N.nii.gz`` beside ``labels-N.nii.gz``, a uint8
-map with the values of ``EXTRA_STRUCTURES`` (``organseg import-labels --keep-structures``); a case
-without that file simply has none.
+map with the values of ``EXTRA_STRUCTURES`` (``organseg import-labels --keep-structures``, which reads
+them with ``label_import.structures_from_masks``); a case without that file simply has none.
 
 Mask names read (lower case, ``-`` and spaces as ``_``): 3D-IRCADb's ``spleen``, ``artery``,
 ``portalvein``, ``venoussystem``; TotalSegmentator's ``spleen``, ``aorta``,
@@ -82,29 +82,6 @@ def structures_path(labels_path: PathLike) -> Path:
     return path.with_name(STRUCTURES_PREFIX + name[len("labels"):].lstrip("-_"))
 
 
-def structures_from_masks(folder: PathLike, ct) -> Optional["object"]:
-    """The extra structures of a mask folder (``label_import.list_masks``) as a uint8 ``Volume`` on the
-    CT's grid, or None when the folder has none of them. Each mask must be binary, as an organ's
-    (``label_import``: the values found are named otherwise).
-
-    Raises:
-        GeometryError: a structure mask is not on the CT's grid; LabelValueError: one is not binary;
-        and what ``list_masks`` raises.
-    """
-    from .io import read_volume
-    from .label_import import _binary_mask, list_masks
-
-    masks = {}
-    for name, path in list_masks(folder).items():
-        if structure_key(name) is None:
-            continue
-        vol = read_volume(path)
-        ct.require_same_grid(vol, what=f"structure mask {str(path)!r}")
-        masks[name] = _binary_mask(np.asarray(vol.array), repr(str(path)))
-    array = structure_map(masks)
-    return None if array is None else ct.with_array(array)
-
-
 def present_structures(array: Optional[np.ndarray]) -> tuple[str, ...]:
     """Keys of the structures with at least one voxel in a structures map (None: none)."""
     if array is None:
@@ -114,4 +91,4 @@ def present_structures(array: Optional[np.ndarray]) -> tuple[str, ...]:
 
 
 __all__ = ["EXTRA_STRUCTURES", "STRUCTURES_FILE", "STRUCTURES_PREFIX", "present_structures", "structure_key",
-           "structure_map", "structures_from_masks", "structures_name", "structures_path"]
+           "structure_map", "structures_name", "structures_path"]

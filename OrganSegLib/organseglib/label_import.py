@@ -69,7 +69,7 @@ OVERLAP_RULES = ("first", "last")
 _LOBES = {"left": {"upper_left", "lower_left"}, "right": {"upper_right", "middle_right", "lower_right"}}
 __all__ = ["BACKGROUND", "BONE_GROUPS", "DEFAULT_BONE_GROUPS", "ImportConfig", "ImportedLabels", "MASK_EXTENSIONS",
            "OVERLAP_RULES", "annotated_organs", "autolabel_case", "classify_name", "import_case", "import_masks",
-           "list_masks", "normalise_name", "plan_import", "read_mapping_file"]
+           "list_masks", "normalise_name", "plan_import", "read_mapping_file", "structures_from_masks"]
 
 
 @dataclass(frozen=True)
@@ -358,6 +358,29 @@ def import_masks(folder: PathLike, ct: Volume, config: ImportConfig = ImportConf
     return ImportedLabels(ct.with_array(out), plan.annotated, plan.structures(), plan.partial, overlaps)
 
 
+def structures_from_masks(folder: PathLike, ct: Volume) -> Optional[Volume]:
+    """The extra structures of a mask folder (``list_masks``) as a uint8 ``Volume`` on the
+    CT's grid, or None when the folder has none of them. Each mask must be binary, as an organ's
+    (the values found are named otherwise).
+
+    Raises:
+        GeometryError: a structure mask is not on the CT's grid; LabelValueError: one is not binary;
+        and what ``list_masks`` raises.
+    """
+    from .io import read_volume
+    from .extra_structures import structure_key, structure_map
+
+    masks = {}
+    for name, path in list_masks(folder).items():
+        if structure_key(name) is None:
+            continue
+        vol = read_volume(path)
+        ct.require_same_grid(vol, what=f"structure mask {str(path)!r}")
+        masks[name] = _binary_mask(np.asarray(vol.array), repr(str(path)))
+    array = structure_map(masks)
+    return None if array is None else ct.with_array(array)
+
+
 def import_case(masks: PathLike, ct_path: PathLike, folder: PathLike, config: ImportConfig = ImportConfig(),
                 ct_mode: str = "copy", source: Optional[str] = None, keep_structures: bool = False):
     """Import a mask folder for the CT at ``ct_path`` as a new training-set case in ``folder``.
@@ -380,7 +403,7 @@ def import_case(masks: PathLike, ct_path: PathLike, folder: PathLike, config: Im
     imported = import_masks(masks, ct, config, plan)
     structures = None
     if keep_structures:
-        from .extra_structures import present_structures, structures_from_masks
+        from .extra_structures import present_structures
 
         structures = structures_from_masks(masks, ct)
         imported = replace(imported, kept_structures=present_structures(None if structures is None else structures.array))

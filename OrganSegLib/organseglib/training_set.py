@@ -361,7 +361,7 @@ def add_case_files(ct_path: PathLike, labels: Volume, folder: PathLike, source: 
     ``volume-N.nii.gz`` without changing a voxel) or referenced by its absolute path
     (``"reference"``). The CT is never modified. ``labels`` must be on the CT's grid. ``ct``: the CT
     already read from ``ct_path`` (and checked) by the caller, so it is not read again. ``structures``:
-    the case's extra structures (``extra_structures.structures_from_masks``), written as
+    the case's extra structures (``label_import.structures_from_masks``), written as
     ``structures-N.nii.gz`` with the case's other files.
 
     Raises:

@@ -449,7 +449,7 @@ def test_a_dicom_series_that_is_no_regular_grid_is_refused_before_it_is_read(tmp
 
 @pytest.mark.parametrize("spacing", [50.0, 0.01])
 def test_voxel_sizes_no_ct_has_are_refused_with_the_reason(tmp_path, tiny_abdomen, capsys, monkeypatch, spacing):
-    monkeypatch.setattr("organseglib.commands.segment.segment_ct_with_report",
+    monkeypatch.setattr("organseglib.cohort.jobs.segment_ct_with_report",
                         lambda *a, **k: pytest.fail("segmentation started"))
     ct = write_volume(Volume(_ct_int16(tiny_abdomen).array, np.diag([spacing] * 3 + [1.0])), tmp_path / "ct.nii.gz")
     line = refused(capsys, ["segment", ct, "-o", tmp_path / "l.nii.gz", "--progress", "none"], "voxel size",
