@@ -18,7 +18,7 @@ from slicer.util import VTKObservationMixin
 
 from OrganSegCommon import resource_path
 from OrganSegCommon.dependencies import ensure_python_packages, ensure_torch
-from OrganSegCommon.jobs import describe_record
+from OrganSegCommon.jobs import budget_text, describe_record
 from OrganSegCommon.selftest import OrganSegSelfTest
 from OrganSegCommon.workflows import WorkflowLogic
 from organseglib.devices import parse_device
@@ -57,7 +57,7 @@ class OrganSegParameterNode:
     correctedKidneys: bool = False
     correctedBladder: bool = False
     datasetFolder: pathlib.Path
-    retrainIterations: int = 2000
+    retrainMinutes: int = 0  # Retrain's time budget; 0: 30 min on the CPU, 10 on a GPU
 
 
 class OrganSegLogic(ScriptedLoadableModuleLogic):
@@ -67,7 +67,7 @@ class OrganSegLogic(ScriptedLoadableModuleLogic):
         seg = logic.segment(ctNode)                        # five organs, blocks
         logic.autolabel(ctNode, ["lungs"], seg)            # only the Lungs segment changes
         case = logic.save_to_training_set(ctNode, seg, "/data/organs", corrected_organs=["lungs"])
-        job = logic.retrain("/data/organs", init_model=path); job.wait()   # new model, registered
+        job = logic.retrain("/data/organs", init_model=path); job.wait()   # new model (30 min on a CPU), registered
         job.cancel(); job = logic.retrain("/data/organs", init_model=path) # a stopped run continues
         logic.export_dicom_seg(ctNode, seg, "/dicom/CT_series", "/out/organs.dcm")  # DICOM SEG for PACS
 
@@ -278,7 +278,7 @@ class OrganSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p = self._parameterNode
             self.ui.retrainLog.clear()
             job = self.logic.retrain(self.datasetFolder(), init_model=self.ui.modelComboBox.currentData,
-                                     device=self.selectedDevice(), iterations=p.retrainIterations)
+                                     device=self.selectedDevice(), time_budget=budget_text(p.retrainMinutes))
             self.startJob(job, self.ui.retrainButton, runningText="Stop")
 
     # --- background job ---------------------------------------------------------------------------------

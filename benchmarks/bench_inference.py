@@ -16,8 +16,8 @@ Variants, each run in a fresh child process so ``ru_maxrss`` is that run's peak 
   * ``hybrid``: the default one-click segmentation (``SegmentConfig()``: network liver/kidneys/bladder,
     auto-labelled lungs and bone, cleaning).
 
-The network is the paper's full-width 3D GoogLeNet (width 1.0, 16.9 M parameters) with random
-weights: speed does not depend on the weights. Stage times come from the progress messages. On CUDA
+The network is the paper's full-width 3D GoogLeNet (width 1.0, 16.9 M parameters; ``--width 0.125`` for
+the bundled models' size) with random weights: speed does not depend on the weights. Stage times come from the progress messages. On CUDA
 (``--device cuda``) each child runs the segmentation once to warm up (cuDNN autotuning, allocator)
 and reports the second run, plus ``torch.cuda.max_memory_allocated``.
 Writes the figures, with the machine, to ``benchmarks/results/inference.md``.
@@ -87,7 +87,7 @@ def prepare(case: str, cache: Path) -> Path | None:
     return path
 
 
-def child(npz: Path, variant: str, threads: int, device: str = "cpu") -> dict:
+def child(npz: Path, variant: str, threads: int, device: str = "cpu", width: float = 1.0) -> dict:
     """Run one segmentation and report seconds, stage times and peak RSS (this process)."""
     import torch
 
@@ -103,8 +103,8 @@ def child(npz: Path, variant: str, threads: int, device: str = "cpu") -> dict:
     ct = Volume(data["array"], data["matrix"])
     rss_input = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     torch.manual_seed(0)
-    model = (build_network(width=1.0).eval(), ModelCard(name="full-width-random", width=1.0,
-                                                        training_data="none: random weights (speed only)"))
+    model = (build_network(width=width).eval(), ModelCard(name=f"width-{width:g}-random", width=width,
+                                                          training_data="none: random weights (speed only)"))
     grid = grid_with_spacing(ct, 3.0).shape
     one_tile = tuple(8 * -(-n // 8) for n in grid)  # the whole 3 mm grid in one tile (shrunk to the body box)
     config = {"plain": SegmentConfig(autolabel_organs=(), crop_to_body=False, slabs=False, clean=False),
@@ -204,10 +204,12 @@ def main() -> int:
                         help="report path (default benchmarks/results/inference.md, inference_cuda.md on CUDA)")
     parser.add_argument("--baseline-src", default=None, help="an OrganSegLib folder to time beside this checkout")
     parser.add_argument("--repeats", type=int, default=1, help="runs per variant (and tree); the best is kept")
+    parser.add_argument("--width", type=float, default=1.0,
+                        help="network width (1.0: Table I; 0.125: the bundled models' width)")
     parser.add_argument("--child", nargs=2, metavar=("NPZ", "VARIANT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(Path(args.child[0]), args.child[1], args.threads, args.device)))
+        print(json.dumps(child(Path(args.child[0]), args.child[1], args.threads, args.device, args.width)))
         return 0
     out = Path(args.out or REPO / "benchmarks" / "results" /
                ("inference_cuda.md" if args.device.startswith("cuda") else "inference.md"))
@@ -231,7 +233,7 @@ def main() -> int:
                     if src is not None:
                         env["PYTHONPATH"] = os.pathsep.join([str(src), str(REPO / "CUDAAugment")])
                     proc = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--device",
-                                           args.device, "--child", str(npz), variant],
+                                           args.device, "--width", str(args.width), "--child", str(npz), variant],
                                           capture_output=True, text=True, env=env)
                     if proc.returncode != 0:
                         runs.setdefault(tag, []).append({"error": proc.stderr.strip().splitlines()[-1]

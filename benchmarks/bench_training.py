@@ -107,6 +107,64 @@ def iteration_speed(width: float, crop: tuple, iterations: int, augment: bool, d
     return 1.0 / float(np.median(times))
 
 
+def step_seconds(width: float, crop: tuple, memory_format: torch.memory_format, iterations: int,
+                 seed: int = 0) -> float:
+    """Median seconds of one forward + backward + Adam step on a fixed batch of 4 crops (no data loading),
+    with the network and the batch in ``memory_format`` (issue 22: the plain layout against channels_last_3d)."""
+    from organseglib.losses import segmentation_loss
+    from organseglib.network import build_network
+
+    torch.manual_seed(seed)
+    model = build_network(width=width).to(memory_format=memory_format)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.rand(4, 1, *crop, generator=gen).contiguous(memory_format=memory_format)
+    y = torch.randint(0, 6, (4, *crop), generator=gen)
+    times = []
+    for i in range(iterations + 1):
+        t = time.perf_counter()
+        loss = segmentation_loss("iou", model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def train_iteration_seconds(width: float, crop: tuple, iterations: int, augment: str = "always") -> float:
+    """Median seconds per iteration of ``organseglib.training.trainer.train`` itself (batch 4, IOU loss,
+    batches sampled and augmented as ``organseg train`` does), timed from its per-iteration progress calls;
+    the first iteration is left out."""
+    import tempfile
+
+    from organseglib.training.dataset import phantom_cases
+    from organseglib.training.trainer import TrainConfig, train
+
+    cases = phantom_cases([0, 1])
+    stamps = []
+    cfg = TrainConfig(iterations=iterations + 1, crop_shape=crop, width=width, augment=augment,
+                      validate_every=10 ** 9, checkpoint_every=10 ** 9)
+    with tempfile.TemporaryDirectory() as work:
+        train(cfg, cases, [], work, resume=False, progress=lambda *a, **k: stamps.append(time.perf_counter()))
+    return float(np.median(np.diff(stamps)))
+
+
+def layout_section(width: float, crop: tuple, iterations: int, threads: int) -> list[str]:
+    """Issue 22's goal: one training iteration ≤ 0.75× the plain network step, measured in one run."""
+    plain = step_seconds(width, crop, torch.contiguous_format, iterations)
+    cl = step_seconds(width, crop, torch.channels_last_3d, iterations)
+    whole = train_iteration_seconds(width, crop, iterations)
+    print(f"step plain {plain:.3f} s, channels_last_3d {cl:.3f} s ({cl / plain:.2f}x); "
+          f"whole organseg-train iteration {whole:.3f} s ({whole / plain:.2f}x of the plain step)")
+    return [f"## Training step layout (issue 22): width {width}, batch 4, crops {crop}, CPU, {threads} threads", "",
+            "| what | seconds (median) | ratio to the plain step |", "|---|---|---|",
+            f"| forward + backward + Adam, plain layout (baseline) | {plain:.3f} | 1.00 |",
+            f"| the same in channels_last_3d | {cl:.3f} | {cl / plain:.2f} |",
+            f"| a whole `train()` iteration (sampling, cudaaugment, step; as `organseg train`) | {whole:.3f} | "
+            f"{whole / plain:.2f} |", ""]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--width", type=float, default=1.0, help="width for the memory measurement")
@@ -115,8 +173,15 @@ def main(argv=None) -> int:
     ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "training.md"))
+    ap.add_argument("--layout-only", action="store_true",
+                    help="only the plain vs channels_last step and a whole train() iteration (issue 22)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.layout_only:
+        lines = [f"Machine: {_machine()}.", ""] + layout_section(args.speed_width, tuple(args.speed_crop),
+                                                                 args.iterations, args.threads)
+        print("\n".join(lines))
+        return 0
     from organseglib.network import build_network, count_parameters
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -162,6 +227,7 @@ def main(argv=None) -> int:
         f"| cudaaugment (torch backend) | {aug:.3f} | {aug / plain:.2f} |", "",
     ]
     if device == "cpu":
+        lines += layout_section(args.speed_width, tuple(args.speed_crop), args.iterations, args.threads)
         lines += ["GPU figures: not measured in this run (no GPU on this machine); run this script on a CUDA "
                   "machine (it then uses bf16 autocast, as `organseg train` does by default).", ""]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

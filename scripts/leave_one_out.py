@@ -22,6 +22,17 @@ The folds can also be trained side by side, one process each (``scripts/train_re
 OUT/without-CASE --set OUT/real_set --exclude CASE --threads 1``), and then scored with ``--score-only``.
 The models trained here include IRCAD data in one fold: non-commercial research use only; keep them
 out of the repository.
+
+Comparisons (issue 22), each scoring the fold models already in OUT (``--score-only``):
+
+* ``--model-suffix -3000``: score ``OUT/without-CASE-3000`` instead (a shorter budget of the same run,
+  exported with ``scripts/export_checkpoint.py``);
+* ``--flip``: test-time mirroring left-right (``SegmentConfig.flip_axes``);
+* ``--network-only``: every organ from the network (the hybrid is the default);
+* ``--phase-copy none``: score a copy of each held-out scan whose annotated liver, kidneys, bladder and
+  kept spleen/vessels are put at that phase's HU through its own masks
+  (``organseglib.training.phase_augment.phase_copy``; written under OUT, never into the repository);
+* ``--tag NAME``: the name of this scoring's outputs (``OUT/leave_one_out-NAME.json``, predictions).
 """
 
 from __future__ import annotations
@@ -38,6 +49,33 @@ from real_cases import REAL_CASES, build  # noqa: E402
 from train_real_model import PRESETS, train_recipe  # noqa: E402
 
 
+def phase_copies(cases: dict, phase: str, folder: Path) -> dict:
+    """``{case id: SetCase}`` of copies of ``cases`` with their annotated phase-dependent structures at
+    ``phase``'s HU (built once into ``folder``; the labels are the originals')."""
+    from dataclasses import replace
+
+    from organseglib.extra_structures import structures_path
+    from organseglib.io import read_ct, read_volume, write_volume
+    from organseglib.orientation import DEFAULT_AXIS_CODE, reorient
+    from organseglib.training.phase_augment import phase_copy, structure_masks
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for key, case in cases.items():
+        target = folder / f"ct-{key}.nii.gz"
+        if not target.exists():
+            ct, back = reorient(read_ct(case.volume), DEFAULT_AXIS_CODE)  # LPS: axis 1 posterior (bladder layer)
+            labels = reorient(read_volume(case.labels), DEFAULT_AXIS_CODE)[0].array
+            extra = structures_path(case.labels)
+            structures = reorient(read_volume(extra), DEFAULT_AXIS_CODE)[0].array if extra.exists() else None
+            masks = structure_masks(labels, structures, case.annotated)
+            copy = phase_copy(ct.array, masks, ct.array_spacing, phase)
+            write_volume(back(ct.with_array(copy)), target)
+            logging.info("%s: %s copy of %s (%s) written to %s", key, phase, case.volume, ", ".join(masks), target)
+        out[key] = replace(case, volume=target)
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="folder for the fold models, predictions and scores")
@@ -48,21 +86,32 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto", help="segmentation device")
     ap.add_argument("--score-only", action="store_true",
                     help="score the fold models already in OUT (trained by this script or train_real_model.py)")
+    ap.add_argument("--model-suffix", default="", help="score OUT/without-CASE<SUFFIX> (e.g. -3000)")
+    ap.add_argument("--flip", action="store_true", help="test-time mirroring left-right")
+    ap.add_argument("--network-only", action="store_true", help="every organ from the network")
+    ap.add_argument("--phase-copy", default=None, help="score a copy of each held-out scan in this contrast phase")
+    ap.add_argument("--tag", default="", help="name of this scoring's outputs")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     from organseglib.atomic import write_text_atomic
     from organseglib.scorecard import (format_scorecard, from_model, list_set, score_set, scorecard_to_csv,
                                        scorecard_to_json)
+    from organseglib.segment import SegmentConfig
+
+    config = SegmentConfig(flip_axes=(2,) if args.flip else (), **({"autolabel_organs": ()} if args.network_only else {}))
+    tag = f"-{args.tag}" if args.tag else ""
 
     args.out.mkdir(parents=True, exist_ok=True)
     set_folder = args.out / "real_set"
     ids = build(set_folder, args.data, chest=True)
     cases = {c.case_id: c for c in list_set(set_folder)}
+    if args.phase_copy:
+        cases = phase_copies(cases, args.phase_copy, args.out / f"phase-{args.phase_copy}")
     rows = []
     for held_out in [c for c in args.cases.split(",") if c]:
         if held_out not in cases:
             raise SystemExit(f"--cases: {held_out!r} is not a real labelled case ({', '.join(REAL_CASES)})")
-        model = args.out / f"without-{held_out}"
+        model = args.out / f"without-{held_out}{args.model_suffix}"
         if args.score_only:
             from organseglib.model_package import is_model_package
 
@@ -70,12 +119,13 @@ def main(argv=None) -> int:
                 raise SystemExit(f"--score-only: {model} holds no trained model; train the fold first")
         else:
             model = train_recipe(model, args.data, set_folder, args.preset, args.iterations, exclude=(held_out,))
-        predict = from_model(str(model), None, args.device, save_dir=args.out / f"pred-without-{held_out}")
+        predict = from_model(str(model), config, args.device,
+                             save_dir=args.out / f"pred-without-{held_out}{args.model_suffix}{tag}")
         rows += score_set([cases[held_out]], predict)
         logging.info("fold without %s done:\n%s", held_out, format_scorecard(rows))
     print(format_scorecard(rows))
-    write_text_atomic(args.out / "leave_one_out.json", scorecard_to_json(rows))
-    write_text_atomic(args.out / "leave_one_out.csv", scorecard_to_csv(rows))
+    write_text_atomic(args.out / f"leave_one_out{args.model_suffix}{tag}.json", scorecard_to_json(rows))
+    write_text_atomic(args.out / f"leave_one_out{args.model_suffix}{tag}.csv", scorecard_to_csv(rows))
     del ids
     return 0
 

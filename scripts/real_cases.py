@@ -3,7 +3,8 @@
     python scripts/real_cases.py OUT_FOLDER [--data ../shared/data] [--chest]
 
 Case ``ircad1_07``: 3D-IRCADb-01 patient 1.7, hand-drawn masks imported with ``organseg import-labels``
-(annotates liver, lungs (bases), kidneys, bone; bladder unknown). Licence CC BY-NC-ND 4.0: the case is
+(annotates liver, lungs (bases), kidneys, bone; bladder unknown); its spleen and vessel masks are kept as
+``structures-N.nii.gz`` (``organseglib.extra_structures``) for label-guided intensity augmentation. Licence CC BY-NC-ND 4.0: the case is
 *referenced* (``ct_mode="reference"``), never copied into a folder that could be shared, and weights
 trained on it are for non-commercial research use only.
 Case ``abdomen_totalseg``: TotalSegmentator's example CT with its five-organ reference (model-made,
@@ -38,7 +39,8 @@ def build(out: Path, data: Path, chest: bool = False) -> dict:
         return {c.source.split(":", 1)[0]: c.id for c in existing}
     ids = {}
     entry, _ = import_case(data / "ircad1_07" / "masks", data / "ircad1_07" / "ct.nii.gz", out, ct_mode="reference",
-                           source="ircad1_07: 3D-IRCADb-01 patient 1.7, hand-drawn masks (CC BY-NC-ND 4.0, IRCAD)")
+                           source="ircad1_07: 3D-IRCADb-01 patient 1.7, hand-drawn masks (CC BY-NC-ND 4.0, IRCAD)",
+                           keep_structures=True)
     ids["ircad1_07"] = entry.id
     ct = data / "ct" / "abdomen_totalseg.nii.gz"
     labels = read_labels(data / "ct" / "abdomen_totalseg_labels.nii.gz")

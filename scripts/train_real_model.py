@@ -16,13 +16,20 @@ are drawn ``--real-weight`` times as often as a phantom (they are few and they a
 Training fine-tunes the phantom demo model (``Resources/Models/demo``, learning rate × 0.1, Roth et al.)
 with the IOU loss and the paper's staged augmentation (section VI-C): plain crops first, ``cudaaugment``
 from ``--augment-at`` (a fixed iteration, so that a resumed run is the same run; the plateau rule
-needs more iterations than a 2 h budget gives).
+needs more iterations than a 2 h budget gives). Label-guided intensity augmentation
+(``organseglib.training.phase_augment``: each annotated liver, kidney, bladder, and ircad1_07's spleen
+and vessels, shown at other contrast phases' HU) runs from the first iteration (``--no-phase-augment``
+turns it off). ``--width`` other than the init model's trains a new network of that width from scratch
+(phantoms are in the data, so it learns them in the same budget); ``--crop`` changes the crop.
 
 Budgets (``--preset``):
 
-* ``cpu``: 2 CPU threads, crops 64×80×80, batch 4, 800 iterations (≈ 8 s per iteration on this
-  2-core machine, issue 11: 250 iterations in 33 min): ≈ 1 h 50 min. Checkpoints every 25
-  iterations; run the same command again after an interruption and it continues.
+* ``cpu``: 2 CPU threads, crops 64×80×80, batch 4, 6000 iterations: the 2 h budget of issue 22 at
+  the speed measured on the idle 2-core machine with the network in channels_last_3d (BENCHMARKS.md,
+  issue 22: about 1.0 s per whole iteration; the 800 of issue 11 were sized from runs that shared the
+  CPU, "≈ 8 s per iteration"). Checkpoints every 50 iterations (a copy is kept every
+  ``--keep-every``, so shorter budgets can be scored from one run); run the same command again after an
+  interruption and it continues.
 * ``gpu``: one H100, crops 96×128×128, batch 8, 3000 iterations, bfloat16: estimated ≤ 12 min (not
   yet measured: run ``scripts/device_check.sh``-style once the device is lent and put the figure here).
 
@@ -51,7 +58,7 @@ import torch  # noqa: E402
 from real_cases import build  # noqa: E402
 
 PRESETS = {
-    "cpu": dict(iterations=800, crop=(64, 80, 80), batch=4, augment_at=300, device="cpu", threads=2),
+    "cpu": dict(iterations=6000, crop=(64, 80, 80), batch=4, augment_at=300, device="cpu", threads=2),
     "gpu": dict(iterations=3000, crop=(96, 128, 128), batch=8, augment_at=1000, device="cuda", threads=None),
 }
 DATA_SOURCES = {
@@ -86,7 +93,8 @@ def real_training_cases(set_folder: Path, ids: dict, exclude=(), cache=None):
 
 def train_recipe(out: Path, data: Path, set_folder: Path, preset: str = "cpu", iterations=None,
                  exclude=(), work=None, real_weight: int = 3, init=None, seed: int = 0,
-                 n_phantoms: int = 12, threads=None) -> Path:
+                 n_phantoms: int = 12, threads=None, width=None, crop=None, phase_augment: bool = True,
+                 keep_every: int = 0) -> Path:
     """Train (or resume) and write the model package ``out``; returns its path."""
     from organseglib.model_package import bundled_models_folder
     from organseglib.training.dataset import phantom_cases
@@ -97,6 +105,8 @@ def train_recipe(out: Path, data: Path, set_folder: Path, preset: str = "cpu", i
     if iterations:
         p["iterations"] = int(iterations)
         p["augment_at"] = min(p["augment_at"], max(1, (3 * p["iterations"]) // 8))
+    if crop:
+        p["crop"] = tuple(int(c) for c in crop)
     if threads or p["threads"]:
         torch.set_num_threads(int(threads or p["threads"]))
     device = torch.device(p["device"] if p["device"] != "cuda" or torch.cuda.is_available() else "cpu")
@@ -108,28 +118,57 @@ def train_recipe(out: Path, data: Path, set_folder: Path, preset: str = "cpu", i
     train_cases = phantoms + [c for _, c in real] * int(real_weight)
     init_path = Path(init) if init else bundled_models_folder() / "demo"
     model, init_card = load_init_model(init_path, device)
+    scratch = width is not None and float(width) != float(init_card.width)
+    if scratch:  # another width: a new network, trained from scratch at the base learning rate
+        model, init_card = None, None
+    from organseglib.training.phase_augment import PhaseAugmentConfig
+
     cfg = TrainConfig(loss="iou", iterations=p["iterations"], batch_size=p["batch"], crop_shape=tuple(p["crop"]),
-                      finetune=True, learning_rate=3e-3, width=init_card.width, window_hu=tuple(init_card.window_hu),
-                      augment=f"at:{p['augment_at']}", validate_every=10 ** 9, checkpoint_every=25, seed=seed)
+                      finetune=not scratch, learning_rate=3e-3 if not scratch else 1e-3,
+                      width=float(width) if scratch else init_card.width,
+                      window_hu=tuple(init_card.window_hu) if init_card else (-1000.0, 1000.0),
+                      augment=f"at:{p['augment_at']}", validate_every=10 ** 9, checkpoint_every=50, seed=seed,
+                      phase_augment=PhaseAugmentConfig() if phase_augment else None)
     from organseglib.training.distributed import DistInfo
 
     info = DistInfo(device=device) if device.type == "cuda" else DistInfo()
     work = Path(work) if work else out.parent / f"{out.name}.training"
     t0 = time.time()
-    result = train(cfg, train_cases, [], work, info=info, init_model=model)
+    progress = _keep_checkpoints(work, keep_every) if keep_every else None
+    result = train(cfg, train_cases, [], work, info=info, init_model=model, progress=progress)
     names = ["phantoms"] + [n for n, _ in real]
     licence = NONCOMMERCIAL if "ircad1_07" in names else ""
     save_trained_model(out, result, data_description=f"phantoms + real cases {', '.join(names[1:])} (partial labels)",
                        spacing_mm=3.0, n_train=len(phantoms) + len(real), n_val=0, init_card=init_card,
                        name=out.name, overwrite=True,
-                       description=(f"Fine-tuned from {init_card.name} on phantoms and real CT with partial labels "
+                       description=(f"{'Fine-tuned from ' + init_card.name if init_card else 'Trained from scratch'} "
+                                    f"on phantoms and real CT with partial labels "
                                     f"(scripts/train_real_model.py --preset {preset}, {result.state.iteration} "
-                                    f"iterations on {device.type}, {(time.time() - t0) / 60:.0f} min)."),
+                                    f"iterations of {tuple(cfg.crop_shape)} crops, width {cfg.width}, "
+                                    f"{'label-guided intensity augmentation, ' if phase_augment else ''}"
+                                    f"{device.type}; this session {(time.time() - t0) / 60:.0f} min wall)."),
                        intended_use="research only; not validated for clinical use" + (f"; {licence}" if licence else ""),
                        data_sources=[DATA_SOURCES[n] for n in names if n in DATA_SOURCES],
                        weights_licence=licence)
     logging.info("model written to %s (%.1f min)", out, (time.time() - t0) / 60)
     return out
+
+
+def _keep_checkpoints(work: Path, every: int):
+    """A progress callback that copies the checkpoint to ``checkpoint-ITER.safetensors`` every ``every``
+    iterations (the trainer writes it at multiples of its checkpoint interval), so one long run also
+    gives the models of shorter budgets (``scripts/export_checkpoint.py``)."""
+    import re
+    import shutil
+
+    def progress(fraction, message="", **_):
+        m = re.match(r"iteration (\d+)/", message)
+        if m and int(m.group(1)) % every == 0:
+            src, dst = work / "checkpoint.safetensors", work / f"checkpoint-{int(m.group(1))}.safetensors"
+            if src.exists() and not dst.exists():
+                shutil.copyfile(src, dst)
+
+    return progress
 
 
 def main(argv=None) -> int:
@@ -144,13 +183,21 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="checkpoint folder (default OUT.training; resumable)")
     ap.add_argument("--real-weight", type=int, default=3)
     ap.add_argument("--init", default=None, help="model to fine-tune (default: the bundled phantom demo model)")
+    ap.add_argument("--width", type=float, default=None,
+                    help="network width (default: the init model's; another width trains from scratch)")
+    ap.add_argument("--crop", type=int, nargs=3, default=None, metavar=("K", "J", "I"),
+                    help="training crop (default: the preset's)")
+    ap.add_argument("--no-phase-augment", action="store_true", help="without label-guided intensity augmentation")
+    ap.add_argument("--keep-every", type=int, default=0,
+                    help="keep a copy of the checkpoint every N iterations (multiple of 50)")
     ap.add_argument("--threads", type=int, default=None,
                     help="CPU threads (default: the preset's; 1 lets two leave-one-out folds train side by side)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     exclude = tuple(e for e in args.exclude.split(",") if e)
     train_recipe(args.out, args.data, args.set_folder, args.preset, args.iterations, exclude, args.work,
-                 args.real_weight, args.init, threads=args.threads)
+                 args.real_weight, args.init, threads=args.threads, width=args.width, crop=args.crop,
+                 phase_augment=not args.no_phase_augment, keep_every=args.keep_every)
     return 0
 
 

@@ -57,14 +57,26 @@ def autolabel_command(ct_path: str, out_path: str, organs: Sequence[str],
 
 
 def train_command(data: str, out_model: str, init_model: Optional[str] = None, device: str = "auto",
-                  iterations: Optional[int] = None, python: Optional[Sequence[str]] = None) -> List[str]:
+                  iterations: Optional[int] = None, python: Optional[Sequence[str]] = None,
+                  time_budget: Optional[str] = None) -> List[str]:
+    """``organseg train``: a number of ``iterations``, or a ``time_budget`` (``"30m"``, ``"auto"``: 30 min
+    on the CPU, 10 on a GPU; ``organseglib.training.budget``), not both."""
+    if iterations and time_budget:
+        raise ValueError("give iterations or a time budget, not both")
     args = list(python or python_command()) + ["train", "--data", str(data), "--out", str(out_model),
                                                "--device", parse_device(device)]
     if init_model:
         args += ["--init", str(init_model)]
     if iterations:
         args += ["--iterations", str(int(iterations))]
+    if time_budget:
+        args += ["--time-budget", str(time_budget)]
     return args + ["--progress", "json"]
+
+
+def budget_text(minutes: Optional[float]) -> str:
+    """``--time-budget`` of a number of minutes; 0 or None: ``"auto"`` (30 min on the CPU, 10 on a GPU)."""
+    return f"{float(minutes):g}m" if minutes else "auto"
 
 
 def describe_record(record: ProgressRecord) -> str:

@@ -11,7 +11,8 @@ Reader threads move stdout/stderr lines into queues; ``poll()`` drains them and 
 call from a ``QTimer`` every 100-200 ms, so the Slicer GUI stays responsive. ``cancel()`` kills the
 whole process tree (the child runs in its own process group / session), and a failure is reported
 with the child's own message, not "non-zero exit status". Exit status 3 after a done record is a
-result with warnings (``result["warnings"]``), not a failure.
+result with warnings (``result["warnings"]``), not a failure; so is 4, a cohort in which some scans
+failed (each is a ``"NAME: failed: why"`` line of those warnings; the others were written).
 """
 
 from __future__ import annotations
@@ -27,16 +28,17 @@ import threading
 import time
 from typing import Callable, Deque, List, Optional, Sequence
 
-from organseglib.errors import EXIT_WARNINGS
+from organseglib.errors import EXIT_CASES_FAILED, EXIT_WARNINGS
 from organseglib.progress import Record as ProgressRecord
 from organseglib.progress import done_record, parse_line, parse_record
 
 log = logging.getLogger(__name__)
 
 RUNNING, DONE, ERROR, CANCELLED, NOT_STARTED = "running", "done", "error", "cancelled", "not started"
-# organseg's exit status when the output was written with warnings: with a done record it is a
-# result (its ``warnings`` list says what to look at), not a failure. The library's one constant.
-COMPLETED_WITH_WARNINGS = EXIT_WARNINGS
+# organseg's exit statuses when the output was written with warnings (3), or a cohort in which some
+# scans failed (4): with a done record it is a result (its ``warnings`` list says what to look at),
+# not a failure. The library's constants.
+COMPLETED_WITH_WARNINGS = (EXIT_WARNINGS, EXIT_CASES_FAILED)
 __all__ = ["CANCELLED", "DONE", "ERROR", "NOT_STARTED", "RUNNING", "ProcessRunner", "ProgressRecord",
            "parse_line", "python_command"]
 
@@ -200,7 +202,7 @@ class ProcessRunner:
         code = self.process.poll() if self.process is not None else None
         if self._cancelled or code is None:
             return
-        if self.error is None and code != 0 and not (code == COMPLETED_WITH_WARNINGS and self.result is not None):
+        if self.error is None and code != 0 and not (code in COMPLETED_WITH_WARNINGS and self.result is not None):
             self.error = self._stderr_message(code)
         elif self.error is None and self.result is None:
             self.result = done_record(os.path.basename(self.args[0]), None)  # exit 0, no done line

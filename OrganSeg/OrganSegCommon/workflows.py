@@ -240,9 +240,20 @@ class WorkflowLogic:
     # --- 4. retrain -------------------------------------------------------------------------------
     def start_retrain(self, data_folder: str, out_model: str, init_model: Optional[str] = None,
                       device: str = "auto", iterations: Optional[int] = None,
-                      python: Optional[Sequence[str]] = None) -> Job:
+                      python: Optional[Sequence[str]] = None, time_budget: Optional[str] = None) -> Job:
         """Fine-tune ``init_model`` on a training-set folder in a child process; when it finishes
-        the new model package is registered and ``job.output`` is its path."""
+        the new model package is registered and ``job.output`` is its path.
+
+        Args:
+            iterations: a fixed number of iterations; or
+            time_budget: ``"30m"``, ``"1h"``... or ``"auto"``; the default when neither is given: 30 min on
+                the CPU, 10 min on a GPU. The iterations are fitted to it on this machine and the
+                progress records carry the time left (``eta_s``) and each validation's Dice; the
+                run stops at the budget with a usable model (``organseglib.training.budget``).
+                Fine-tuning replays phantoms beside the training set (``organseglib.training.replay``).
+        """
+        if not iterations and not time_budget:
+            time_budget = "auto"
         if not Path(data_folder).is_dir():
             raise FileNotFoundError(f"training-set folder {data_folder!r} does not exist; save corrected cases first")
         if Path(out_model).exists():
@@ -257,13 +268,16 @@ class WorkflowLogic:
             return str(path)
 
         args = train_command(data_folder, out_model, init_model=init_model, device=device,
-                             iterations=iterations, python=python)
+                             iterations=iterations, python=python, time_budget=time_budget)
         return Job("Retrain", args, finish).start()
 
     def retrain(self, data_folder: str, init_model: Optional[str] = None, device: str = "auto",
-                iterations: Optional[int] = None, python: Optional[Sequence[str]] = None) -> Job:
+                iterations: Optional[int] = None, python: Optional[Sequence[str]] = None,
+                time_budget: Optional[str] = None) -> Job:
         """Fine-tune ``init_model`` on a training-set folder into a new model package named
-        ``retrained-<date>-<time>`` in ``models_folder`` (``start_retrain``; registered when done).
+        ``retrained-<date>-<time>`` in ``models_folder`` (``start_retrain``: within a time budget, 30 min
+        on the CPU and 10 on a GPU unless ``time_budget`` or ``iterations`` say otherwise; registered
+        when done).
 
         When the last ``retrain`` of the same training set and model ended without error before it
         wrote its model (stopped with ``job.cancel()``), this one continues it: the same output, so the trainer resumes
@@ -275,7 +289,7 @@ class WorkflowLogic:
         else:
             out = new_model_folder(self.models_folder)
         job = self.start_retrain(data_folder, str(out), init_model=init_model, device=device,
-                                 iterations=iterations, python=python)
+                                 iterations=iterations, python=python, time_budget=time_budget)
         self.last_retrain = RetrainRun(_folder_key(data_folder), init_model, str(out), job)
         return job
 

@@ -3,9 +3,12 @@
 A reader never sees a half-written file, an interrupted write leaves the old file intact, and no
 output may overwrite one of the command's inputs.
 
-* ``check_outputs`` checks every output path of a command before any work: the folder exists, is a
-  folder and can be written to; the output is not a folder (or, for a package, not a file), not an
-  input and not another output. A run that would fail at the end fails at the start.
+* ``check_outputs`` is the one check of a command's outputs, made before any work and creating
+  nothing: each output's folder exists (or can be made), is a folder and can be written to; the output
+  is not a folder (or, for a package, not a file), not another output, and does not touch an input:
+  it may not resolve (links and ``..`` followed) to an input, be a hard link to one, or lie inside an
+  input folder (a model package, a mask folder, a DICOM series); a model package or checkpoint folder
+  may not hold an input either. A run that would fail at the end fails at the start.
 * Temporary files are named ``.NAME.PID.XXXXXXXX.part[.EXT]`` (folders ``...part`` / ``...old``). A
   kill (SIGKILL, power loss) can leave one; the next write into that folder removes every such
   leftover whose process no longer runs (never another live writer's).
@@ -24,8 +27,9 @@ import shutil
 import stat
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Union
+from typing import Iterable, Iterator, Mapping, Optional, Union
 
 from .errors import MissingFileError, OutputExistsError, OutputPathError
 
@@ -46,14 +50,70 @@ def double_suffix(path: PathLike) -> str:
     return Path(name).suffix
 
 
-def check_not_input(output: PathLike, inputs: Iterable[PathLike]) -> None:
-    """Refuse an output path that names one of the inputs (same file after resolving links)."""
-    out = Path(output).expanduser().resolve()
+@dataclass(frozen=True)
+class _Input:
+    """One input of a command: as given, resolved (links and ``..`` followed), and what it is on disk."""
+
+    given: str
+    path: Path
+    folder: bool
+    ident: Optional[tuple]  # (device, inode) of an existing file: a hard link to it is the same file
+
+
+def _as_inputs(inputs: Iterable[Optional[PathLike]]) -> list[_Input]:
+    out = []
     for item in inputs:
-        if item is not None and Path(item).expanduser().resolve() == out:
-            raise OutputExistsError(
-                f"output {str(output)!r} is also an input; choose another output name (inputs are never overwritten)"
-            )
+        if item is None:
+            continue
+        if isinstance(item, _Input):
+            out.append(item)
+            continue
+        path = Path(item).expanduser().resolve()
+        try:
+            st = path.stat()
+        except OSError:
+            st = None
+        folder = st is not None and stat.S_ISDIR(st.st_mode)
+        out.append(_Input(str(item), path, folder, None if st is None or folder else (st.st_dev, st.st_ino)))
+    return out
+
+
+def input_conflict(output: PathLike, inputs: Iterable[Optional[PathLike]], what: str = "output") -> str:
+    """Why ``output`` may not be written by a call that reads ``inputs`` ("" when it may): it resolves
+    (symbolic links and ``..`` followed) to an input, is the same file as one (a hard link), or lies
+    inside an input folder (a model package, a mask folder, a DICOM series, a training set)."""
+    out = Path(output).expanduser().resolve()
+    try:
+        st = out.stat()
+        ident = None if stat.S_ISDIR(st.st_mode) else (st.st_dev, st.st_ino)
+    except OSError:
+        ident = None
+    read = _as_inputs(inputs)
+    for item in read:  # the most specific reason first: the input itself, then a folder holding it
+        if out == item.path:
+            return (f"{what} {str(output)!r} is also an input ({item.given!r}); choose another output name "
+                    "(inputs are never overwritten)")
+    for item in read:
+        if ident is not None and ident == item.ident:
+            return (f"{what} {str(output)!r} is the same file as the input {item.given!r} (a hard link); choose "
+                    "another output name (inputs are never overwritten)")
+    for item in read:
+        if item.folder and item.path in out.parents:
+            return (f"{what} {str(output)!r} lies inside the input folder {item.given!r}; write it elsewhere "
+                    "(inputs are never changed: a file added there would be read as part of it next time)")
+    return ""
+
+
+def check_not_input(output: PathLike, inputs: Iterable[Optional[PathLike]], what: str = "output") -> None:
+    """Refuse an output path that names one of the inputs or lies inside an input folder
+    (``input_conflict``).
+
+    Raises:
+        OutputExistsError: it does.
+    """
+    problem = input_conflict(output, inputs, what)
+    if problem:
+        raise OutputExistsError(problem)
 
 
 # --- checks before any work -------------------------------------------------------------------------
@@ -87,6 +147,16 @@ def _check_folder(folder: Path, output: PathLike, what: str, probe: bool = True)
     os.unlink(name)
 
 
+def example_name(what: str) -> str:
+    """A file name that suits an output option, for messages (``--json`` -> ``scores.json``)."""
+    text = what.lower()
+    for key, name in (("csv", "scores.csv"), ("report", "report.json"), ("json", "scores.json"),
+                      ("dcm", "segmentation.dcm")):
+        if key in text:
+            return name
+    return "labels.nii.gz"
+
+
 def check_output_path(path: PathLike, what: str = "output", folder: bool = False, overwrite: bool = True,
                       probe: bool = True) -> Path:
     """Refuse, before any work, an output path that cannot be written.
@@ -108,7 +178,8 @@ def check_output_path(path: PathLike, what: str = "output", folder: bool = False
     if not target.name or target.name in (".", ".."):
         raise OutputPathError(f"{what} {str(path)!r} names no file; give a file name")
     if target.is_dir() and not folder:
-        raise OutputPathError(f"{what} {str(path)!r} is a folder; give a file name (e.g. {str(target / 'labels.nii.gz')!r})")
+        raise OutputPathError(f"{what} {str(path)!r} is a folder; give a file name "
+                              f"(e.g. {str(target / example_name(what))!r})")
     if folder and target.exists() and not target.is_dir():
         raise OutputPathError(f"{what} {str(path)!r} is a file; give a folder name")
     if target.exists() and not overwrite:
@@ -117,24 +188,100 @@ def check_output_path(path: PathLike, what: str = "output", folder: bool = False
     return target
 
 
-def check_outputs(outputs: dict, inputs: Iterable[Optional[PathLike]] = ()) -> None:
-    """``check_output_path`` and ``check_not_input`` for every output of a command, and no two alike.
+def check_output_folder(path: PathLike, what: str, inputs: Iterable[Optional[PathLike]] = (), whole: bool = False,
+                        parents: bool = True) -> Path:
+    """Refuse, before any work and creating nothing, an output folder that cannot be made or written,
+    or that touches an input.
 
     Args:
-        outputs: ``{what: path}`` (None paths are skipped), e.g. ``{"-o/--output": "a.nii.gz"}``.
-        inputs: the command's input paths.
+        path: the folder (it may not exist yet).
+        what: how messages name it (``"--out"``).
+        inputs: the call's input paths.
+        whole: the folder is the command's alone (a model package or checkpoint folder, replaced as a
+            whole with ``--overwrite``): no input may lie inside it either.
+        parents: missing parent folders will be created (else the parent must exist).
+
+    Raises:
+        OutputExistsError: it is an input, lies inside an input folder or (``whole``) holds an input.
+        OutputPathError / MissingFileError: as ``check_output_path``.
     """
-    inputs = [i for i in inputs if i is not None]
+    target = Path(os.path.abspath(Path(path).expanduser()))  # "." and "x/.." name their folder
+    read = _as_inputs(inputs)
+    check_not_input(target, read, what)
+    resolved = target.resolve()
+    if whole:
+        for item in read:
+            if resolved in item.path.parents:
+                raise OutputExistsError(
+                    f"{what} {str(path)!r} holds the input {item.given!r}; the folder is written (and with "
+                    "--overwrite replaced) as a whole, so choose an output folder that holds none of the inputs")
+    if target.exists():
+        if not target.is_dir():
+            raise OutputPathError(f"{what} {str(path)!r} is a file, not a folder; choose a folder name")
+        _check_folder(target, path, what)
+        return target
+    if not parents:
+        _check_folder(target.parent, path, what)
+        return target
+    existing = next(p for p in [target, *target.absolute().parents] if p.exists())
+    if not existing.is_dir():
+        raise OutputPathError(f"{what} {str(path)!r}: {str(existing)!r} is a file, not a folder; choose another "
+                              "output folder")
+    _check_folder(existing, path, what)  # where the first missing folder will be made
+    return target
+
+
+def check_outputs(outputs: Mapping[str, Optional[PathLike]], inputs: Iterable[Optional[PathLike]] = (), *,
+                  folders: Optional[Mapping[str, Optional[PathLike]]] = None,
+                  packages: Optional[Mapping[str, Optional[PathLike]]] = None) -> None:
+    """The one check of a command's outputs against each other and its inputs, before any work
+    (ARCHITECTURE.md "Inputs are sacred"). Nothing is created.
+
+    Every input path (a CT file or DICOM folder, a mask folder, a model package, a training set and the
+    files of it that the call reads) is an input; no output may resolve (links and ``..`` followed) to
+    an input, be a hard link to one, or lie inside an input folder; no two outputs may be one path.
+
+    Args:
+        outputs: ``{what: file path}`` (None paths are skipped), e.g. ``{"-o/--output": "a.nii.gz"}``;
+            each must be writable (``check_output_path``).
+        inputs: the command's input paths (files or folders; None skipped).
+        folders: ``{what: folder}`` output folders the command writes named files into (a training set,
+            an output folder of a cohort); created later, when the work is done.
+        packages: ``{what: folder}`` output folders that are the command's alone (a model package, a
+            checkpoint folder): no input may lie inside them either.
+
+    Raises:
+        OutputExistsError: an output touches an input. OutputPathError / MissingFileError: an output
+        cannot be written, or two outputs name one path.
+    """
+    read = _as_inputs(inputs)
     seen: dict[Path, str] = {}
+
+    def claim(path: PathLike, what: str) -> None:
+        key = Path(path).expanduser().resolve()
+        if key in seen:
+            raise OutputPathError(f"{what} and {seen[key]} both name {str(path)!r}; give each its own path")
+        seen[key] = what
+
+    to_make = []  # output folders that do not exist yet: files inside them are checked with them
+    for group, whole in ((folders or {}, False), (packages or {}, True)):
+        for what, path in group.items():
+            if path is not None:
+                # a package's parent must exist (it is renamed into place); other folders are made with parents
+                if not check_output_folder(path, what, read, whole=whole, parents=not whole).exists():
+                    to_make.append(Path(path).expanduser().resolve())
+                claim(path, what)
     for what, path in outputs.items():
         if path is None:
             continue
-        check_not_input(path, inputs)
-        target = check_output_path(path, what)
-        key = target.resolve()
-        if key in seen:
-            raise OutputPathError(f"{what} and {seen[key]} both name {str(path)!r}; give each its own file")
-        seen[key] = what
+        check_not_input(path, read, what)
+        parent = Path(path).expanduser().resolve().parent
+        if any(parent == f or f in parent.parents for f in to_make):
+            if not Path(path).name or Path(path).name in (".", ".."):
+                raise OutputPathError(f"{what} {str(path)!r} names no file; give a file name")
+        else:
+            check_output_path(path, what)
+        claim(path, what)
 
 
 def make_output_folder(path: PathLike, what: str = "output folder") -> Path:

@@ -17,6 +17,15 @@ import numpy as np
 AIR_HU = -1000.0
 MIN_AIR_FRACTION = 0.002  # at least 0.2 % of voxels must be air-like (≤ −500 HU): lungs, bowel gas or outside air
 
+# The voxel sizes and fields of view a body CT can have. Clinical scanners reconstruct 0.2-1 mm in plane
+# and 0.5-10 mm slices (10 mm only in old protocols); below 0.1 mm is micro-CT of specimens (or a header
+# in the wrong unit), and at 20 mm an adult kidney is three voxels deep: no organ is left to segment.
+# A whole-body scan covers under 2 m and the widest bore is 0.9 m: a longer axis is a wrong spacing (a
+# header in cm read as mm), and its 3 mm network grid would not fit in memory.
+MIN_SPACING_MM = 0.1
+MAX_SPACING_MM = 20.0
+MAX_EXTENT_MM = 2000.0
+
 
 @dataclass(frozen=True)
 class IntensitySummary:
@@ -124,3 +133,22 @@ def ct_problems(array: np.ndarray) -> list[str]:
         return [f"intensities far outside the CT range −3024..30000 HU ({s.describe()}): check the rescale "
                 "slope and intercept"]
     return []
+
+
+def grid_problem(spacing, shape) -> str:
+    """Why a grid of voxel size ``spacing`` (mm, any axis order) and ``shape`` (same order) cannot be a body
+    CT ("" when it can): a voxel under ``MIN_SPACING_MM`` or over ``MAX_SPACING_MM``, or an axis longer
+    than ``MAX_EXTENT_MM``."""
+    spacing = [float(s) for s in spacing]
+    shown = " × ".join(f"{s:g}" for s in spacing)
+    if min(spacing) < MIN_SPACING_MM or max(spacing) > MAX_SPACING_MM:
+        return (f"voxel size {shown} mm is outside what a body CT can have ({MIN_SPACING_MM:g}-{MAX_SPACING_MM:g} mm): "
+                "a micro-CT, or a header whose spacing is in the wrong unit; fix the spacing in the header "
+                "(NIfTI pixdim, NRRD space directions) and try again")
+    extent = [s * n for s, n in zip(spacing, shape)]
+    if max(extent) > MAX_EXTENT_MM:
+        shown_extent = " × ".join(f"{e:.0f}" for e in extent)
+        return (f"the scan would measure {shown_extent} mm ({' × '.join(str(int(n)) for n in shape)} voxels of "
+                f"{shown} mm): longer than any body ({MAX_EXTENT_MM:.0f} mm at most); the spacing in the header is "
+                "wrong (cm read as mm?): fix it and try again")
+    return ""

@@ -13,6 +13,8 @@ EXIT_ERROR = 2  # refused or failed: one line says why; no output was written
 EXIT_WARNINGS = 3  # the output was written, but a result needs a look (an organ asked for was not found, an
 #                   implausible volume or side, an auto-labeler's drop or leak);
 #                   the warnings are printed and carried by the JSON done record's ``warnings`` list
+EXIT_CASES_FAILED = 4  # a cohort (a folder in, a folder out) in which some scans failed: each is reported
+#                        (summary.csv, its report JSON, a warning line); the other scans were written
 
 
 class OrganSegError(Exception):

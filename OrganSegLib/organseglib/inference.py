@@ -214,33 +214,68 @@ def predict_channels(image: np.ndarray, predict: Predictor, tile_shape: Sequence
 class TorchPredictor:
     """Tile predictor around a network: window HU (eq. 3), forward, softmax (Table I's last row).
 
-    On CUDA the forward runs under bf16 autocast (``bf16=True``); probabilities are returned as
-    float32 numpy. A CUDA out-of-memory error moves the model to the CPU once, with a warning.
+    The network runs as ``network_layout.inference_network`` makes it: a copy in eval mode with batch
+    norm folded into the convolutions and, on the CPU, in ``channels_last_3d`` (the same probabilities
+    to float rounding, faster; the caller's model is not changed). On CUDA the forward runs under bf16
+    autocast (``bf16=True``); probabilities are returned as float32 numpy. A CUDA out-of-memory error
+    moves the network to the CPU once, with a warning.
+
+    ``flip_axes``: test-time augmentation by mirroring: the tiles are also predicted mirrored along these
+    axes of the network grid (each subset of them, so 2**len(flip_axes) passes), the predictions mirrored
+    back and averaged (nnU-Net's "mirroring"). Off by default: the bundled models were trained without
+    mirrored crops (``cudaaugment``'s ``reflect_prob`` is 0: a left-right flip puts the liver on the left),
+    and issue 22's leave-one-out decides whether it helps (EXPERIMENTS.md).
     """
 
-    def __init__(self, model, window_hu: Sequence[float], device="cpu", bf16: bool = True) -> None:
+    def __init__(self, model, window_hu: Sequence[float], device="cpu", bf16: bool = True,
+                 flip_axes: Sequence[int] = ()) -> None:
         import torch
 
         self.device = torch.device(device) if not isinstance(device, torch.device) else device
-        self.model = model.to(self.device).eval()
+        self._source = model
+        self.model = self._prepare(self.device)
         self.window = tuple(float(w) for w in window_hu)
         self.bf16 = bool(bf16)
+        self.flip_axes = tuple(sorted({int(a) for a in flip_axes}))
+        if any(a not in (0, 1, 2) for a in self.flip_axes):
+            raise InputError(f"flip_axes must be axes of the tile (0, 1, 2); got {tuple(flip_axes)!r}")
+
+    def _prepare(self, device):
+        from .network_layout import inference_network
+
+        return inference_network(self._source, device)
+
+    def _flips(self) -> list[tuple[int, ...]]:
+        from itertools import combinations
+
+        return [c for r in range(len(self.flip_axes) + 1) for c in combinations(self.flip_axes, r)]
 
     def _forward(self, tiles: np.ndarray) -> np.ndarray:
         import torch
 
         from .network import window_hu
+        from .network_layout import memory_format_for, to_memory_format
 
         x = torch.from_numpy(np.ascontiguousarray(tiles, dtype=np.float32))[:, None].to(self.device)
         x = window_hu(x, self.window)
+        fmt = memory_format_for(self.device)
+        flips = self._flips()
         with torch.inference_mode():
-            if self.device.type == "cuda" and self.bf16:
-                with torch.autocast("cuda", dtype=torch.bfloat16):
-                    logits = self.model(x)
-            else:
-                logits = self.model(x)
-            probs = torch.softmax(logits.float(), dim=1)
-        return probs.cpu().numpy()
+            probs = None
+            for flip in flips:
+                dims = [2 + a for a in flip]
+                xf = to_memory_format(torch.flip(x, dims) if dims else x, fmt)
+                if self.device.type == "cuda" and self.bf16:
+                    with torch.autocast("cuda", dtype=torch.bfloat16):
+                        logits = self.model(xf)
+                else:
+                    logits = self.model(xf)
+                p = torch.softmax(logits.float(), dim=1)
+                p = torch.flip(p, dims) if dims else p
+                probs = p if probs is None else probs + p
+            if len(flips) > 1:
+                probs /= len(flips)
+        return probs.contiguous().cpu().numpy()
 
     def predict_batch(self, tiles: np.ndarray) -> np.ndarray:
         """Probabilities ``[N, C, K, J, I]`` of tiles ``[N, K, J, I]`` (HU) in one forward pass."""
@@ -253,9 +288,10 @@ class TorchPredictor:
                 raise
             log.warning("CUDA out of memory on %d tiles of %s; continuing on the CPU (slower)",
                         len(tiles), tiles.shape[1:])
+            self.model = None
             torch.cuda.empty_cache()
             self.device = torch.device("cpu")
-            self.model = self.model.to(self.device)
+            self.model = self._prepare(self.device)
             return self._forward(tiles)
 
     def __call__(self, tile: np.ndarray) -> np.ndarray:

@@ -16,10 +16,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from .atomic import atomic_path, double_suffix
-from .ct_checks import ct_problems, nonfinite_problem
+from .ct_checks import ct_problems, grid_problem, nonfinite_problem
 from .errors import GeometryError, InputError, LabelValueError, MissingFileError, NotCTError, UnsupportedFormatError
 from .file_checks import check_declared_size, check_nifti
 from .nifti_read import read_nifti
+from .series_geometry import check_regular_files, check_series
 from .organs import Organ, check_label_values, organ_by_value, organ_for_segment, organ_table
 from .volume import Volume
 
@@ -83,10 +84,14 @@ def _existing(path: PathLike, what: str) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
         raise MissingFileError(f"{what} {str(path)!r} does not exist; check the path")
+    if not (p.is_file() or p.is_dir()):
+        raise InputError(f"{what} {str(path)!r} is not a regular file (a FIFO, device or socket): reading it could "
+                         "wait for ever; pass the image file itself")
     return p
 
 
 def _read_dicom_folder(folder: Path) -> sitk.Image:
+    check_regular_files(folder)  # GDCM opens every file of the folder: a FIFO would hang it
     reader = sitk.ImageSeriesReader()
     series = reader.GetGDCMSeriesIDs(str(folder))
     if not series:
@@ -99,6 +104,7 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
     if len(series) > 1:
         log.warning("%s holds %d DICOM series; reading the largest (%s, %d files)", folder, len(series),
                     chosen, len(files_by_series[chosen]))
+    check_series(folder, files_by_series[chosen])  # duplicated slices, uneven gaps: refused, never assumed
     reader.SetFileNames(files_by_series[chosen])
     try:
         return reader.Execute()
@@ -107,21 +113,7 @@ def _read_dicom_folder(folder: Path) -> sitk.Image:
 
 
 def _dicom_problem(folder: Path, files: Sequence[str], exc: Exception) -> str:
-    """One line on why a DICOM series could not be read as one volume (slice sizes that differ, most often)."""
-    sizes: dict[tuple, int] = {}
-    info = sitk.ImageFileReader()
-    for name in files:
-        info.SetFileName(name)
-        try:
-            info.ReadImageInformation()
-        except RuntimeError:
-            continue
-        key = tuple(info.GetSize()[:2])
-        sizes[key] = sizes.get(key, 0) + 1
-    if len(sizes) > 1:
-        found = ", ".join(f"{i}×{j} ({n} file{'s' if n > 1 else ''})" for (i, j), n in sorted(sizes.items(), key=lambda kv: -kv[1]))
-        return (f"DICOM folder {str(folder)!r}: one series holds slices of {len(sizes)} sizes: {found}; a volume needs "
-                "one size. Move the odd slices (scout, reformat) out of the folder or export the series again")
+    """One line on why a DICOM series could not be read as one volume (its geometry was checked before)."""
     last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown error"
     return (f"DICOM folder {str(folder)!r}: its {len(files)} files cannot be read as one volume ({last[:200]}); "
             "check the series (mixed sizes, orientations or missing files) and export it again")
@@ -208,6 +200,9 @@ def read_ct(path: PathLike, check: bool = True) -> Volume:
     """
     volume = read_volume(path)
     if check:
+        problem = grid_problem(volume.spacing, volume.shape[::-1])
+        if problem:
+            raise GeometryError(f"{str(path)!r}: {problem}")
         problems = ct_problems(volume.array)
         if problems:
             raise NotCTError(f"{str(path)!r}: {problems[0]}")

@@ -234,6 +234,11 @@ def save_model_package(folder: PathLike, model: "Any", card: ModelCard, overwrit
         raise OutputExistsError(f"model package {str(target)!r} exists; pass overwrite=True or pick another name")
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     _check_tensors(state, card, f"model for {str(target)!r}")
+    bad = nonfinite_tensors(state)
+    if bad:  # a package of NaN weights would segment nothing, everywhere, with exit 0
+        raise ModelPackageError(f"refusing to write model package {str(target)!r}: its weights hold "
+                                f"{describe_nonfinite(bad)}; the training diverged (lower --lr and train again from "
+                                "the last good checkpoint); nothing was written")
     remove_stale_temporaries(target.parent)  # a package folder left half-written by a killed run
     tmp = Path(tempfile.mkdtemp(prefix=temporary_name(target), suffix=".part", dir=target.parent))
     try:
@@ -314,6 +319,26 @@ def _check_tensors(shapes: dict, card: ModelCard, source: str) -> None:
             "weights come from different models; re-export the package from the training run")
 
 
+def nonfinite_tensors(state: dict) -> list[tuple[str, int]]:
+    """``(name, count)`` of every floating-point tensor in ``state`` holding NaN or infinite values."""
+    import torch
+
+    bad = []
+    for name, tensor in state.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            count = int((~torch.isfinite(tensor)).sum())
+            if count:
+                bad.append((name, count))
+    return bad
+
+
+def describe_nonfinite(bad: list[tuple[str, int]]) -> str:
+    """``"170 values in 12 tensors (e.g. 'stem.0.weight': 64)"``."""
+    total = sum(count for _, count in bad)
+    name, count = bad[0]
+    return f"{total} NaN or infinite values in {len(bad)} tensor{'s' if len(bad) > 1 else ''} (e.g. {name!r}: {count})"
+
+
 def load_model_package(folder: PathLike, device: "Any" = "cpu") -> tuple["Any", ModelCard]:
     """Load a package's network (eval mode, on ``device``) and card, after verifying both.
 
@@ -356,6 +381,11 @@ def load_model_package(folder: PathLike, device: "Any" = "cpu") -> tuple["Any", 
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelPackageError(f"{str(weights)!r} is not a readable safetensors file ({exc})") from exc
     _check_tensors(state, card, str(weights))
+    bad = nonfinite_tensors(state)
+    if bad:  # the hash matches: they were written so (a diverged run, or weights re-signed after damage)
+        raise ModelPackageError(f"{str(weights)!r} holds {describe_nonfinite(bad)}: the model is broken (exported "
+                                "from a diverged run, or damaged and re-signed); use another package or re-export it "
+                                "from a good checkpoint")
     model = build_network(**card.network_kwargs())
     try:
         model.load_state_dict(state, strict=True)
@@ -445,5 +475,5 @@ def resolve_model(spec: Optional[PathLike]) -> Path:
 
 __all__ = ["CARD_FILE", "FORMAT", "FORMAT_VERSION", "ModelCard", "WEIGHTS_FILE", "default_classes",
            "DEFAULT_MODEL", "DEMO_MODEL", "bundled_model_path", "default_model_path", "find_model_packages", "is_model_package", "load_model_package",
-           "model_search_paths", "read_card", "resolve_model", "save_model_package", "sha256_file"]
+           "model_search_paths", "nonfinite_tensors", "read_card", "resolve_model", "save_model_package", "sha256_file"]
 

@@ -6,6 +6,7 @@ every layer uses. Values follow CT-ORG: 1 liver, 2 bladder, 3 lungs, 4 kidneys, 
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -72,8 +73,10 @@ def organ_by_key(key: str) -> Organ:
     for organ in organ_table():
         if wanted in (organ.key, organ.name.lower(), str(organ.value)):
             return organ
-    known = ", ".join(o.key for o in organ_table())
-    raise InputError(f"unknown organ {key!r}; known organs: {known}")
+    keys = [o.key for o in organ_table()]
+    near = difflib.get_close_matches(wanted, keys, n=1, cutoff=0.6)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    raise InputError(f"unknown organ {key!r}; {hint}known organs: {', '.join(keys)}")
 
 
 def organ_by_value(value: int) -> Organ:

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import GeometryError, InputError
-from .volume import Volume
+from .volume import Volume, axis_code
 
 # The axis order this project works in: DICOM's and the phantoms', the auto-labelers' (axial slices
 # along array axis 0, anterior/posterior along axis 1), the overlays', and the networks' trained here
@@ -64,10 +64,7 @@ def check_axis_code(code: str) -> str:
 
 def axis_codes(volume: Volume) -> str:
     """The letters of the world directions closest to the ``i``, ``j`` and ``k`` axes (e.g. ``"RAS"``)."""
-    names = {(0, 1): "R", (0, -1): "L", (1, 1): "A", (1, -1): "P", (2, 1): "S", (2, -1): "I"}
-    d = volume.direction
-    return "".join(names[(int(np.argmax(np.abs(d[:, s]))), int(np.sign(d[np.argmax(np.abs(d[:, s])), s])))]
-                   for s in range(3))
+    return axis_code(volume.direction)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,25 @@ There are three kinds of record, and this module is the one place that defines t
     {"stage": "train", "progress": 0.42, "message": "iteration 420/1000, loss 0.3100",
      "validation": {"iteration": 400, "loss": 0.35, "dice": {"liver": 0.81}}}   # validation optional
 
+``train --time-budget`` adds ``eta_s``, the seconds it expects to need until its model is written
+(an estimate from the iterations timed on this machine; the time left in the budget before that)::
+
+    {"stage": "train", "progress": 0.3, "message": "iteration 120/400, loss 0.3100, ETA 14:05", "eta_s": 845.0}
+
+A cohort (``organseg segment IN_DIR -o OUT_DIR``, ``organseglib.cohort``) adds ``case`` to the records
+about one scan, and ``case_result`` (``cohort.CaseResult.to_json``) to the record that ends it::
+
+    {"stage": "segment", "progress": 0.5, "message": "ct_002: done",
+     "case": {"name": "ct_002", "index": 2, "count": 4},
+     "case_result": {"name": "ct_002", "input": "in/ct_002.nrrd", "output": "out/ct_002.nii.gz",
+                     "report": "out/ct_002.json", "status": "done", "exit_status": 0, "seconds": 20.1,
+                     "volumes_ml": {"liver": 1510.2}, "warnings": [], "error": null}}
+
+``status`` is ``done``, ``skipped`` (its labels existed) or ``failed`` (``error`` says why); its done
+record's ``output`` is the folder, ``warnings`` holds ``"NAME: warning"`` and ``"NAME: failed: why"``
+lines, ``summary`` the path of ``summary.csv`` and ``cases`` the counts
+``{"done", "skipped", "failed", "warnings"}``.
+
 ``done`` (the last line of a run that worked; ``output`` is the file or folder written, or null when
 nothing was, e.g. a training run stopped before its last iteration; ``warnings`` is always a list of
 one-line strings, empty when all is well)::
@@ -61,12 +80,39 @@ def _is_str_number_map(value: Any) -> bool:
     return isinstance(value, dict) and all(isinstance(k, str) and _is_number(v) for k, v in value.items())
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _is_case(value: Any) -> bool:
+    """``{"name": str, "index": int >= 1, "count": int >= index}`` (one scan of a cohort)."""
+    return (isinstance(value, dict) and set(value) == {"name", "index", "count"} and isinstance(value["name"], str)
+            and _is_count(value["index"]) and _is_count(value["count"]) and 1 <= value["index"] <= value["count"])
+
+
+CASE_STATUSES = ("done", "skipped", "failed")
+
+
+def _is_case_result(value: Any) -> bool:
+    """``cohort.CaseResult.to_json()``."""
+    keys = {"name", "input", "output", "report", "status", "exit_status", "seconds", "volumes_ml", "warnings", "error"}
+    return (isinstance(value, dict) and set(value) == keys
+            and all(isinstance(value[k], str) for k in ("name", "input", "output", "report"))
+            and value["status"] in CASE_STATUSES and value["exit_status"] in (0, 2, 3)
+            and _is_number(value["seconds"]) and _is_str_number_map(value["volumes_ml"])
+            and isinstance(value["warnings"], list) and all(isinstance(w, str) for w in value["warnings"])
+            and (value["error"] is None or isinstance(value["error"], str)))
+
+
 # The optional fields of each record kind: name -> (check, what it must be). Add a field here first,
 # then emit it; a key that is not listed fails ``check_record`` (so no reader waits for a key that no
 # command emits, and no command emits a key that no one documented).
 OPTIONAL_FIELDS: Dict[str, Dict[str, tuple]] = {
     PROGRESS: {
         "validation": (_is_validation, '{"iteration": int, "loss": number, "dice": {organ: number}}'),
+        "eta_s": (lambda v: _is_number(v) and v >= 0, "seconds left, a number >= 0"),
+        "case": (_is_case, '{"name": str, "index": int, "count": int} (1 <= index <= count)'),
+        "case_result": (_is_case_result, "a cohort.CaseResult as JSON"),
     },
     DONE: {
         "seconds": (_is_number, "a number of seconds"),
@@ -79,6 +125,10 @@ OPTIONAL_FIELDS: Dict[str, Dict[str, tuple]] = {
         "plausibility": (lambda v: isinstance(v, dict), "the plausibility check (organseglib.plausibility)"),
         "reassignments": (lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
                           'the hybrid\'s reassignments: [{"from": organ, "to": organ, "ml": number, "why": text}]'),
+        "summary": (lambda v: isinstance(v, str), "the path of a cohort's summary.csv"),
+        "cases": (lambda v: isinstance(v, dict) and set(v) == {"done", "skipped", "failed", "warnings"}
+                  and all(_is_count(n) for n in v.values()),
+                  '{"done": int, "skipped": int, "failed": int, "warnings": int}'),
     },
     ERROR: {},
 }
@@ -221,30 +271,51 @@ def _emit(stream: TextIO, record: dict[str, Any]) -> None:
 
 
 class Progress:
-    """Callable progress sink for one stage of work (one command)."""
+    """Callable progress sink for one stage of work (one command).
+
+    Args:
+        stage: the command (``"segment"``).
+        mode: ``"bar"`` (tqdm on a terminal's stderr), ``"json"`` (records on ``stream``) or ``"none"``.
+        stream: where json records go (default stdout).
+        cases: a cohort's number of scans: the bar counts scans and shows the time left.
+    """
 
     accepts_fields = True  # see ``report``
 
-    def __init__(self, stage: str, mode: str = "bar", stream: Optional[TextIO] = None) -> None:
+    def __init__(self, stage: str, mode: str = "bar", stream: Optional[TextIO] = None,
+                 cases: Optional[int] = None) -> None:
         if mode not in MODES:
             raise ValueError(f"progress mode must be one of {MODES}; got {mode!r}")
         self.stage = stage
         self.mode = mode
         self.stream = stream if stream is not None else sys.stdout
         self._bar = None
+        self._total = 100 if cases is None else max(int(cases), 1)
         if mode == "bar":
             from tqdm import tqdm
 
-            self._bar = tqdm(total=100, desc=stage, unit="%", leave=False, file=sys.stderr,
-                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
-                             disable=not sys.stderr.isatty())
+            layout = ("{desc}: {percentage:3.0f}%|{bar}| {postfix}" if cases is None else
+                      "{desc}: {percentage:3.0f}% of " + f"{self._total} scans" + " |{bar}| [{elapsed}<{remaining}] {postfix}")
+            self._bar = tqdm(total=self._total, desc=stage, unit="%" if cases is None else "scan", leave=False,
+                             file=sys.stderr, bar_format=layout, disable=not sys.stderr.isatty())
 
     def __call__(self, fraction: float, message: str = "", **fields: Any) -> None:
         if self.mode == "json":
             _emit(self.stream, progress_record(self.stage, fraction, message, **fields))
         elif self._bar is not None:
-            self._bar.n = round(100 * min(max(float(fraction), 0.0), 1.0))
+            share = min(max(float(fraction), 0.0), 1.0) * self._total
+            self._bar.n = round(share) if self._total == 100 else share
             self._bar.set_postfix_str(message, refresh=True)
+
+    def write(self, line: str) -> None:
+        """A line of text on stdout (above the bar, which stays at the bottom); nothing in json mode,
+        where stdout holds only records."""
+        if self.mode == "json":
+            return
+        if self._bar is not None and not self._bar.disable:
+            self._bar.write(line, file=sys.stdout)
+        else:
+            print(line)
 
     def sub(self, start: float, stop: float, stage: Optional[str] = None) -> ProgressCallback:
         """A callback mapping 0..1 onto ``start..stop`` of this stage (see ``scaled``)."""

@@ -75,6 +75,8 @@ class SegmentConfig:
             compute-bound; BENCHMARKS.md, issue 14) and each extra tile costs ~0.5 GB.
         tile_shape: network input ``(K, J, I)`` overriding the model card's (multiples of 8), e.g. one
             tile a little larger than the card's to cover a scan in one pass; None: the card's.
+        flip_axes: test-time mirroring on these axes of the network grid (``inference.TorchPredictor``;
+            in the cards' LPS order 2 is left-right), each pass averaged; () (default): none.
 
     Raises:
         InputError: unknown organs, an auto-labeler organ it cannot label, bad numbers.
@@ -93,6 +95,7 @@ class SegmentConfig:
     bf16: bool = True
     tile_shape: Optional[tuple] = None
     tile_batch: Optional[int] = None
+    flip_axes: tuple = ()
 
     def __post_init__(self) -> None:
         from .autolabel import supported_organ_keys
@@ -114,6 +117,9 @@ class SegmentConfig:
             object.__setattr__(self, "tile_shape", tile)
         if not float(self.body_margin_mm) >= 0:
             raise InputError(f"body_margin_mm must be ≥ 0 mm; got {self.body_margin_mm!r}")
+        if any(a not in (0, 1, 2) for a in self.flip_axes):
+            raise InputError(f"flip_axes must be axes of the network grid (0, 1, 2); got {self.flip_axes!r}")
+        object.__setattr__(self, "flip_axes", tuple(sorted({int(a) for a in self.flip_axes})))
         if self.tile_batch is not None and (int(self.tile_batch) != self.tile_batch or self.tile_batch < 1):
             raise InputError(f"tile_batch must be an integer ≥ 1 (tiles per forward call); got {self.tile_batch!r}")
 
@@ -168,7 +174,7 @@ def network_labels(image: np.ndarray, model, card, config: SegmentConfig, device
     if missing:
         raise InputError(f"model {card.name!r} has no output for label values {missing} (its classes: {values}); "
                          "take those organs from the auto-labelers or drop them from --organs")
-    predictor = TorchPredictor(model, card.window_hu, device, bf16=config.bf16)
+    predictor = TorchPredictor(model, card.window_hu, device, bf16=config.bf16, flip_axes=config.flip_axes)
     lut = np.array([v if v in wanted else 0 for v in values], dtype=np.uint8)
     tile, classes, batch = config.tile_shape or card.tile_shape, int(card.num_classes), _tile_batch(config, device)
     if probabilities:

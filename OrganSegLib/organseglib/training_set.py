@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Union
@@ -36,8 +35,9 @@ from typing import Iterable, Iterator, List, Optional, Union
 import numpy as np
 
 from .atomic import write_text_atomic
+from .locks import exclusive_lock
 from .errors import InputError, MissingFileError, OutputExistsError
-from .organs import check_label_values, parse_organ_list
+from .organs import check_label_values, organ_by_key, parse_organ_list
 from .volume import Volume
 
 log = logging.getLogger(__name__)
@@ -107,19 +107,30 @@ def read_manifest(folder: PathLike) -> List[ManifestEntry]:
     path = Path(folder) / MANIFEST
     if not path.exists():
         return []
+    if not path.is_file():  # a FIFO would block the read for ever
+        raise InputError(f"{str(path)!r} is not a regular file; a training set's manifest is a JSON file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        return [ManifestEntry(id=int(c["id"]), volume=str(c["volume"]), labels=str(c["labels"]),
-                             source=str(c.get("source", "")), date=str(c.get("date", "")),
-                             corrected_organs=tuple(c.get("corrected_organs", ())),
-                             annotated_organs=(None if c.get("annotated_organs") is None
-                                               else tuple(str(k) for k in c["annotated_organs"])))
-                for c in data["cases"]]
+        entries = [ManifestEntry(id=int(c["id"]), volume=str(c["volume"]), labels=str(c["labels"]),
+                                 source=str(c.get("source", "")), date=str(c.get("date", "")),
+                                 corrected_organs=tuple(c.get("corrected_organs", ())),
+                                 annotated_organs=(None if c.get("annotated_organs") is None
+                                                   else tuple(str(k) for k in c["annotated_organs"])))
+                   for c in data["cases"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(
             f"{str(path)!r} is not a training-set manifest ({exc!r}); it must be "
             '{"cases": [{"id": N, "volume": ..., "labels": ..., ...}]}. Fix or move it away.'
         ) from None
+    for entry in entries:  # an unknown organ found now, not by the loss after the first checkpoint
+        for field_name in ("annotated_organs", "corrected_organs"):
+            for key in getattr(entry, field_name) or ():
+                try:
+                    organ_by_key(key)
+                except InputError as exc:
+                    raise InputError(f"{str(path)!r}: case {entry.id} ({entry.labels}): {field_name} names {exc}; "
+                                     "fix the manifest") from None
+    return entries
 
 
 def used_case_ids(folder: PathLike) -> set:
@@ -171,34 +182,99 @@ def _write_manifest(folder: Path, cases: Iterable[ManifestEntry]) -> None:
 
 
 LOCK_FILE = ".organseg-training-set.lock"
+# written before the files of a new case, removed once the manifest lists it: a run killed in between
+# leaves it, and the next writer (under the lock) deletes the files it names that the manifest lacks
+JOURNAL = re.compile(r"^\.organseg-adding-(\d+)\.json$")
+
+
+def journal_name(case_id: int) -> str:
+    return f".organseg-adding-{case_id}.json"
+
+
+def is_set_file_name(name: str) -> bool:
+    """True for a name the training-set layout uses itself: ``volume-N``/``labels-N``, a case's kept
+    ``structures-N`` (``extra_structures``), the manifest, the lock and the journal of a case being
+    added (an output of another kind may not take it)."""
+    from .extra_structures import STRUCTURES_FILE
+
+    return (parse_case_file(name) is not None or name in (MANIFEST, LOCK_FILE) or JOURNAL.match(name) is not None
+            or STRUCTURES_FILE.match(name) is not None)
+
+
+def set_input_files(folder: PathLike) -> List[Path]:
+    """The files of an existing training set that a call adding a case reads or must keep: the
+    manifest, the lock, every case file the manifest names (also CTs referenced elsewhere) and every
+    ``volume-N``/``labels-N`` in the folder. Empty when the folder does not exist."""
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        return []
+    found = [root / MANIFEST, root / LOCK_FILE]
+    with contextlib.suppress(InputError):
+        for case in read_manifest(root):
+            found += [root / case.volume, root / case.labels]  # an absolute volume stays absolute
+    found += [item for item in root.iterdir() if is_set_file_name(item.name)]
+    return [p for p in dict.fromkeys(found) if p.exists()]
 
 
 @contextlib.contextmanager
 def _folder_lock(folder: Path, timeout_s: float = 60.0) -> Iterator[None]:
-    """An exclusive lock on the training-set folder (released by the OS if the process dies)."""
-    handle = open(folder / LOCK_FILE, "a+b")
-    deadline = time.monotonic() + timeout_s
-    try:
-        while True:
-            try:
-                if os.name == "nt":
-                    import msvcrt
-
-                    handle.seek(0)
-                    msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-                else:
-                    import fcntl
-
-                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise OutputExistsError(f"training-set folder {str(folder)!r} is locked by another export for "
-                                            f"over {timeout_s:.0f} s ({LOCK_FILE}); try again when it has finished")
-                time.sleep(0.05)
+    """An exclusive lock on the training-set folder (released by the OS if the process dies); an
+    interrupted add (its journal left behind) is undone first."""
+    with exclusive_lock(folder / LOCK_FILE, f"training-set folder {str(folder)!r}", wait_s=timeout_s):
+        _undo_interrupted_adds(folder)
         yield
-    finally:
-        handle.close()  # closing releases the lock
+
+
+def _undo_interrupted_adds(folder: Path) -> List[Path]:
+    """Delete the files of cases whose add was killed before the manifest listed them (under the lock)."""
+    journals = [item for item in folder.iterdir() if JOURNAL.match(item.name)]
+    if not journals:
+        return []
+    listed = set()
+    for case in read_manifest(folder):
+        listed |= {(folder / case.volume).resolve(), (folder / case.labels).resolve()}
+    removed = []
+    for journal in journals:
+        try:
+            names = json.loads(journal.read_text(encoding="utf-8")).get("files", [])
+        except (OSError, ValueError, AttributeError):
+            names = []
+        for name in names:
+            path = folder / Path(str(name)).name  # only files of this folder, whatever the journal says
+            if path.resolve() not in listed and path.exists() and parse_case_file(path.name) is not None:
+                path.unlink()
+                removed.append(path)
+                log.warning("removed %s, left by an interrupted import (not in the manifest)", path)
+        journal.unlink()
+    return removed
+
+
+def _commit_case(folder: Path, entry: ManifestEntry, writers: list) -> None:
+    """Write a case's files (``[(name, write(path))]``, each atomic) and then the manifest listing it,
+    with a journal around them so that a kill in between leaves no orphan (``_undo_interrupted_adds``)."""
+    journal = folder / journal_name(entry.id)
+    write_text_atomic(journal, json.dumps({"id": entry.id, "files": [name for name, _ in writers]}) + "\n")
+    for name, write in writers:
+        write(folder / name)
+    cases = [c for c in read_manifest(folder) if c.id != entry.id]
+    _write_manifest(folder, cases + _unlisted_cases(folder, cases + [entry]) + [entry])
+    journal.unlink()
+
+
+@contextlib.contextmanager
+def _made_folder(folder: Path) -> Iterator[None]:
+    """Create ``folder`` (and parents) for the block; if the block fails, remove what it created while
+    it holds nothing but the lock (a refused or failed add leaves no empty folder behind)."""
+    created = [p for p in [folder, *folder.parents] if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for path in created:  # the deepest first
+            with contextlib.suppress(OSError):
+                (path / LOCK_FILE).unlink(missing_ok=True)
+                path.rmdir()
+        raise
 
 
 def export_training_case(
@@ -240,15 +316,14 @@ def export_training_case(
     corrected = [str(o) for o in corrected_organs]
     organs = tuple(o.key for o in parse_organ_list(corrected)) if corrected else ()
     folder = Path(folder).expanduser()
-    if not folder.is_dir():
-        if not create:
-            raise MissingFileError(f"training-set folder {str(folder)!r} does not exist; create it or pass create=True")
-        folder.mkdir(parents=True, exist_ok=True)
+    if not folder.is_dir() and not create:
+        raise MissingFileError(f"training-set folder {str(folder)!r} does not exist; create it or pass create=True")
     if case_id is None and overwrite:
         raise InputError("overwrite=True needs the case_id to replace; a new case never overwrites anything")
     if case_id is not None and (int(case_id) != case_id or case_id < 0):
         raise InputError(f"case_id must be a whole number >= 0; got {case_id!r}")
-    with _folder_lock(folder):  # two exports at once (two Slicers, a script) must not pick the same id
+    # two exports at once (two Slicers, a script) must not pick the same id
+    with _made_folder(folder), _folder_lock(folder):
         return _add_case_locked(ct, labels, folder, source, organs, case_id, overwrite, date)
 
 
@@ -257,7 +332,6 @@ def _add_case_locked(ct: Volume, labels: Volume, folder: Path, source: str, orga
     from .io import write_labels, write_volume
 
     case_id = next_case_id(folder) if case_id is None else int(case_id)
-    cases = read_manifest(folder)
     if case_id in used_case_ids(folder) and not overwrite:
         raise OutputExistsError(
             f"case {case_id} already exists in {str(folder)!r} ({volume_name(case_id)} / manifest); "
@@ -268,10 +342,9 @@ def _add_case_locked(ct: Volume, labels: Volume, folder: Path, source: str, orga
         date=date or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         corrected_organs=organs,
     )
-    write_volume(ct, folder / entry.volume)
-    write_labels(labels.with_array(np.asarray(labels.array).astype(np.uint8)), folder / entry.labels)
-    kept = [c for c in cases if c.id != case_id]
-    _write_manifest(folder, kept + _unlisted_cases(folder, kept + [entry]) + [entry])
+    labels = labels.with_array(np.asarray(labels.array).astype(np.uint8))
+    _commit_case(folder, entry, [(entry.volume, lambda path: write_volume(ct, path)),
+                                 (entry.labels, lambda path: write_labels(labels, path))])
     log.info("training case %d written to %s (%s)", case_id, folder, ", ".join(organs) or "no organ corrected")
     return entry
 
@@ -281,12 +354,15 @@ CT_MODES = ("copy", "reference")
 
 def add_case_files(ct_path: PathLike, labels: Volume, folder: PathLike, source: str,
                    annotated_organs: Iterable[str], ct_mode: str = "copy", case_id: Optional[int] = None,
-                   date: Optional[str] = None, ct: Optional[Volume] = None) -> ManifestEntry:
+                   date: Optional[str] = None, ct: Optional[Volume] = None,
+                   structures: Optional[Volume] = None) -> ManifestEntry:
     """Add a case whose CT is a file already on disk: copied byte for byte (``ct_mode="copy"``; a
     ``.nii.gz`` file is copied as is, any other format or a DICOM folder is converted to
     ``volume-N.nii.gz`` without changing a voxel) or referenced by its absolute path
     (``"reference"``). The CT is never modified. ``labels`` must be on the CT's grid. ``ct``: the CT
-    already read from ``ct_path`` (and checked) by the caller, so it is not read again.
+    already read from ``ct_path`` (and checked) by the caller, so it is not read again. ``structures``:
+    the case's extra structures (``label_import.structures_from_masks``), written as
+    ``structures-N.nii.gz`` with the case's other files.
 
     Raises:
         InputError: an unknown ``ct_mode`` or organ key; GeometryError: labels off the CT grid;
@@ -304,28 +380,37 @@ def add_case_files(ct_path: PathLike, labels: Volume, folder: PathLike, source: 
         ct = read_ct(ct_path, check=False)
     ct.require_same_grid(labels, what="imported labels")
     check_label_values(labels.array, "imported labels")
+    if structures is not None:
+        ct.require_same_grid(structures, what="the structures map")
     annotated = [str(o) for o in annotated_organs]
-    organs = tuple(o.key for o in parse_organ_list(annotated)) if annotated else ()
+    if not annotated:
+        raise InputError(f"the case from {str(ct_path)!r} annotates no organ: it would teach the network nothing "
+                         "and claim nothing; name the masks' organs (e.g. with --mapping)")
+    organs = tuple(o.key for o in parse_organ_list(annotated))
     folder = Path(folder).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
-    with _folder_lock(folder):
+    labels = labels.with_array(np.asarray(labels.array).astype(np.uint8))
+
+    def copy_ct(path: Path) -> None:
+        if ct_path.is_file() and ct_path.name.lower().endswith(".nii.gz"):
+            with atomic_path(path) as tmp:
+                shutil.copyfile(ct_path, tmp)
+        else:
+            write_volume(ct, path)
+
+    with _made_folder(folder), _folder_lock(folder):
         cid = next_case_id(folder) if case_id is None else int(case_id)
         if cid in used_case_ids(folder):
             raise OutputExistsError(f"case {cid} already exists in {str(folder)!r}; leave case_id empty to add a new case")
-        if ct_mode == "reference":
-            volume = str(ct_path)
-        else:
-            volume = volume_name(cid)
-            if ct_path.is_file() and ct_path.name.lower().endswith(".nii.gz"):
-                with atomic_path(folder / volume) as tmp:
-                    shutil.copyfile(ct_path, tmp)
-            else:
-                write_volume(ct, folder / volume)
+        volume = str(ct_path) if ct_mode == "reference" else volume_name(cid)
         entry = ManifestEntry(id=cid, volume=volume, labels=labels_name(cid), source=str(source),
                              date=date or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                              corrected_organs=(), annotated_organs=organs)
-        write_labels(labels.with_array(np.asarray(labels.array).astype(np.uint8)), folder / entry.labels)
-        cases = read_manifest(folder)
-        _write_manifest(folder, cases + _unlisted_cases(folder, cases + [entry]) + [entry])
+        writers = [] if ct_mode == "reference" else [(volume, copy_ct)]
+        writers.append((entry.labels, lambda path: write_labels(labels, path)))
+        if structures is not None:  # not a label map of organs: written as a plain uint8 volume
+            from .extra_structures import structures_name
+
+            writers.append((structures_name(cid), lambda path: write_volume(structures, path)))
+        _commit_case(folder, entry, writers)
     log.info("imported case %d into %s (annotates %s)", cid, folder, ", ".join(organs) or "no organ")
     return entry

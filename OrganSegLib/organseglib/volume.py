@@ -17,6 +17,20 @@ import numpy as np
 from .errors import GeometryError
 
 
+_AXIS_LETTERS = {(0, 1): "R", (0, -1): "L", (1, 1): "A", (1, -1): "P", (2, 1): "S", (2, -1): "I"}
+
+
+def axis_code(direction: np.ndarray) -> str:
+    """The letters of the world directions closest to the ``i``, ``j`` and ``k`` axes of a 3x3 direction
+    matrix (columns: the unit RAS directions of i, j, k), e.g. ``"RAS"``."""
+    d = np.asarray(direction)
+    letters = []
+    for s in range(3):
+        row = int(np.argmax(np.abs(d[:, s])))
+        letters.append(_AXIS_LETTERS[(row, int(np.sign(d[row, s])))])
+    return "".join(letters)
+
+
 def _checked_matrix(ijk_to_ras) -> np.ndarray:
     matrix = np.asarray(ijk_to_ras, dtype=np.float64)
     if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
@@ -100,13 +114,32 @@ class Grid:
         return tuple(self.shape) == tuple(other.shape) and np.allclose(self.ijk_to_ras, other.ijk_to_ras, atol=atol)
 
     def require_same_grid(self, other, what: str = "labels") -> None:
-        """Raise GeometryError unless ``other`` lies on this grid (``same_grid``)."""
-        if not self.same_grid(other):
-            raise GeometryError(
-                f"{what} are not on the CT's grid: shape {other.shape} vs {self.shape}, "
-                f"spacing {other.spacing} vs {self.spacing}, origin {other.origin} vs {self.origin}. "
-                "Resample them onto the CT first (organseglib.resample.resample_labels_to_grid)."
-            )
+        """Raise GeometryError unless ``other`` lies on this grid (``same_grid``); the message names only
+        what differs (shape, spacing, origin, direction), ``other``'s value first."""
+        if self.same_grid(other):
+            return
+        def rounded(values, digits):
+            return tuple(round(float(v), digits) for v in values)
+
+        differs = []
+        if tuple(other.shape) != tuple(self.shape):
+            differs.append(f"shape {tuple(other.shape)} vs {tuple(self.shape)}")
+        if not np.allclose(other.spacing, self.spacing, atol=1e-4):
+            differs.append(f"spacing {rounded(other.spacing, 4)} vs {rounded(self.spacing, 4)} mm")
+        if not np.allclose(other.origin, self.origin, atol=1e-4):
+            differs.append(f"origin {rounded(other.origin, 3)} vs {rounded(self.origin, 3)} mm")
+        if not np.allclose(other.direction, self.direction, atol=1e-4):
+            codes = (axis_code(other.direction), axis_code(self.direction))
+            differs.append(f"direction {codes[0]} vs {codes[1]} axes" if codes[0] != codes[1] else
+                           f"direction {np.round(other.direction, 4).tolist()} vs {np.round(self.direction, 4).tolist()}")
+        only = len(differs) == 1 and differs[0].startswith("direction")
+        found = (f"only the direction differs ({differs[0][len('direction '):]}); shape, spacing and origin agree"
+                 if only else "; ".join(differs) or "the voxel-to-RAS matrices differ")
+        raise GeometryError(
+            f"{what} are not on the CT's grid: {found}. "
+            "Resample them onto the CT first (organseglib.resample.resample_labels_to_grid)"
+            + (", or write them with the CT's axes" if only else "") + "."
+        )
 
     def __repr__(self) -> str:
         return (f"Grid(shape={self.shape}, spacing={tuple(round(s, 4) for s in self.spacing)}, "
@@ -203,4 +236,4 @@ class Volume:
         )
 
 
-__all__ = ["Grid", "Volume"]
+__all__ = ["Grid", "Volume", "axis_code"]

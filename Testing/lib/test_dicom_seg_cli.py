@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import pytest
-import torch
 
 pydicom = pytest.importorskip("pydicom", reason="DICOM SEG needs pydicom")
 pytest.importorskip("highdicom", reason="DICOM SEG needs highdicom")
@@ -16,17 +15,7 @@ from dicom_series import check_seg_against_source, phantom_hu, write_ct_series  
 from organseglib.cli import main  # noqa: E402
 from organseglib.dicom_seg import series_files  # noqa: E402
 from organseglib.io import read_labels, read_volume, write_volume  # noqa: E402
-from organseglib.model_package import ModelCard, save_model_package  # noqa: E402
-from organseglib.network import build_network  # noqa: E402
 from organseglib.organs import organ_table  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory):
-    torch.manual_seed(0)
-    card = ModelCard(name="tiny-random", width=0.0625, tile_shape=(64, 64, 64), spacing_mm=6.0,
-                     training_data="none: random weights (test)")
-    return save_model_package(tmp_path_factory.mktemp("model") / "tiny-random", build_network(width=0.0625), card)
 
 
 @pytest.mark.slow
@@ -50,13 +39,14 @@ def test_segment_real_dicom_series_writes_a_dicom_seg_matching_the_label_map(tmp
 @pytest.mark.parametrize("case", ["nifti", "missing", "empty_folder", "no_highdicom", "inside_the_series"])
 def test_dcm_output_without_a_dicom_series_is_refused_before_any_work(tmp_path, tiny_abdomen, monkeypatch,
                                                                      capsys, case):
+    import organseglib.cohort.jobs as scan_jobs
     import organseglib.commands.segment as segment_command
 
     def no_work(*args, **kwargs):
         raise AssertionError("work started before the output was checked")
 
     monkeypatch.setattr(segment_command, "read_ct", no_work)
-    monkeypatch.setattr(segment_command, "segment_ct_with_report", no_work)
+    monkeypatch.setattr(scan_jobs, "segment_ct_with_report", no_work)
     if case == "nifti":
         source = write_volume(tiny_abdomen.ct, tmp_path / "ct.nii.gz")
         message = "is a file, not a DICOM series folder"

@@ -79,9 +79,13 @@ def test_ircad_style_folder_with_overlap_and_non_organs(tmp_path):
         "tumor": np.s_[5:8, 2:4, 2:4],         # overlaps the liver: never overwrites it
         "spleen": np.s_[0:2, 0:2, 0:2],
     })
-    # a bone mask overlapping the liver by one voxel row: liver wins (OVERLAP_PRIORITY)
+    # a bone mask overlapping the liver by one voxel row: refused unless --overlap says who keeps it
     write_volume(_mask(ct, np.s_[2:3, 2:10, 4:8]), tmp_path / "m" / "bone.nii.gz")
-    got = import_masks(tmp_path / "m", ct)
+    with pytest.raises(InputError, match=r"'bone' and 'liver' overlap on 8 voxels \(i 4-5, j 2-5, k 2-2\)"):
+        import_masks(tmp_path / "m", ct)
+    first = import_masks(tmp_path / "m", ct, ImportConfig(overlap="first"))  # bone.nii.gz is listed first
+    assert first.labels.array[2, 3, 5] == 5 and first.overlaps[0]["kept"] == "bone"
+    got = import_masks(tmp_path / "m", ct, ImportConfig(overlap="last"))
     a = got.labels.array
     assert got.annotated == ("liver", "kidneys", "bone")
     assert a[3, 3, 3] == 1 and a[5, 3, 3] == 1  # liver, also under the tumor
@@ -89,7 +93,8 @@ def test_ircad_style_folder_with_overlap_and_non_organs(tmp_path):
     assert a[3, 7, 9] == 4 and a[5, 7, 2] == 4
     assert a[2, 8, 5] == 5 and a[2, 3, 5] == 1
     # bone [2, 2:10, 4:8] ∩ liver [2:6, 2:6, 2:6] = 1 × 4 (j 2..5) × 2 (i 4, 5) voxels, kept as liver
-    assert got.overlap_voxels == {"liver<bone": 1 * 4 * 2}
+    assert got.overlaps == [{"masks": ["bone", "liver"], "voxels": 1 * 4 * 2, "box_ijk": [[4, 5], [2, 5], [2, 2]],
+                             "kept": "liver"}]
     assert got.structures["tumor"] == "background"
 
 
@@ -224,16 +229,18 @@ def test_validation_loss_ignores_unannotated_organs():
 
 def test_dicom_series_folder_as_a_mask(tmp_path):
     """IRCAD ships MASKS_DICOM/<organ>/ series: a sub-folder is read as one DICOM mask."""
-    import shutil
+    from dicom_series import write_ct_series
 
     from organseglib.io import read_volume
 
-    series = shared_file("dicom/ct3slice")
-    shutil.copytree(series, tmp_path / "masks" / "liver")
-    ct = read_volume(series)
+    mask = np.zeros((4, 20, 24), np.int16)
+    mask[1:3, 5:12, 6:15] = 255  # a DICOM mask stores 0 and one value
+    write_ct_series(tmp_path / "masks" / "liver", mask, (1, 0, 0), (0, 1, 0), (0, 0, 0), (0, 0, 2.0))
+    grid = read_volume(tmp_path / "masks" / "liver")
+    ct = grid.with_array(np.where(grid.array > 0, 60.0, -1000.0).astype(np.float32))
     got = import_masks(tmp_path / "masks", ct)
     assert got.annotated == ("liver",)
-    assert (got.labels.array == 1).sum() == (np.asarray(ct.array) != 0).sum() > 0
+    assert (got.labels.array == 1).sum() == (mask != 0).sum() == 2 * 7 * 9
 
 
 def test_import_labels_checks_report_and_output_before_any_work(tmp_path, capsys):
@@ -304,3 +311,51 @@ def test_import_case_checks_the_ct_and_reads_it_once(tmp_path, monkeypatch):
     with pytest.raises(NotCTError):
         import_case(tmp_path / "m", tmp_path / "notct.nii.gz", tmp_path / "set4")
     assert not (tmp_path / "set4").exists()
+
+
+def test_keep_structures_writes_the_spleen_and_vessels_beside_the_labels(tmp_path, capsys):
+    """import-labels --keep-structures: spleen and vessel masks become structures-N.nii.gz (values of
+    EXTRA_STRUCTURES, the artery winning where it overlaps a vein), part of the case the loader reads,
+    a name of the set's own that --report may not take; with --autolabel it is refused."""
+    from organseglib.cli import main
+    from organseglib.extra_structures import EXTRA_STRUCTURES
+
+    ct = _ct()
+    masks = tmp_path / "masks"
+    _write_masks(masks, ct, {"liver": np.s_[2:6, 3:7, 2:6], "leftkidney": np.s_[2:4, 3:5, 8:10],
+                             "rightkidney": np.s_[4:6, 3:5, 8:10], "spleen": np.s_[5:7, 6:9, 6:9],
+                             "venoussystem": np.s_[1:3, 2:9, 10:11], "artery": np.s_[2:3, 2:9, 10:12]})
+    write_volume(ct, tmp_path / "ct.nii.gz")
+    out = tmp_path / "set"
+    assert main(["import-labels", str(masks), "--ct", str(tmp_path / "ct.nii.gz"), "-o", str(out),
+                 "--keep-structures", "--report", str(tmp_path / "r.json")]) == 0
+    assert "keeps spleen, venous, artery" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r.json").read_text())["kept_structures"] == ["spleen", "venous", "artery"]
+    kept = read_labels(out / "structures-0.nii.gz").array
+    assert (kept == EXTRA_STRUCTURES["spleen"]).sum() == 2 * 3 * 3
+    assert kept[2, 5, 10] == EXTRA_STRUCTURES["artery"] and kept[1, 5, 10] == EXTRA_STRUCTURES["venous"]
+    (case,) = find_cases(out)
+    assert case.structures == out / "structures-0.nii.gz"
+    loaded = load_case(case, cache_dir=tmp_path / "cache")
+    assert loaded.structures is not None and loaded.structures.shape == loaded.labels.shape
+    assert set(np.unique(loaded.structures)) <= {0, *EXTRA_STRUCTURES.values()}
+    assert main(["import-labels", str(masks), "--ct", str(tmp_path / "ct.nii.gz"), "-o", str(out),
+                 "--report", str(out / "structures-0.nii.gz")]) == 2
+    assert "uses for its own files" in capsys.readouterr().err
+    assert main(["import-labels", "--autolabel", "--ct", str(tmp_path / "ct.nii.gz"), "-o", str(tmp_path / "s2"),
+                 "--keep-structures"]) == 2
+    assert "--keep-structures" in capsys.readouterr().err
+
+
+def test_a_structure_mask_that_is_not_binary_is_refused(tmp_path):
+    ct = _ct()
+    masks = tmp_path / "masks"
+    _write_masks(masks, ct, {"liver": np.s_[2:6, 3:7, 2:6]})
+    spleen = np.zeros(SHAPE, np.float32)
+    spleen[5:7, 6:9, 6:9] = 0.7
+    spleen[5:7, 6:9, 9:10] = 0.2
+    write_volume(ct.with_array(spleen), masks / "spleen.nii.gz")
+    write_volume(ct, tmp_path / "ct.nii.gz")
+    with pytest.raises(InputError, match="not binary"):
+        import_case(masks, tmp_path / "ct.nii.gz", tmp_path / "set", keep_structures=True)
+    assert not (tmp_path / "set" / "structures-0.nii.gz").exists()

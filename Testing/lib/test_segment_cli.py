@@ -100,7 +100,7 @@ def test_segment_reports_plausibility_warnings(files, capsys):
 def test_segment_passes_the_auto_labelers_warnings_and_ok_follows_all_warnings(files, monkeypatch, capsys):
     """The auto-labelers' warnings reach the stderr lines, the done record, the exit status and the
     --report, whose ``ok`` is false whenever ``warnings`` is not empty (not only plausibility's)."""
-    import organseglib.commands.segment as command
+    import organseglib.cohort.jobs as command  # the one scan's work of the segment command
     from organseglib.io import read_ct
 
     tmp, ct, model = files

@@ -60,11 +60,11 @@ def test_plateau_detection_hand_worked():
 def test_staged_augmentation_switches_on_at_the_plateau(tmp_path, cases6):
     calls = []
 
-    def spy(cases, n, crop, rng, device):
+    def spy(cases, n, crop, rng, device, **kw):
         from organseglib.training.batches import plain_batch
 
         calls.append(1)
-        return plain_batch(cases, n, crop, rng, device)
+        return plain_batch(cases, n, crop, rng, device, **kw)
 
     cfg = TrainConfig(iterations=12, augment="plateau", plateau_window=2, plateau_patience=1,
                       plateau_min_improvement=0.9, validate_every=100, checkpoint_every=100, **TINY)

@@ -202,4 +202,4 @@ def test_the_warnings_status_is_the_librarys_one_constant():
     from OrganSegCommon import process_runner
 
     assert process_runner.EXIT_WARNINGS is errors.EXIT_WARNINGS
-    assert process_runner.COMPLETED_WITH_WARNINGS == errors.EXIT_WARNINGS
+    assert process_runner.COMPLETED_WITH_WARNINGS == (errors.EXIT_WARNINGS, errors.EXIT_CASES_FAILED)

@@ -114,3 +114,42 @@ def test_train_records_stopped_then_finished(tmp_path):
     done = _check_stream(records, "train")
     assert done.output == str(tmp_path / "model") and (tmp_path / "model").is_dir()
     assert done.validation is not None and set(done.validation["dice"]) == {"liver", "bladder", "lungs", "kidneys", "bone"}
+
+
+def test_cohort_records(tiny_ct_file, tmp_path):
+    """A cohort (two scans, one of them not CT): a record per scan with ``case`` and ``case_result``, the
+    failed scan among them, and the done record with the folder, the summary and the counts."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.nii.gz").write_bytes(tiny_ct_file.read_bytes())
+    (tmp_path / "in" / "b.nrrd").write_text("NRRD0004\nnot really\n")
+    state, records, runner = _run(["autolabel", tmp_path / "in", "-o", tmp_path / "out"], tmp_path)
+    assert state == "done", runner.error  # some scans failed (exit 4), and the run ended with its done record
+    done = _check_stream(records, "autolabel")
+    ended = [r.fields["case_result"] for r in records if "case_result" in r.fields]
+    assert [(c["name"], c["status"]) for c in ended] == [("a", "done"), ("b", "failed")]
+    assert done.output == str(tmp_path / "out") and done.fields["summary"] == str(tmp_path / "out" / "summary.csv")
+    assert done.fields["cases"] == {"done": 1, "skipped": 0, "failed": 1, "warnings": 0}
+    assert [w.split(": ")[:2] for w in done.warnings] == [["b", "failed"]]
+
+
+@pytest.mark.slow
+def test_train_with_a_time_budget_shows_the_time_left(tmp_path):
+    """``train --time-budget``: every record valid, the time left in ``eta_s`` and in the line the Retrain
+    panel shows, and a model at the end (however fast this machine is)."""
+    from organseglib.phantom import make_phantom
+    from organseglib.training_set import export_training_case
+
+    from OrganSegCommon.jobs import describe_record
+
+    for seed in (0, 1):
+        phantom = make_phantom(seed=seed, region="abdomen", size="tiny")
+        export_training_case(phantom.ct, phantom.labels, tmp_path / "data", source=f"phantom {seed}")
+    state, records, runner = _run(["train", "--data", tmp_path / "data", "--out", tmp_path / "model", "--time-budget",
+                                   "20s", "--batch-size", 1, "--crop", 32, 32, 32, "--width", 0.25, "--spacing", 6,
+                                   "--val-fraction", 0.5, "--cache", tmp_path / "cache", "--device", "cpu"], tmp_path)
+    assert state == "done", runner.error
+    done = _check_stream(records, "train")
+    assert done.output == str(tmp_path / "model") and (tmp_path / "model" / "card.json").exists()
+    timed = [r for r in records if "eta_s" in r.fields]
+    assert timed and all(r.fields["eta_s"] >= 0 for r in timed)
+    assert all(", ETA " in describe_record(r) for r in timed)

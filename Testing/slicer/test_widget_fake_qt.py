@@ -252,13 +252,13 @@ def test_retrain_shows_validation_dice_and_registers_the_model(widget_module, sc
     widget, ui, errors = _setup(widget_module, scene, tiny_chest)
     (tmp_path / "dataset").mkdir()
     widget._parameterNode.datasetFolder = tmp_path / "dataset"
-    widget._parameterNode.retrainIterations = 3
+    widget._parameterNode.retrainMinutes = 3
     widget.updateButtons()
     ui.retrainButton.text = "Retrain"
     ui.retrainButton.click()
     args = widget.job.runner.args
     assert ui.retrainButton.text == "Stop" and args[args.index("--init") + 1] == "/models/demo"
-    assert args[args.index("--iterations") + 1] == "3"
+    assert args[args.index("--time-budget") + 1] == "3m" and "--iterations" not in args
     _poll_until_idle(widget)
     assert errors == [] and ui.retrainButton.text == "Retrain"
     assert "iteration 2/3, loss 0.5000 (validation Dice 0.800 (lungs 0.900, liver 0.700))" in ui.retrainLog.lines
@@ -276,6 +276,8 @@ def test_retraining_that_ends_early_registers_nothing(widget_module, scene, tiny
     widget._parameterNode.datasetFolder = tmp_path / "dataset"
     widget.updateButtons()
     ui.retrainButton.click()
+    args = widget.job.runner.args
+    assert args[args.index("--time-budget") + 1] == "auto"  # the default: 30 min on the CPU, 10 on a GPU
     _poll_until_idle(widget)
     out = widget.logic.last_retrain.output
     assert errors == [] and ui.statusLabel.text == (f"Retrain: ended before its last iteration; no model registered "

@@ -34,7 +34,7 @@ FAKE_ORGANSEG = textwrap.dedent('''
     parser.add_argument("input", nargs="?"); parser.add_argument("-o", "--output")
     parser.add_argument("--out"); parser.add_argument("--organs", default="")
     parser.add_argument("--data"); parser.add_argument("--init"); parser.add_argument("--device")
-    parser.add_argument("--iterations", type=int); parser.add_argument("--model")
+    parser.add_argument("--iterations", type=int); parser.add_argument("--model"); parser.add_argument("--time-budget")
     parser.add_argument("--progress")
     args = parser.parse_args()
     if os.environ.get("FAKE_FAIL"):
@@ -194,7 +194,9 @@ def test_retrain_job_reports_progress_and_registers_the_model(logic, tmp_path, f
     data = tmp_path / "dataset"
     data.mkdir()
     out = tmp_path / "models" / "retrained"
-    job = logic.start_retrain(str(data), str(out), init_model="demo", iterations=3, python=fake_python)
+    job = logic.start_retrain(str(data), str(out), init_model="demo", python=fake_python)
+    args = job.runner.args
+    assert args[args.index("--time-budget") + 1] == "auto" and "--iterations" not in args  # 30 min CPU, 10 GPU
     lines = []
     assert job.wait(timeout=120, on_record=lambda r: lines.append(describe_record(r))) == str(out)
     assert lines[0] == "iteration 1/3, loss 1.0000"
@@ -225,7 +227,7 @@ def test_child_command_lines_match_the_organseg_parsers(command, tmp_path):
     args = {
         "segment": jobs.segment_command("ct.mha", "labels.nii.gz", model="m", device="gpu", python=python),
         "autolabel": jobs.autolabel_command("ct.mha", "labels.nii.gz", ["lungs", "bone"], python=python),
-        "train": jobs.train_command(str(tmp_path), "out", init_model="m", device="cpu", iterations=5, python=python),
+        "train": jobs.train_command(str(tmp_path), "out", init_model="m", device="cpu", time_budget="auto", python=python),
     }[command]
     parsed = parser.parse_args(args[3:])
     assert parsed.command == command and parsed.progress == "json"

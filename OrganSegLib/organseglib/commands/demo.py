@@ -20,7 +20,7 @@ from ..io import read_ct, read_labels, write_labels, write_volume
 from ..metrics import evaluate_labels, format_table, scores_to_json
 from ..model_package import read_card, resolve_model
 from ..organs import organ_table, parse_organ_list
-from ..atomic import check_not_input, make_output_folder, write_text_atomic
+from ..atomic import check_outputs, make_output_folder, write_text_atomic
 from ..overlay import save_overlay_png
 from ..phantom import make_phantom
 from ..progress import Progress
@@ -51,8 +51,9 @@ def run(args: argparse.Namespace) -> int:
     stages = _stages(args.model, args.device)
     names = ["ct.nii.gz", "truth.nii.gz", "truth.png"] + [f"{stage}{suffix}" for stage, _, _ in stages
                                                           for suffix in (".seg.nrrd", ".nii.gz", ".png", "_metrics.json")]
-    for name in names:  # before anything is written: the demo never overwrites its own inputs
-        check_not_input(out / name, [args.input, args.reference])
+    # before anything is written or created: the demo never writes over or into its own inputs
+    check_outputs({f"--out file {name}": out / name for name in names},
+                  [args.input, args.reference, resolve_model(args.model)], folders={"--out": out})
     make_output_folder(out, "--out")
     progress = Progress("demo", mode=args.progress)
     if args.input:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..atomic import check_outputs, make_output_folder, write_text_atomic
+from ..atomic import check_outputs, write_text_atomic
 from ..devices import DEVICE_HELP
-from ..errors import InputError, MissingFileError, OutputExistsError
+from ..errors import InputError, OutputExistsError
 from ..io import read_labels
 from ..metrics import evaluate_labels, format_table, scores_to_csv, scores_to_json
 from ..organs import parse_organ_list
@@ -83,39 +83,28 @@ def _run_set(args: argparse.Namespace) -> int:
 
 
 def _check_set_outputs(args: argparse.Namespace, cases) -> None:
-    """Every output of ``--set`` checked before any work: none may name the manifest, a case's CT or
-    labels, or a prediction read; ``--save-pred`` (only with ``--model``, so never the prediction folder)
-    may not be the set folder nor write over any case file."""
+    """Every output of ``--set`` checked before any work (``atomic.check_outputs``): none may touch the
+    set folder, a case's CT or labels (which may lie elsewhere), the prediction folder or the model
+    package; ``--save-pred`` (only with ``--model``) may not replace any case file. Creates nothing."""
     from pathlib import Path
 
-    from .. import scorecard as sc
+    from ..model_package import resolve_model
 
-    inputs = [Path(args.set_folder) / "manifest.json"]
-    for case in cases:
-        inputs += [case.volume, case.labels]
-        if args.pred_dir:
-            for case_id in dict.fromkeys(i for i in (case.case_id, case.file_id) if i):
-                try:
-                    inputs.append(sc.prediction_path(args.pred_dir, case_id))
-                except MissingFileError:
-                    pass  # reported when the case is scored
-    check_outputs({"--csv": args.csv, "--json": args.json}, inputs)
-    if args.save_pred is None:
-        return
-    if args.model is None:
+    if args.save_pred is not None and args.model is None:
         raise InputError("--save-pred goes with --model (it keeps the predictions the model made); leave it out "
                          "with --pred-dir")
+    inputs = [args.set_folder, Path(args.set_folder) / "manifest.json", args.pred_dir]
+    if args.model is not None:
+        inputs.append(resolve_model(None if args.model == "bundled" else args.model))
+    for case in cases:
+        inputs += [case.volume, case.labels]
+    check_outputs({"--csv": args.csv, "--json": args.json}, inputs, folders={"--save-pred": args.save_pred})
+    if args.save_pred is None:
+        return
     save = Path(args.save_pred).expanduser().resolve()
-    if save == Path(args.set_folder).expanduser().resolve():
-        raise OutputExistsError(f"--save-pred {args.save_pred!r} is the --set folder: its labels-N files would "
-                                "replace the reference labels; choose another folder (inputs are never overwritten)")
-    read = {Path(p).expanduser().resolve() for p in inputs}
+    read = {Path(p).expanduser().resolve() for p in inputs if p is not None}
     for case in cases:  # a case file referenced from elsewhere (ct_mode "reference") named like a prediction
         target = save / f"labels-{case.file_id or case.case_id}.nii.gz"
         if target in read:
             raise OutputExistsError(f"--save-pred {args.save_pred!r} would replace {str(target)!r}, an input; "
                                     "choose another folder (inputs are never overwritten)")
-    for what, path in (("--csv", args.csv), ("--json", args.json)):
-        if path is not None and Path(path).expanduser().resolve() == save:
-            raise OutputExistsError(f"{what} and --save-pred both name {args.save_pred!r}; give each its own path")
-    make_output_folder(args.save_pred, "--save-pred folder")

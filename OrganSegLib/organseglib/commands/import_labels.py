@@ -14,13 +14,13 @@ import json
 import logging
 from pathlib import Path
 
-from ..atomic import check_outputs, make_output_folder, write_text_atomic
-from ..errors import InputError
+from ..atomic import check_outputs, write_text_atomic
+from ..errors import InputError, OutputExistsError
 from ..jsonable import jsonable
-from ..label_import import (BONE_GROUPS, DEFAULT_BONE_GROUPS, ImportConfig, autolabel_case, import_case,
-                            read_mapping_file)
+from ..label_import import (BONE_GROUPS, DEFAULT_BONE_GROUPS, OVERLAP_RULES, ImportConfig, autolabel_case,
+                            import_case, read_mapping_file)
 from ..result_warnings import print_warnings
-from ..training_set import CT_MODES
+from ..training_set import CT_MODES, is_set_file_name, set_input_files
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,11 @@ def register(sub) -> None:
     p.add_argument("--ct", required=True, help="the CT the masks belong to (file or DICOM folder)")
     p.add_argument("-o", "--output", required=True, help="training-set folder (created; manifest.json updated)")
     p.add_argument("--mapping", default=None, help='JSON file {"name": "liver" | "kidneys:left" | "bone:ribs" | '
-                                                   '"background"} for other names')
+                                                   '"background"} for other names; a file holding several '
+                                                   'structures by value: {"name": {"1": "liver", "2": "bladder"}}')
+    p.add_argument("--overlap", choices=OVERLAP_RULES, default=None,
+                   help="masks of two organs sharing voxels are refused; 'first' lets the mask listed first (by file "
+                        "name) keep them, 'last' the last one; the report lists every overlap")
     p.add_argument("--bone-groups", default=",".join(DEFAULT_BONE_GROUPS),
                    help="bone groups that must all be present for per-bone masks to annotate bone "
                         f"(from {','.join(BONE_GROUPS)}; default {','.join(DEFAULT_BONE_GROUPS)})")
@@ -40,6 +44,10 @@ def register(sub) -> None:
                    help="copy the CT into the folder (default) or reference it by absolute path")
     p.add_argument("--autolabel", action="store_true",
                    help="no masks: label lungs and bone by morphology and annotate only those")
+    p.add_argument("--keep-structures", action="store_true",
+                   help="also keep the spleen and vessel masks (spleen, artery/aorta, portal vein, veins) as "
+                        "structures-N.nii.gz: training shows them at other contrast phases' HU "
+                        "(organseglib.training.phase_augment)")
     p.add_argument("--report", default=None, help="also write the import report as JSON here")
     p.set_defaults(func=run)
 
@@ -47,6 +55,8 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.autolabel == (args.masks is not None):
         raise InputError("give either a MASKS folder or --autolabel (not both, not neither)")
+    if args.autolabel and args.keep_structures:
+        raise InputError("--keep-structures keeps masks of a MASKS folder; --autolabel has none")
     _check_outputs(args)
     if args.autolabel:
         entry, found = autolabel_case(args.ct, args.output, ct_mode=args.ct_mode)
@@ -54,31 +64,36 @@ def run(args: argparse.Namespace) -> int:
         report = {"annotated_organs": list(entry.annotated_organs or ()), "autolabel": found}
     else:
         mapping = read_mapping_file(args.mapping) if args.mapping else {}
-        config = ImportConfig(mapping=mapping, required_bone_groups=tuple(args.bone_groups.split(",")))
-        entry, imported = import_case(args.masks, args.ct, args.output, config, ct_mode=args.ct_mode)
+        config = ImportConfig(mapping=mapping, required_bone_groups=tuple(args.bone_groups.split(",")),
+                              overlap=args.overlap)
+        entry, imported = import_case(args.masks, args.ct, args.output, config, ct_mode=args.ct_mode,
+                                      keep_structures=args.keep_structures)
         report = imported.report()
         for name, target in sorted(report["structures"].items()):
             print(f"  {name:28s} -> {target}")
         warnings = [f"{key}: only {', '.join(parts)} present; {key} is unknown in this case (not annotated)"
                     for key, parts in report["partial_not_annotated"].items()]
+        warnings += [f"masks {o['masks'][0]} and {o['masks'][1]} overlap on {o['voxels']} voxels; {o['kept']} kept them "
+                     f"(--overlap {args.overlap})" for o in report["overlaps"]]
     report["case"] = entry.to_json()
     report["warnings"] = warnings
-    print(f"case {entry.id} in {args.output}: annotates {', '.join(entry.annotated_organs or ()) or 'no organ'}")
+    print(f"case {entry.id} in {args.output}: annotates {', '.join(entry.annotated_organs or ()) or 'no organ'}"
+          + (f"; keeps {', '.join(report['kept_structures']) or 'no extra structure'}" if args.keep_structures else ""))
     if args.report:
         write_text_atomic(args.report, json.dumps(report, indent=2, default=jsonable) + "\n")
     return print_warnings("import-labels", warnings)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """The report and the output folder checked before any work: a report that cannot be written must
-    not leave a half-added case behind, and the report may not replace the folder's manifest."""
-    inputs = [args.ct, args.masks, args.mapping]
-    folder = Path(args.output).expanduser().resolve()
-    report_in_folder = bool(args.report) and Path(args.report).expanduser().resolve().parent == folder
-    if report_in_folder and Path(args.report).name == "manifest.json":
-        raise InputError(f"--report {args.report!r} would replace the training set's manifest; choose another name")
-    if args.report and not report_in_folder:
-        check_outputs({"--report": args.report}, inputs)
-    make_output_folder(args.output, "-o/--output folder")
-    if report_in_folder:  # its folder exists only now
-        check_outputs({"--report": args.report}, inputs)
+    """Every output checked against every input before any work, creating nothing (the set folder is
+    made when the case is written): the CT, the mask folder, the mapping file and the set's existing
+    files (manifest, lock, cases) are inputs; ``-o`` may not be or lie inside an input folder; the
+    report may not take a name of the set's own layout (``volume-N``, ``labels-N``, the manifest)."""
+    folder = Path(args.output).expanduser()
+    if args.report and Path(args.report).expanduser().resolve().parent == folder.resolve() \
+            and is_set_file_name(Path(args.report).name):
+        raise OutputExistsError(f"--report {args.report!r} takes a name the training set uses for its own files "
+                                "(volume-N, labels-N, manifest.json, its lock); choose another name, e.g. "
+                                f"{str(folder / 'import-report.json')!r}")
+    inputs = [args.ct, args.masks, args.mapping, *set_input_files(folder)]
+    check_outputs({"--report": args.report}, inputs, folders={"-o/--output": args.output})

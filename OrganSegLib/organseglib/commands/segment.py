@@ -5,6 +5,11 @@ network in the paper, section VI-C), liver, kidneys and bladder from the network
 model unless ``--model``), each cleaned to its plausible components. Writes ``.nii.gz``, ``.nrrd``, a
 Slicer ``.seg.nrrd`` (names, colours, terminology) or, for a DICOM series input, a DICOM SEG ``.dcm``
 referencing that series; atomically; never overwrites its input.
+
+``organseg segment IN_DIR -o OUT_DIR`` (or a list file, or several scans: shell globs) segments a
+cohort: every CT file and DICOM series into OUT_DIR/NAME.<--format>, the model loaded once, finished
+scans skipped (a killed run resumes), ``--part I/N`` for one of N machines, a report per scan and
+OUT_DIR/summary.csv (``organseglib.cohort``).
 """
 
 from __future__ import annotations
@@ -15,21 +20,18 @@ import json
 import logging
 import time
 
-import numpy as np
-
 from ..atomic import check_outputs, double_suffix, write_text_atomic
 from ..cli import add_progress_argument
+from ..cohort.command import add_cohort_arguments, is_cohort_request, refuse_cohort_options, run_cohort_command
+from ..cohort.jobs import SegmentTask, segment_scan, write_segment_labels
 from ..devices import DEVICE_HELP, parse_device, resolve_device
-from ..dicom_seg import check_dicom_seg_request, is_dicom_seg_path, write_dicom_seg
-from ..io import LABEL_EXTENSIONS, read_ct, write_labels
+from ..dicom_seg import check_dicom_seg_request, is_dicom_seg_path
+from ..io import LABEL_EXTENSIONS, read_ct
 from ..errors import InputError, UnsupportedFormatError
-from ..morphology import count_values
-from ..organs import organ_by_key, organ_by_value
-from ..plausibility import check_plausibility
 from ..progress import Progress
 from ..model_package import read_card, resolve_model
 from ..result_warnings import print_warnings
-from ..segment import SegmentConfig, segment_ct_with_report
+from ..segment import SegmentConfig
 
 log = logging.getLogger(__name__)
 # The options' defaults are SegmentConfig's (one place for them; Testing checks they agree).
@@ -39,8 +41,12 @@ DEFAULTS = {f.name: f.default for f in dataclasses.fields(SegmentConfig)}
 def register(sub) -> None:
     p = sub.add_parser("segment", help="segment lungs, liver, bone, kidneys and bladder in a CT",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("ct", help="CT image (.nii.gz, .nrrd, .mha, DICOM folder)")
-    p.add_argument("-o", "--output", required=True, help="label output: .nii.gz, .nrrd, .seg.nrrd, or .dcm (DICOM SEG; the input must be a DICOM series folder)")
+    p.add_argument("ct", nargs="+", metavar="CT",
+                   help="CT image (.nii.gz, .nrrd, .mha, DICOM folder); for a cohort: a folder of them, a list file "
+                        "(.txt, one path per line) or several (shell globs)")
+    p.add_argument("-o", "--output", required=True,
+                   help="label output: .nii.gz, .nrrd, .seg.nrrd, or .dcm (DICOM SEG; the input must be a DICOM "
+                        "series folder); for a cohort: the output folder (created)")
     p.add_argument("--model", default=None,
                    help="model package folder or name (default: the bundled 'real' model, phantoms + real CT, non-commercial weights; 'demo': phantoms only)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
@@ -61,62 +67,53 @@ def register(sub) -> None:
                    help="how overlapping tiles are averaged (default %(default)s; uniform is the paper's)")
     p.add_argument("--report", default=None,
                    help="also write volumes and the plausibility check (organseglib.plausibility) as JSON here")
+    add_cohort_arguments(p, SegmentTask.formats, SegmentTask.default_format)
     add_progress_argument(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if is_cohort_request(args.ct, args.output):
+        return run_cohort_command(args, SegmentTask(args.model, segment_config(args), parse_device(args.device)))
+    refuse_cohort_options(args)
+    args.ct = args.ct[0]
     if is_dicom_seg_path(args.output):
         check_dicom_seg_request(args.output, args.ct)  # a DICOM series input, checked before any work
     elif double_suffix(args.output) not in LABEL_EXTENSIONS:
         raise UnsupportedFormatError(f"cannot write {args.output!r}: use one of {', '.join(LABEL_EXTENSIONS)} "
                                      "or .dcm (DICOM SEG, for a DICOM series input)")
-    check_outputs({"-o/--output": args.output, "--report": args.report},
-                  [args.ct, args.model])  # before any work, not after it
     config = segment_config(args)
     model, device = args.model, parse_device(args.device)
-    model_note = {}
-    if config.network_organs:  # a bad device or model name fails now, not after reading the CT
-        resolve_device(device)
+    if config.network_organs:  # the package (and every file in it) is an input: found before the check
         model = resolve_model(args.model)
+    check_outputs({"-o/--output": args.output, "--report": args.report},
+                  [args.ct, model if config.network_organs else None])  # before any work, not after it
+    model_note = {}
+    if config.network_organs:  # a bad device or model fails now, not after reading the CT
+        resolve_device(device)
         card = read_card(model)[0]
         model_note = {"model": card.name, "model_licence": card.weights_licence}
     progress = Progress("segment", mode=args.progress)
     start = time.perf_counter()
     progress(0.0, f"reading {args.ct}")
     ct = read_ct(args.ct)
-    moved: list = []  # the hybrid's reassignments (organseglib.evidence_merge)
-    labels, auto_warnings = segment_ct_with_report(ct, model, config, device, progress.sub(0.05, 0.97),
-                                                   reassignments=moved)
-    reassigned = [m.to_json() for m in moved]
+    result = segment_scan(ct, model, config, device, progress.sub(0.05, 0.97), model_note)
     progress(0.98, f"writing {args.output}")
-    organs = [organ_by_value(v) for v in _values(config)]
-    if is_dicom_seg_path(args.output):
-        write_dicom_seg(labels, args.ct, args.output, organs=organs, reference=ct)
-    else:
-        write_labels(labels, args.output, organs=organs)
+    write_segment_labels(result, args.output, args.ct, ct, config)
     seconds = time.perf_counter() - start
-    voxel_ml = float(np.prod(ct.spacing)) / 1000.0
-    counts = count_values(labels.array)  # fastremap: one pass over the native labels
-    volumes = {organ_by_value(v).key: round(float(c) * voxel_ml, 1) for v, c in sorted(counts.items()) if v}
-    # plausibility owns the empty/missing-organ warnings (never a silent success, issue 11 item 6);
-    # the auto-labelers add theirs (a labeler that drops more than it keeps, a leak to the border)
-    check = check_plausibility(labels, tuple(config.organs), ct=ct)  # with the CT: the liver's density too
-    warnings = list(check.warnings) + list(auto_warnings)
+    volumes, warnings = result.volumes_ml, list(result.warnings)
     if args.report:
         write_text_atomic(args.report, json.dumps({"output": str(args.output), "seconds": round(seconds, 2),
-                                                   "volumes_ml": volumes, **model_note, **check.to_json(),
-                                                   "reassignments": reassigned,
-                                                   "ok": not warnings, "warnings": warnings}, indent=2) + "\n")
+                                                   **result.report}, indent=2) + "\n")
     progress.result(output=str(args.output), seconds=round(seconds, 2), volumes_ml=volumes,
-                    warnings=warnings, plausibility=check.to_json(), reassignments=reassigned)
+                    warnings=warnings, **result.record)
     if args.progress != "json":
         print(f"wrote {args.output} in {seconds:.1f} s; volumes (mL): "
               + (", ".join(f"{k} {v:g}" for k, v in volumes.items()) or "no organ found"))
         if model_note.get("model_licence"):  # the weights' terms travel with every result they make
             print(f"model {model_note['model']}: {model_note['model_licence']}")
-        for m in moved:
-            print(f"hybrid: {m}")
+        for m in result.record.get("reassignments", []):
+            print(f"hybrid: {m['ml']:g} mL {m['from']} -> {m['to']} ({m['why']})")
     return print_warnings("segment", warnings)
 
 
@@ -134,7 +131,3 @@ def _tile(text):
         return tuple(int(v) for v in text.split(","))
     except ValueError:
         raise InputError(f"--tile must be three integers K,J,I (multiples of 8); got {text!r}") from None
-
-
-def _values(config: SegmentConfig) -> list[int]:
-    return sorted(organ_by_key(k).value for k in config.organs)

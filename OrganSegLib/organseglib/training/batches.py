@@ -1,7 +1,9 @@
 """Training batches: plain random crops, or crops augmented by ``cudaaugment`` (section IV).
 
-A *batch sampler* is a callable ``(cases, batch_size, crop_shape, rng, device) -> (x, y)`` with ``x``
-float32 ``(N, 1, K, J, I)`` in [0, 1] (windowed CT, eq. 3) and ``y`` int64 ``(N, K, J, I)``; all
+A *batch sampler* is a callable ``(cases, batch_size, crop_shape, rng, device, image_of=None) -> (x, y)``
+with ``x`` float32 ``(N, 1, K, J, I)`` in [0, 1] (windowed CT, eq. 3) and ``y`` int64 ``(N, K, J, I)``;
+``image_of(case, rng)``, when given, is the case's image as this crop sees it (label-guided intensity
+augmentation, ``phase_augment.PhaseAugment.image_of``; default the case's own image). All
 randomness is drawn from ``rng`` (a ``numpy.random.Generator``) so a checkpointed generator state
 reproduces the batches exactly. The augmented sampler draws ``cudaaugment`` parameters whose
 displacement places the output crop uniformly at random in the scan (the paper's random
@@ -49,19 +51,22 @@ def annotated_mask(cases: Sequence[TrainingCase], num_classes: int = 6,
     return out.to(device) if device is not None else out
 
 
+ImageOf = Callable[[TrainingCase, np.random.Generator], np.ndarray]
 BatchSampler = Callable[[Sequence[TrainingCase], int, Sequence[int], np.random.Generator, torch.device],
                         tuple[torch.Tensor, torch.Tensor]]
 
 
 def plain_batch(cases: Sequence[TrainingCase], batch_size: int, crop_shape: Sequence[int],
                 rng: np.random.Generator, device: torch.device,
-                window: Sequence[float] = DEFAULT_WINDOW_HU) -> tuple[torch.Tensor, torch.Tensor]:
+                window: Sequence[float] = DEFAULT_WINDOW_HU,
+                image_of: Optional[ImageOf] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Uniformly random cases and crops, windowed with the fixed network window."""
     images, labels, chosen = [], [], []
     for _ in range(batch_size):
         case = cases[int(rng.integers(len(cases)))]
         chosen.append(case)
-        img, lab = random_crop(case.image, case.labels, crop_shape, rng)
+        image = case.image if image_of is None else image_of(case, rng)
+        img, lab = random_crop(image, case.labels, crop_shape, rng)
         images.append(window_hu(img, window))
         labels.append(lab)
     x = torch.from_numpy(np.stack(images)[:, None]).to(device)
@@ -91,13 +96,14 @@ class AugmentedBatches:
             self.config = training_augment_config()
 
     def __call__(self, cases: Sequence[TrainingCase], batch_size: int, crop_shape: Sequence[int],
-                 rng: np.random.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+                 rng: np.random.Generator, device: torch.device,
+                 image_of: Optional[ImageOf] = None) -> tuple[torch.Tensor, torch.Tensor]:
         from cudaaugment.api import augment_batch
         from cudaaugment.params import sample_params
 
         chosen = [cases[int(rng.integers(len(cases)))] for _ in range(batch_size)]
         params = [sample_params(rng, self.config, c.image.shape, tuple(crop_shape)) for c in chosen]
-        images = [torch.from_numpy(c.image) for c in chosen]
+        images = [torch.from_numpy(c.image if image_of is None else image_of(c, rng)) for c in chosen]
         labels = [torch.from_numpy(c.labels) for c in chosen]
         options = {"device": device} if self.backend == "torch" else {}
         x, y = augment_batch(images, labels, params, backend=self.backend, **options)

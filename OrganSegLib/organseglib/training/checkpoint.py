@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path
 from ..errors import InputError
+from ..model_package import describe_nonfinite, nonfinite_tensors
 
 FORMAT = "organseg-checkpoint/1"
 _MODEL = "model."
@@ -57,6 +58,11 @@ def save_checkpoint(path: str | os.PathLike, model: torch.nn.Module, optimizer: 
     """Write the checkpoint atomically to ``path`` (a ``.safetensors`` file)."""
     target = Path(path)
     tensors = {f"{_MODEL}{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    bad = nonfinite_tensors(tensors)
+    if bad:  # never replace the last good checkpoint with a diverged one
+        raise InputError(f"the network's weights became non-finite by iteration {state.iteration} ("
+                         f"{describe_nonfinite(bad)}): the steps were too large; lower --lr and pass --restart "
+                         f"(the last good checkpoint {str(target)!r}, if any, is kept)")
     opt_tensors, opt_meta = _optimizer_tensors(optimizer.state_dict())
     tensors.update(opt_tensors)
     meta = {
@@ -96,6 +102,20 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
     return tensors, decoded
 
 
+def check_checkpoint(path: str | os.PathLike) -> None:
+    """Refuse a checkpoint that cannot be resumed: unreadable, or holding NaN or infinite tensors (made
+    before any data is loaded; ``load_checkpoint`` checks again).
+
+    Raises:
+        InputError: naming the file, what is wrong and ``--restart``.
+    """
+    tensors, _ = read_checkpoint(path)
+    bad = nonfinite_tensors(tensors)
+    if bad:  # resumed, it would train on NaN (or, at its last iteration, export NaN weights)
+        raise InputError(f"checkpoint {str(path)!r} holds {describe_nonfinite(bad)}: it is corrupt; pass --restart to "
+                         "discard it and train afresh")
+
+
 def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
                     optimizer: Optional[torch.optim.Optimizer] = None,
                     check: Optional[Callable[[dict], None]] = None) -> tuple[TrainingState, dict]:
@@ -111,6 +131,8 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
     tensors, meta = read_checkpoint(path)
     if check is not None:
         check(meta["config"])
+    if nonfinite_tensors(tensors):
+        check_checkpoint(path)  # raises, naming the tensors
     device = next(model.parameters()).device
     weights = {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}

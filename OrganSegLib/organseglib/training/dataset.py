@@ -32,7 +32,7 @@ from ..volume import Volume
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 2  # 2: arrays reoriented to TRAINING_ORIENTATION
+CACHE_VERSION = 3  # 2: arrays reoriented to TRAINING_ORIENTATION; 3: the extra structures map (if any)
 # Axis order of every training array (``organseglib.orientation``); the exported card records it so
 # ``segment`` puts a scan into the same order before the network sees it.
 TRAINING_ORIENTATION = NETWORK_ORIENTATION
@@ -47,6 +47,7 @@ class CaseFiles:
     volume: Path
     labels: Path
     annotated: Optional[tuple] = None  # organ keys the labels annotate (manifest); None: all
+    structures: Optional[Path] = None  # structures-N.nii.gz: spleen and vessels (extra_structures), if kept
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class TrainingCase:
     labels: np.ndarray  # uint8 organ values 0..5
     spacing_mm: float
     annotated: Optional[tuple] = None  # organ keys annotated; others unknown (partial labels, losses)
+    structures: Optional[np.ndarray] = None  # uint8 extra structures (extra_structures.EXTRA_STRUCTURES)
 
 
 def find_cases(folder: str | os.PathLike) -> list[CaseFiles]:
@@ -86,7 +88,21 @@ def find_cases(folder: str | os.PathLike) -> list[CaseFiles]:
         for path in (case.volume, case.labels):
             if not path.exists():
                 raise MissingFileError(f"case {case.case_id!r}: {str(path)!r} does not exist")
+    cases = [_with_structures(c) for c in cases]
     return sorted(cases, key=lambda c: (len(c.case_id), c.case_id))
+
+
+def _with_structures(case: CaseFiles) -> CaseFiles:
+    """The case with its ``structures-N`` file when one lies beside its labels."""
+    from dataclasses import replace
+
+    from ..extra_structures import structures_path
+
+    try:
+        path = structures_path(case.labels)
+    except InputError:
+        return case
+    return replace(case, structures=path) if path.is_file() else case
 
 
 def fold_ct_org_labels(array: np.ndarray, source: str = "labels") -> np.ndarray:
@@ -106,7 +122,7 @@ def default_cache_dir() -> Path:
 
 def _cache_key(case: CaseFiles, spacing_mm: float) -> str:
     h = hashlib.sha256(f"v{CACHE_VERSION}|{spacing_mm}".encode())
-    for path in (case.volume, case.labels):
+    for path in (case.volume, case.labels) + ((case.structures,) if case.structures else ()):
         st = path.stat()
         h.update(f"|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
     return h.hexdigest()[:32]
@@ -132,7 +148,9 @@ def load_case(case: CaseFiles, spacing_mm: float = NETWORK_SPACING_MM,
     if cache_file.exists():
         try:
             with np.load(cache_file, allow_pickle=False) as data:
-                return TrainingCase(case.case_id, data["image"], data["labels"], spacing_mm, case.annotated)
+                structures = data["structures"] if "structures" in data.files else None
+                return TrainingCase(case.case_id, data["image"], data["labels"], spacing_mm, case.annotated,
+                                    structures)
         except (OSError, ValueError, KeyError):
             log.warning("ignoring unreadable cache file %s", cache_file)
     from ..io import read_ct, read_volume
@@ -141,12 +159,18 @@ def load_case(case: CaseFiles, spacing_mm: float = NETWORK_SPACING_MM,
     raw = read_volume(case.labels)
     ct.require_same_grid(raw, what=f"labels {str(case.labels)!r}")
     labels = raw.with_array(fold_ct_org_labels(raw.array, str(case.labels)))
-    image, lab = resample_case(ct, labels, spacing_mm)
+    image, space = enter_network_space(ct, spacing_mm, TRAINING_ORIENTATION)  # as resample_case
+    arrays = {"image": image, "labels": space.labels_to_network(labels).astype(np.uint8, copy=False)}
+    if case.structures is not None:  # nearest neighbour, as the labels
+        extra = read_volume(case.structures)
+        ct.require_same_grid(extra, what=f"structures {str(case.structures)!r}")
+        extra = extra.with_array(np.asarray(extra.array).astype(np.uint8))
+        arrays["structures"] = space.labels_to_network(extra).astype(np.uint8, copy=False)
     cache.mkdir(parents=True, exist_ok=True)
     with atomic_path(cache_file) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, image=image, labels=lab)
-    return TrainingCase(case.case_id, image, lab, spacing_mm, case.annotated)
+            np.savez(fh, **arrays)
+    return TrainingCase(case.case_id, image, arrays["labels"], spacing_mm, case.annotated, arrays.get("structures"))
 
 
 def phantom_cases(seeds: Sequence[int], region: str = "abdomen", spacing_mm: float = NETWORK_SPACING_MM,

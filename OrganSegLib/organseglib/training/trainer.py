@@ -24,11 +24,14 @@ import torch
 from ..errors import InputError
 from ..losses import LOSSES, segmentation_loss
 from ..network import DEFAULT_WINDOW_HU, PAPER_TILE_SHAPE, build_network
+from ..network_layout import memory_format_for, to_memory_format
 from ..progress import report
+from ..training_limits import check_crop, check_learning_rate, check_seed
 from .batches import BatchSampler, make_augmenter, plain_batch
 from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from .curves import plot_learning_curve, window_means
 from .dataset import TrainingCase
+from .phase_augment import PhaseAugment, PhaseAugmentConfig
 from .distributed import (DistInfo, all_gather_objects, barrier, mean_across_ranks, sync_buffers, unwrap,
                           wrap_model)
 from .validation import validate
@@ -38,7 +41,7 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 CURVE_NAME = "learning_curve.png"
 # Settings that must match for a checkpoint to be resumed (others, e.g. iterations, may change).
 _RESUME_KEYS = ("loss", "batch_size", "crop_shape", "learning_rate", "seed", "width", "augment",
-                "num_classes", "window_hu", "finetune")
+                "num_classes", "window_hu", "finetune", "phase_augment")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,9 @@ class TrainConfig:
         validate_every, checkpoint_every: in iterations (the last iteration always does both).
         width: network channel multiplier (1.0 = Table I).
         amp: bfloat16 autocast on CUDA (ignored on the CPU).
+        phase_augment: label-guided intensity augmentation (``phase_augment``: each annotated
+            phase-dependent structure redrawn at another contrast phase's HU, texture kept), from the
+            first iteration in both stages (it changes what the data show, not the geometry); None: off.
     """
 
     loss: str = "iou"
@@ -80,6 +86,7 @@ class TrainConfig:
     num_classes: int = 6
     window_hu: tuple = DEFAULT_WINDOW_HU
     amp: bool = True
+    phase_augment: Optional[PhaseAugmentConfig] = field(default_factory=PhaseAugmentConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "crop_shape", tuple(int(c) for c in self.crop_shape))
@@ -90,10 +97,9 @@ class TrainConfig:
                      "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise InputError(f"{name} must be ≥ 1; got {getattr(self, name)!r}")
-        if len(self.crop_shape) != 3 or any(c < 8 or c % 8 for c in self.crop_shape):
-            raise InputError(f"crop_shape must be three multiples of 8 (K, J, I); got {self.crop_shape!r}")
-        if not self.learning_rate > 0:
-            raise InputError(f"learning_rate must be > 0; got {self.learning_rate!r}")
+        check_crop(self.crop_shape)  # the rules of the command's options (training_limits)
+        check_learning_rate(self.learning_rate)
+        check_seed(self.seed)
         self.augment_start_iteration()  # validates `augment`
 
     def augment_start_iteration(self) -> Optional[int]:
@@ -129,6 +135,7 @@ class TrainResult:
     work_dir: Path
     curve: Optional[Path] = None
     final_validation: dict = field(default_factory=dict)
+    stopped_at_deadline: bool = False  # ``train(deadline=...)`` ended the run before config.iterations
 
 
 def _compatible(saved: dict, config: TrainConfig) -> list[str]:
@@ -156,15 +163,18 @@ def data_fingerprint(train_cases: Sequence[TrainingCase], val_cases: Sequence[Tr
 
 
 def json_equal(a, b) -> bool:
-    norm = lambda v: list(v) if isinstance(v, (tuple, list)) else v  # noqa: E731
-    return norm(a) == norm(b)
+    """Equal as JSON (tuples and lists alike, at any depth): a setting read back from a checkpoint."""
+    import json
+
+    return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
 
 
 def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: Sequence[TrainingCase],
           work_dir: str | Path, info: DistInfo = DistInfo(), init_model: Optional[torch.nn.Module] = None,
           augmenter: Optional[BatchSampler] = None, resume: bool = True,
           progress: Optional[Callable[..., None]] = None,
-          stop_after: Optional[int] = None) -> TrainResult:
+          stop_after: Optional[int] = None,
+          deadline: Optional[Callable[[], bool]] = None) -> TrainResult:
     """Train (or continue training) a network; see the module docstring.
 
     Args:
@@ -179,6 +189,9 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
             its ``sub``, ``progress.scaled``) also gets each validation as a
             ``validation={"iteration", "loss", "dice"}`` field.
         stop_after: stop (after checkpointing) at this iteration; for tests and time-boxed runs.
+        deadline: asked after each iteration (on every rank: it must give every rank the same answer,
+            ``training.budget``); True ends the run there, validated and checkpointed like its last
+            iteration (``TrainResult.stopped_at_deadline``).
 
     Raises:
         InputError: no training cases, a batch size not divisible by the world size, or a checkpoint
@@ -199,6 +212,10 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
             model = build_network(num_classes=config.num_classes, width=config.width).to(device)
+    # channels_last_3d on the CPU (network_layout: the same step, faster); before the optimizer, so its
+    # moments take the parameters' layout; checkpoints store the tensors in the standard layout
+    memory_format = memory_format_for(device)
+    model = model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.effective_lr)
     rng = np.random.default_rng([config.seed, info.rank])
     state = TrainingState()
@@ -229,15 +246,18 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
     per_rank = config.batch_size // info.world_size
     last = config.iterations if stop_after is None else min(stop_after, config.iterations)
     curve = None
+    phases = {"image_of": PhaseAugment(config.phase_augment).image_of} if config.phase_augment else {}
+    stopped = False
     while state.iteration < last:
         if not state.augmenting and fixed_start is not None and state.iteration >= fixed_start:
             state.augmenting, state.augment_start = True, state.iteration
         sampler = augmenter if (state.augmenting and augmenter is not None) else None
         if sampler is None:
-            batch = plain_batch(train_cases, per_rank, config.crop_shape, rng, device, config.window_hu)
+            batch = plain_batch(train_cases, per_rank, config.crop_shape, rng, device, config.window_hu, **phases)
         else:
-            batch = sampler(train_cases, per_rank, config.crop_shape, rng, device)
+            batch = sampler(train_cases, per_rank, config.crop_shape, rng, device, **phases)
         x, y = batch
+        x = to_memory_format(x, memory_format)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = net(x)
         # partial labels: organs a case does not annotate are unknown there (marginal loss)
@@ -246,9 +266,10 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
         loss.backward()
         optimizer.step()
         value = mean_across_ranks(float(loss.detach()), info)
-        if not math.isfinite(value):
-            raise InputError(f"training loss became {value} at iteration {state.iteration + 1}; lower the "
-                             "learning rate (--lr) or check the training labels")
+        if not math.isfinite(value):  # the data, the starting weights and any checkpoint were checked finite
+            raise InputError(f"training loss became {value} at iteration {state.iteration + 1} with learning rate "
+                             f"{config.effective_lr:g}: the steps were too large for this data; lower --lr (e.g. "
+                             f"{config.learning_rate / 10:g}) and pass --restart")
         state.iteration += 1
         state.history["train"].append(value)
         if (config.augment == "plateau" and not state.augmenting and state.iteration % config.plateau_window == 0
@@ -256,6 +277,8 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
                                        config.plateau_min_improvement)):
             state.augmenting, state.augment_start = True, state.iteration
             log.info("training loss stopped falling: augmentation on from iteration %d", state.iteration)
+        if deadline is not None and state.iteration < last and deadline():  # out of time: this is the last
+            last, stopped = state.iteration, True
         done = state.iteration == last
         validation = None
         if val_cases and (state.iteration % config.validate_every == 0 or done) and info.is_main:
@@ -278,7 +301,7 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
                    f"loss {value:.4f}{' (augmenting)' if state.augmenting else ''}",
                    **({"validation": validation} if validation else {}))
     final = state.history["val"][-1] if state.history["val"] else {}
-    return TrainResult(unwrap(net), state, config, work, curve, final)
+    return TrainResult(unwrap(net), state, config, work, curve, final, stopped)
 
 
 def split_cases(cases: Sequence[TrainingCase], val_fraction: float, seed: int = 0) -> tuple[list, list]:
