@@ -94,12 +94,12 @@ def test_ureters_are_looked_for_only_beside_a_kidney_and_run_down_the_slices():
     ct[ureter] = 900.0
     ct[rib] = 700.0
     tract, dense, coarse = _tract(ct, body)
-    find_ureter_tract(tract, ct, dense, body, coarse, UrinaryParams())
+    find_ureter_tract(tract, dense, body, coarse, UrinaryParams())
     assert tract.mask[ureter].mean() >= 0.9 and tract.ureter_ml > 0
     assert not tract.mask[rib].any()
     # no kidney, no ureter
     none, dense, coarse = _tract(ct, body, UrinaryParams(kidneys=False))
-    find_ureter_tract(none, ct, dense, body, coarse, UrinaryParams(kidneys=False))
+    find_ureter_tract(none, dense, body, coarse, UrinaryParams(kidneys=False))
     assert not none.mask[ureter].any() and none.ureter_ml == 0
 
 
@@ -116,7 +116,7 @@ def _pelvis():
 def _bladder(ct, body, lungs=None):
     tract = find_kidney_tract(ct, (ct >= 200) & body, body, coarse_ct(ct, body, SP, 3.0), UrinaryParams.off())
     coarse = coarse_ct(ct, body, SP, 3.0)
-    find_contrast_bladder_tract(tract, ct, (ct >= 200) & body, body, coarse, UrinaryParams(), lungs)
+    find_contrast_bladder_tract(tract, (ct >= 200) & body, body, coarse, UrinaryParams(), lungs)
     return tract
 
 

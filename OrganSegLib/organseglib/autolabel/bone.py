@@ -315,7 +315,7 @@ def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.nda
     urinary = UrinaryTract(np.zeros(ct.shape, dtype=bool))
     if params.urinary.any:  # kidneys and a contrast bladder before the pools: neither is blood setting its level
         urinary = find_kidney_tract(ct, dense, body, coarse, params.urinary)
-        find_contrast_bladder_tract(urinary, ct, dense, body, coarse, params.urinary, lungs)
+        find_contrast_bladder_tract(urinary, dense, body, coarse, params.urinary, lungs)
         if urinary.mask.any():
             dense &= ~urinary.mask
             allowed = allowed & ~urinary.mask
@@ -329,7 +329,7 @@ def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.nda
         dense &= ~pools.mask
         allowed = allowed & ~pools.mask
     if params.urinary.ureters and urinary.kidney_ml > 0:
-        find_ureter_tract(urinary, ct, dense, body, coarse, params.urinary)
+        find_ureter_tract(urinary, dense, body, coarse, params.urinary)
         dense &= ~urinary.mask
         allowed = allowed & ~urinary.mask
     report.kidney_ml, report.ureter_ml, report.bladder_ml = urinary.kidney_ml, urinary.ureter_ml, urinary.bladder_ml

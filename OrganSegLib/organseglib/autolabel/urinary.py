@@ -67,10 +67,7 @@ class UrinaryParams:
     kidney_max_hu: float = 350.0  # excreted contrast (500-1500 HU) and cortex are denser
     kidney_core_mm: float = 6.0  # a kidney is 30-50 mm thick
     kidney_min_ml: float = 20.0  # the parenchyma grown back from its core
-    # an adult kidney is 120-250 mL with its sinus: measured regions 122 / 125 mL (ircad1_07), 50-110 mL
-    # (phantoms); a kidney joined with the spleen or liver, 250-290 mL (phantoms), whose closed outline
-    # swallows ribs, is not taken
-    kidney_max_ml: float = 220.0
+    kidney_max_ml: float = 450.0  # an adult kidney is 120-250 mL; a liver is 1-2 L
     kidney_offset_mm: tuple = (35.0, 140.0)  # centre beside the spine (vertebral body, aorta, cava: within 30 mm)
     kidney_dorsal: float = 0.4  # retroperitoneal: in the back part of the body (depth front to back)
     kidney_shell_hu: float = 150.0  # a block whose maximum is this much denser than the core's median is cortex
@@ -78,7 +75,6 @@ class UrinaryParams:
     kidney_shell: float = 0.1  # at most this share of the core enclosed along two axes (marrow: all of it)
     kidney_sinus: float = 0.015  # at least this share of the closed outline is the sinus
     kidney_sinus_mm: float = 12.0  # the in-plane closing that closes the hilum
-    kidney_guard_hu: float = 300.0  # cortex beside the kidney (its parenchyma's speckle: < 300 but 1 in 1000)
     ureters: bool = True
     ureter_max_area_mm2: float = 120.0  # a lumen up to ~12 mm across in a slice
     ureter_min_length_mm: float = 25.0
@@ -230,10 +226,9 @@ def _judge(item: dict, checks: list, found: list) -> None:
 
 def _kidney_voxels(kidneys: np.ndarray, coarse: CoarseCT, ct: np.ndarray, dense: np.ndarray,
                    params: UrinaryParams) -> np.ndarray:
-    """Full-resolution kidney voxels: the dense ones connected to contrast (``kidney_max_hu`` or more) in
-    the blocks' interior (calyces, pelvis), and inside the blocks those below ``kidney_max_hu``
-    (parenchyma, sinus) except within a block of cortex-dense voxels (``kidney_guard_hu``) outside the
-    interior: a rib's or a transverse process's marrow and rim, which the bone labeler's closing needs."""
+    """Full-resolution kidney voxels: inside the blocks, those below ``kidney_max_hu`` (parenchyma, sinus)
+    and the dense ones connected to dense voxels of the blocks' interior (calyces, pelvis), not a rib
+    that only grazes the kidney's outline."""
     box = mask_bounding_box(kidneys, [1, 1, 1])
     out = np.zeros(ct.shape, dtype=bool)
     if box is None:
@@ -243,15 +238,8 @@ def _kidney_voxels(kidneys: np.ndarray, coarse: CoarseCT, ct: np.ndarray, dense:
     inner = coarse.to_fine(ndi.binary_erosion(kidneys[box]), out[fine_box].shape)
     near = coarse.to_fine(_grow(kidneys[box], 2), out[fine_box].shape)  # the pelvis leaves through the hilum
     sub_ct, sub_dense = ct[fine_box], dense[fine_box] & near
-    # a rib or a transverse process the blocks graze: what lies within a block of cortex-dense voxels
-    # outside the kidney's interior (its marrow, its partial-volume rim) stays for the bone labeler
-    hard = (sub_ct >= params.kidney_guard_hu) & ~inner & blocks
-    steps = [max(1, int(t)) for t in coarse.strides]
-    guard = ndi.binary_dilation(hard, structure=np.ones([2 * n + 1 for n in steps], bool)) if hard.any() else hard
-    soft = blocks & (sub_ct < params.kidney_max_hu) & ~guard
-    # excreted contrast (calyces, pelvis, the ureter's start) from its dense core in the interior, not
-    # the parenchyma's own speckle above tau2, which may touch a rib
-    contrast = morphology.reconstruct(sub_dense & inner & (sub_ct >= params.kidney_max_hu), sub_dense)
+    soft = blocks & (sub_ct < params.kidney_max_hu)
+    contrast = morphology.reconstruct(sub_dense & inner, sub_dense)
     out[fine_box] = soft | contrast
     return out
 
@@ -398,19 +386,15 @@ def _contrast_blocks(tract: UrinaryTract, dense: np.ndarray, coarse: CoarseCT, p
     return rest & (coarse.mean >= params.contrast_min_hu)
 
 
-def _add(tract: UrinaryTract, name: str, blocks: np.ndarray, ct: np.ndarray, dense: np.ndarray, coarse: CoarseCT,
-         params: UrinaryParams) -> None:
-    """The dense voxels of ``blocks``, and of the blocks round them those below cortex density
-    (``kidney_guard_hu``: the contrast's partial-volume rim, not a bone it touches), into ``tract``."""
+def _add(tract: UrinaryTract, name: str, blocks: np.ndarray, dense: np.ndarray, coarse: CoarseCT) -> None:
     if blocks.any():
-        rim = coarse.to_fine(_grow(blocks, 1) & ~blocks, dense.shape) & (ct < params.kidney_guard_hu)
-        voxels = (coarse.to_fine(blocks, dense.shape) | rim) & dense & ~tract.mask
+        voxels = coarse.to_fine(_grow(blocks, 1), dense.shape) & dense & ~tract.mask
         setattr(tract, f"{name}_ml", round(float(voxels.sum()) * _voxel_ml(coarse), 1))
         tract.mask |= voxels
 
 
-def find_contrast_bladder_tract(tract: UrinaryTract, ct: np.ndarray, dense: np.ndarray, body: np.ndarray,
-                                coarse: CoarseCT, params: UrinaryParams, lungs: Optional[np.ndarray] = None) -> None:
+def find_contrast_bladder_tract(tract: UrinaryTract, dense: np.ndarray, body: np.ndarray, coarse: CoarseCT,
+                                params: UrinaryParams, lungs: Optional[np.ndarray] = None) -> None:
     """The contrast bladder among the dense voxels the kidneys left, added to ``tract``; before the blood
     pools (contrast urine of 300-600 HU is a thick homogeneous core, as a pool, and would set the blood's
     level). ``lungs``: the lung label, when there is one (a bladder lies well below it); arrays
@@ -424,17 +408,17 @@ def find_contrast_bladder_tract(tract: UrinaryTract, ct: np.ndarray, dense: np.n
         if top < 0:
             return
         limit[top + 1:] = False
-    _add(tract, "bladder", find_contrast_bladder(coarse, body, limit, params, tract.found), ct, dense, coarse, params)
+    _add(tract, "bladder", find_contrast_bladder(coarse, body, limit, params, tract.found), dense, coarse)
 
 
-def find_ureter_tract(tract: UrinaryTract, ct: np.ndarray, dense: np.ndarray, body: np.ndarray, coarse: CoarseCT,
+def find_ureter_tract(tract: UrinaryTract, dense: np.ndarray, body: np.ndarray, coarse: CoarseCT,
                       params: UrinaryParams) -> None:
     """The ureters among the dense voxels left, added to ``tract``: looked for only when a kidney was
     found (a ureter leaves a kidney; a chest has none, and its ribs cut by 5 mm slices are chains of
     small blobs too)."""
     if params.ureters and tract.kidney_ml > 0:
         blocks = find_ureters(coarse, body, _contrast_blocks(tract, dense, coarse, params), params, tract.found)
-        _add(tract, "ureter", blocks, ct, dense, coarse, params)
+        _add(tract, "ureter", blocks, dense, coarse)
     for item in tract.found:
         log.debug("urinary candidate: %s", item)
 
