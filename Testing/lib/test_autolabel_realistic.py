@@ -48,6 +48,9 @@ def test_contrast_blood_pools_are_not_bone(chest):
     assert 400 <= report["bone"]["blood_level_hu"] <= 560  # the contrast level read off the pools
     assert report["bone"]["blood_pool_ml"] >= 0.8 * pools.sum() * ml
     assert float((labels.array == BONE)[pools].sum()) * ml <= 30.0
+    # the heart full of contrast blood, the sternum in front of it, is no contrast bladder (issue 21's
+    # urinary rules took it for one, 455 mL, when no lung label said it lies in a chest)
+    assert report["bone"]["bladder_ml"] == 0
 
 
 def test_painted_aorta_is_a_straight_column(chest):

@@ -200,7 +200,7 @@ def test_segment_puts_each_reassignment_in_the_report_and_the_done_record(tmp_pa
     valid progress record; the Slicer status line shows it: Testing/slicer/test_workflows.py)."""
     import json
 
-    import organseglib.commands.segment as command
+    import organseglib.cohort.jobs as scan_jobs
     from organseglib.cli import main
     from organseglib.io import write_volume
     from organseglib.progress import check_record, parse_record
@@ -214,7 +214,7 @@ def test_segment_puts_each_reassignment_in_the_report_and_the_done_record(tmp_pa
         reassignments.append(piece)
         return volume.with_array(out), []
 
-    monkeypatch.setattr(command, "segment_ct_with_report", fake_segment)
+    monkeypatch.setattr(scan_jobs, "segment_ct_with_report", fake_segment)  # where the command's scan job calls it
     report = tmp_path / "report.json"
     main(["segment", str(ct), "-o", str(tmp_path / "out.nii.gz"), "--organs", "bone", "--report", str(report),
           "--progress", "json"])

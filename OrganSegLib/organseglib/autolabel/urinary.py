@@ -23,7 +23,8 @@ must beat. These rules tell each structure from bone by what it is, on blocks of
   (``bladder_half_width_mm``), behind the abdominal wall and in front of the sacrum
   (``bladder_min_depth``, ``bladder_max_depth``), *above the pubis* (bone in front of it on the midline,
   from ``bladder_pubis_mm`` below its bottom) and well below the lungs (``bladder_below_lungs_mm``,
-  when they are labelled). Either a thick core (``bladder_core_mm``) with no cortical shell, not a tube
+  when they are labelled; without a lung label: no aerated lung on both sides of it,
+  ``bladder_lungs_beside_ml``, or the heart would pass, the sternum in front of it as a pubis). Either a thick core (``bladder_core_mm``) with no cortical shell, not a tube
   (height at most ``bladder_max_elongation`` times its width: the aorta is a tube) and walled by soft
   tissue (at most ``bladder_dense_wall`` of the blocks round it ``bladder_wall_max_hu`` or denser), or a
   layer of contrast urine under urine (``bladder_urine_hu`` in front of it) whose top is a level
@@ -99,6 +100,12 @@ class UrinaryParams:
     bladder_min_ml: float = 2.0
     bladder_min_depth: float = 0.15  # behind the abdominal wall
     bladder_below_lungs_mm: float = 100.0  # a pelvic organ: well below the lungs' lowest voxel (when in view)
+    # ... and, without a lung label (`autolabel bone`), no lungs beside it: at least this much aerated
+    # tissue (blocks at most bladder_lung_hu) on each side of the midline within the sac's slices is a
+    # chest (the heart full of contrast blood, with the sternum in front as a pubis); pelvic bowel gas
+    # at the bladder's height is rarely on both sides, and seldom 100 mL on one
+    bladder_lung_hu: float = -500.0
+    bladder_lungs_beside_ml: float = 100.0
 
     @classmethod
     def off(cls) -> "UrinaryParams":
@@ -148,6 +155,9 @@ def _centre_frame(coarse: CoarseCT, body: np.ndarray, points: np.ndarray) -> tup
     o = offset[points[:, 0], points[:, 2]]
     return float(np.nanmedian(d)) if np.isfinite(d).any() else np.nan, \
         float(np.nanmedian(np.abs(o))) if np.isfinite(o).any() else np.nan
+
+
+IN_PLANE = ndi.generate_binary_structure(3, 1) * np.array([0, 1, 0], bool)[:, None, None]  # 4-connected, per slice
 
 
 def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
@@ -292,7 +302,17 @@ def find_contrast_bladder(coarse: CoarseCT, body: np.ndarray, candidates: np.nda
         depth, offset = _centre_frame(coarse, body, points)
         return depth, offset, bool(offset <= params.bladder_half_width_mm
                                    and params.bladder_min_depth <= depth <= params.bladder_max_depth
-                                   and _pubis_below(points, depth))
+                                   and _pubis_below(points, depth) and not _lungs_beside(points))
+
+    def _lungs_beside(points) -> bool:
+        """Aerated tissue of ``bladder_lungs_beside_ml`` or more on both sides of the midline within the
+        sac's slices: lungs, so the sac is the heart (the sternum in front passes for a pubis)."""
+        k0, k1 = int(points[:, 0].min()), int(points[:, 0].max()) + 1
+        inside = ndi.binary_fill_holes(coarse.subsample(body)[k0:k1], structure=IN_PLANE)  # the body has no lungs
+        air = inside & (coarse.mean[k0:k1] <= params.bladder_lung_hu)
+        with np.errstate(invalid="ignore"):
+            sides = [air & (side(frame_offset[k0:k1], 0.0))[:, None, :] for side in (np.less, np.greater)]
+        return min(float(m.sum()) for m in sides) * coarse.voxel_ml >= params.bladder_lungs_beside_ml
 
     def _pubis_below(points, depth) -> bool:
         """Bone (a block maximum of ``bladder_pubis_hu``) on the midline, in front of the sac's centre,
