@@ -81,11 +81,16 @@ def budget_text(minutes: Optional[float]) -> str:
 
 def describe_record(record: ProgressRecord) -> str:
     """One status line: the record's message, then in brackets the validation Dice when the trainer's
-    record has one (its ``validation`` field) and the warnings of a done record."""
+    record has one (its ``validation`` field), the hybrid's reassignments (``reassignments``: pieces
+    the merge by evidence gave to the network's organ) and the warnings of a done record."""
     extras = []
     dice = validation_summary(record.validation)
     if dice is not None:
         extras.append(dice)
+    moved = (getattr(record, "fields", None) or {}).get("reassignments") or []
+    if isinstance(moved, list) and moved:
+        extras.append("reassigned: " + "; ".join(f"{m.get('ml', 0):g} mL {m.get('from', '?')} -> {m.get('to', '?')}"
+                                                 for m in moved if isinstance(m, dict)))
     if record.warnings:
         count = len(record.warnings)
         extras.append(f"{count} warning{'s' if count > 1 else ''}: " + "; ".join(record.warnings))

@@ -102,6 +102,44 @@ class NetworkSpace:
         resampled = self.reorientation(Volume(whole, full.ijk_to_ras))
         return self.mapping.labels_to_native(resampled)
 
+    def native_index_vectors(self) -> Optional[tuple[tuple[int, np.ndarray], ...]]:
+        """Per native array axis ``m``: ``(network array axis, index vector)``, the network voxel (an index
+        along that axis of ``grid``, -1 outside the crop) whose label ``labels_to_native`` puts on each
+        native voxel along ``m``: the same nearest-neighbour map, as three vectors, for reading network
+        arrays (probabilities) at native voxels of a box without mapping whole volumes. None when the
+        map is not separable (a network grid oblique to the CT's, which ``enter_network_space`` does not
+        make)."""
+        from .resample import _axis_aligned, _index_map, nearest_index
+
+        net = self.mapping.network
+        n_net = net.shape
+        if self.mapping.identity:
+            resampled = [np.arange(n) for n in n_net]
+        else:
+            matrix = np.array(net.ijk_to_ras, dtype=np.float64)
+            matrix[:3, 3] -= matrix[:3, :3] @ np.ones(3)  # as labels_to_native: padded by one voxel
+            padded = Grid(tuple(n + 2 for n in n_net), matrix)
+            scale, offset = _index_map(padded, self.native)
+            if not _axis_aligned(scale):
+                return None
+            resampled = []
+            for axis, (n, m) in enumerate(zip(n_net, self.native.shape)):
+                q = nearest_index(n + 2, float(scale[axis, axis]), float(offset[axis]), m)
+                resampled.append(np.where(q >= n + 2, -1, np.clip(q - 1, 0, n - 1)))
+        # resampled axis m holds oriented (network) axis ``o``, flipped or not (Reorientation.__call__)
+        r = self.reorientation
+        held = [2 - r.source[2 - n] for n in range(3)]
+        out = []
+        for m, o in enumerate(np.argsort(held)):
+            o = int(o)
+            v = resampled[m]
+            size = self.uncropped.shape[o]
+            w = np.where(v < 0, -1, (size - 1 - v) if r.flip[2 - o] else v)
+            w = np.where(w < 0, -1, w - self.box[o].start)
+            w = np.where((w >= 0) & (w < self.grid.shape[o]), w, -1)
+            out.append((o, w.astype(np.intp)))
+        return tuple(out)
+
     def labels_to_network(self, labels: Volume) -> np.ndarray:
         """Labels on the CT's native grid as an array on the network grid (nearest neighbour,
         reoriented, cropped): how training labels enter with their CT.

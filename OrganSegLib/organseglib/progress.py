@@ -123,6 +123,8 @@ OPTIONAL_FIELDS: Dict[str, Dict[str, tuple]] = {
         "validation": (lambda v: v is None or isinstance(v, dict), "the last validation or null"),
         "iteration": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an iteration number"),
         "plausibility": (lambda v: isinstance(v, dict), "the plausibility check (organseglib.plausibility)"),
+        "reassignments": (lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
+                          'the hybrid\'s reassignments: [{"from": organ, "to": organ, "ml": number, "why": text}]'),
         "summary": (lambda v: isinstance(v, str), "the path of a cohort's summary.csv"),
         "cases": (lambda v: isinstance(v, dict) and set(v) == {"done", "skipped", "failed", "warnings"}
                   and all(_is_count(n) for n in v.values()),

@@ -12,7 +12,10 @@ Pipeline (``segment_ct``):
 4. keep the organs the network is asked for; back out of the network's space onto the native voxels
    (``NetworkSpace.labels_to_native``: nearest neighbour, voxel centres aligned);
 5. lungs and bone from the morphological auto-labelers at native resolution override the network
-   where they apply (the paper found them more accurate: 97.8 vs 91.8 lung Dice, 93.2 vs 79.3 bone);
+   where they apply (the paper found them more accurate: 97.8 vs 91.8 lung Dice, 93.2 vs 79.3 bone),
+   except the pieces where the network's probabilities and the piece's shape say otherwise (a kidney
+   the network found that the bone labeler took for bone: ``evidence_merge``; each reassignment is
+   reported);
 6. each network organ cleaned to its plausible components on the final native labels, in the places
    anatomy allows (``organ_cleaning``: one liver on the right, one kidney per side, the bladder in
    the pelvis).
@@ -155,14 +158,15 @@ def _tile_batch(config: SegmentConfig, device) -> int:
 
 
 def network_labels(image: np.ndarray, model, card, config: SegmentConfig, device,
-                   progress: Optional[ProgressCallback] = None) -> np.ndarray:
+                   progress: Optional[ProgressCallback] = None, probabilities: bool = False):
     """Network labels (organ values, only ``config.network_organs``) of ``image``, a CT in HU on the
-    network grid (``organseglib.network_space``).
+    network grid (``organseglib.network_space``); with ``probabilities`` also the averaged
+    probabilities, uint8 ``[C, K, J, I]`` (``inference.stitch_probabilities``): ``(labels, probabilities)``.
 
     Raises:
         InputError: the model has no channel for a requested organ.
     """
-    from .inference import TorchPredictor, predict_channels
+    from .inference import TorchPredictor, predict_channels, stitch_probabilities
 
     values = card.channel_values
     wanted = {organ_by_key(k).value for k in config.network_organs}
@@ -171,9 +175,14 @@ def network_labels(image: np.ndarray, model, card, config: SegmentConfig, device
         raise InputError(f"model {card.name!r} has no output for label values {missing} (its classes: {values}); "
                          "take those organs from the auto-labelers or drop them from --organs")
     predictor = TorchPredictor(model, card.window_hu, device, bf16=config.bf16, flip_axes=config.flip_axes)
-    channels = predict_channels(image, predictor, config.tile_shape or card.tile_shape, int(card.num_classes),
-                                config.overlap, config.weighting, config.slabs, progress, _tile_batch(config, device))
     lut = np.array([v if v in wanted else 0 for v in values], dtype=np.uint8)
+    tile, classes, batch = config.tile_shape or card.tile_shape, int(card.num_classes), _tile_batch(config, device)
+    if probabilities:
+        channels, probs = stitch_probabilities(image, predictor, tile, classes, config.overlap, config.weighting,
+                                               progress, batch)
+        return lut[channels], probs
+    channels = predict_channels(image, predictor, tile, classes, config.overlap, config.weighting, config.slabs,
+                                progress, batch)
     return lut[channels]
 
 
@@ -187,8 +196,8 @@ def segment_ct(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConf
 
 
 def segment_ct_with_report(ct: Volume, model: ModelSpec = None, config: Optional[SegmentConfig] = None,
-                           device: str = "auto",
-                           progress: Optional[ProgressCallback] = None) -> tuple[Volume, list[str]]:
+                           device: str = "auto", progress: Optional[ProgressCallback] = None,
+                           reassignments: Optional[list] = None) -> tuple[Volume, list[str]]:
     """Segment lungs, liver, bone, kidneys and bladder in a CT (hybrid by default; see the module doc).
 
     Args:
@@ -199,6 +208,8 @@ def segment_ct_with_report(ct: Volume, model: ModelSpec = None, config: Optional
         config: what to segment and how (default ``SegmentConfig()``).
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
         progress: ``(fraction, message)`` callback.
+        reassignments: a list that receives the hybrid's reassignments (``evidence_merge.Reassignment``:
+            pieces of auto-labels the evidence gave to the network's organ).
 
     Returns:
         (uint8 label Volume on ``ct``'s grid with CT-ORG values, the auto-labelers' warnings as
@@ -232,6 +243,7 @@ def segment_ct_with_report(ct: Volume, model: ModelSpec = None, config: Optional
         crop = work.with_array(body.body) if body is not None else find_body_on_network_grid
     out = np.zeros(work.shape, dtype=np.uint8)
     warnings: list[str] = []
+    evidence = None
     if config.network_organs:
         dev = resolve_device(device)
         progress(0.0, "loading model")
@@ -242,19 +254,26 @@ def segment_ct_with_report(ct: Volume, model: ModelSpec = None, config: Optional
                                       device=dev if dev.type == "cuda" else None)
         net_end = 0.75 if config.autolabel_organs else 0.95
         sub = scaled(progress, 0.1, net_end, "network")
-        labels = network_labels(image, net, card, config, dev, sub)
+        if config.autolabel_organs:  # the hybrid weighs the network's probabilities where the labels disagree
+            from .evidence_merge import NetworkEvidence
+
+            labels, probs = network_labels(image, net, card, config, dev, sub, probabilities=True)
+            evidence = NetworkEvidence(probs, card.channel_values, space)
+        else:
+            labels = network_labels(image, net, card, config, dev, sub)
         progress(net_end, "labels back to the native grid")
         out = space.labels_to_native(labels).array.astype(np.uint8, copy=True)
     if config.autolabel_organs:
         from .autolabel import autolabel_with_report
+        from .evidence_merge import merge_by_evidence
 
         start = 0.75 if config.network_organs else 0.0
         sub = scaled(progress, start, 0.98, "auto-labels")
         auto_volume, report = autolabel_with_report(work, organs=config.autolabel_organs, body=body, progress=sub)
-        auto = auto_volume.array
         warnings.extend(report["warnings"])
-        override = auto != 0
-        out[override] = auto[override]
+        out, moved = merge_by_evidence(out, auto_volume.array, work.array, work.array_spacing, evidence)
+        if reassignments is not None:
+            reassignments.extend(moved)
     out = back(work.with_array(out)).array
     if config.clean and config.network_organs:
         progress(0.98, "cleaning")  # on the final native labels, so the output keeps the promise

@@ -48,6 +48,9 @@ def test_contrast_blood_pools_are_not_bone(chest):
     assert 400 <= report["bone"]["blood_level_hu"] <= 560  # the contrast level read off the pools
     assert report["bone"]["blood_pool_ml"] >= 0.8 * pools.sum() * ml
     assert float((labels.array == BONE)[pools].sum()) * ml <= 30.0
+    # the heart full of contrast blood, the sternum in front of it, is no contrast bladder (issue 21's
+    # urinary rules took it for one, 455 mL, when no lung label said it lies in a chest)
+    assert report["bone"]["bladder_ml"] == 0
 
 
 def test_painted_aorta_is_a_straight_column(chest):
@@ -144,7 +147,7 @@ def test_paper_presets_switch_every_addition_off():
     assert (bp.tau1_hu, bp.tau2_hu, bp.closing_diameter_mm) == (0.0, 200.0, 25.0)
     assert bp.soft_hu <= bp.tau1_hu and bp.blood_core_mm == 0 and not bp.keep_pieces
     assert bp.edge_voxels == 0 and bp.grid_mm == 0 and not bp.smooth and bp.max_hole_mm2 == float("inf")
-    assert not bp.despeckle
+    assert not bp.despeckle and not bp.urinary.any and bp.piece_marrow_share == float("inf")
     both = AutoLabelParams.paper()
     assert both.lungs == lp and both.bone == bp
     for bad in (dict(border_rule="edge"), dict(grid_mm=-1.0), dict(leak_hu=50.0)):

@@ -250,6 +250,16 @@ def test_describe_record_shows_validation_dice_and_warnings():
         "2 warnings: lungs: only one lung found; bone: small skeleton"
 
 
+def test_describe_record_shows_the_hybrids_reassignments():
+    from organseglib.progress import done_record, parse_record
+
+    from OrganSegCommon.jobs import describe_record
+
+    moved = [{"from": "bone", "to": "kidneys", "ml": 12.5, "why": "network kidneys p=0.88; no cortical shell"}]
+    line = describe_record(parse_record(done_record("segment", "x.nii.gz", ["liver: missing"], reassignments=moved)))
+    assert line == "reassigned: 12.5 mL bone -> kidneys; 1 warning: liver: missing"
+
+
 def test_real_autolabel_command_in_a_child_process(logic, chest, tiny_chest):
     """The real ``python -m organseglib autolabel`` behind the GUI: arguments, JSON lines, output file."""
     import importlib.util

@@ -127,9 +127,12 @@ def _autolabel_lps(ct: Volume, keys: Sequence[str], ignore: Optional[np.ndarray]
         labels[mask] = organ_by_key("lungs").value
         report["lungs"] = {"ml": round(float(np.count_nonzero(mask)) * np.prod(spacing) / 1000.0, 1), **vars(lung_report)}
         ignore = mask if ignore is None else ignore | mask
+    lungs = None
+    if "lungs" in keys:
+        lungs = labels == organ_by_key("lungs").value
     if "bone" in keys:
         mask, bone_report = label_bone(array, spacing, body.body, body.inner, params.bone, ignore, sub("bone"),
-                                       noise=params.noise)
+                                       noise=params.noise, lungs=lungs)
         labels[mask] = organ_by_key("bone").value
         report["bone"] = {"ml": round(float(np.count_nonzero(mask)) * np.prod(spacing) / 1000.0, 1), **vars(bone_report)}
     report["warnings"] = [f"{organ}: {w}" for organ, found in report.items() for w in found.get("warnings", [])]

@@ -31,6 +31,7 @@ import cc3d
 import numpy as np
 
 from .. import morphology
+from .coarse_ct import CoarseCT, coarse_ct as coarse_ct_of
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +48,17 @@ class BloodPools:
     cores: list
 
 
-def find_blood_pools(ct: np.ndarray, allowed: np.ndarray, spacing: tuple[float, float, float], params) -> BloodPools:
-    """Blood pools in ``ct`` (HU, ``[k, j, i]``) within ``allowed``; ``params`` is a ``BoneParams``."""
+def find_blood_pools(ct: np.ndarray, allowed: np.ndarray, spacing: tuple[float, float, float], params,
+                     coarse: Optional[CoarseCT] = None) -> BloodPools:
+    """Blood pools in ``ct`` (HU, ``[k, j, i]``) within ``allowed``; ``params`` is a ``BoneParams``;
+    ``coarse``: the CT on blocks of ``params.coarse_mm`` when the caller has it (``coarse_ct.py``)."""
     empty = BloodPools(np.zeros(ct.shape, dtype=bool), None, 0.0, [])
     if params.blood_core_mm <= 0:
         return empty
-    strides = morphology.block_factors(spacing, params.coarse_mm)
-    cs = tuple(a * b for a, b in zip(spacing, strides))
     # block means average the noise and speckle of the blood away; block maxima keep thin cortex
-    coarse_ct, coarse_max = morphology.coarse.block_mean_max(ct, strides)
-    coarse_allowed = allowed[tuple(slice(None, None, t) for t in strides)][tuple(slice(0, n) for n in coarse_ct.shape)]
+    coarse = coarse or coarse_ct_of(ct, allowed, spacing, params.coarse_mm)
+    strides, cs = coarse.strides, coarse.spacing
+    coarse_ct, coarse_max, coarse_allowed = coarse.mean, coarse.max, coarse.allowed
     r = params.blood_core_mm
     step = max(cs)
     candidates = (coarse_ct >= params.tau2_hu) & (coarse_ct < params.blood_max_hu) & coarse_allowed

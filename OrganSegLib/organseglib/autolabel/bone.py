@@ -9,6 +9,9 @@ exactly; every deviation below is a named parameter):
    3×3×3 neighbourhood averages below tau2 and spreads no more than ``speckle_sd`` times the scan's
    noise is noise in homogeneous tissue (portal venous blood at 180 HU: one voxel in four or five
    crosses 200 HU, and the specks join up and touch the spine), not bone;
+1c. ours, the urinary tract (``urinary.py``, ``urinary``): enhancing kidneys and a contrast-filled
+   bladder (before the blood pools: neither is blood setting the contrast level) and, after them,
+   ureters full of contrast, are not bone;
 2. minus contrast-filled blood pools (ours, ``blood.py``): on a contrast CT the heart and aorta
    exceed 200 HU and touch the spine and sternum, so "largest component" alone would make them bone;
 3. the paper keeps the largest 26-connected component (the skeleton). Ours (``keep_pieces``) also
@@ -18,6 +21,8 @@ exactly; every deviation below is a named parameter):
    least the skeleton's own 90th percentile less ``piece_below_skeleton_hu`` where that is lower
    (ribs as dense as the spine, on a scan whose bone is barely denser than the blood). Ribs,
    clavicles, scapulae, humeri and a sternum that the field of view cuts off the spine are such pieces;
+   so is a fainter piece where the spine is whose cortex encloses marrow (``piece_marrow_*``: a
+   vertebra a field of view cuts off its ribs; ``pieces.py``);
 4. closing by a 25 mm-diameter ball, to fill the gaps in the cortex (exact, ``organseglib.morphology``);
 5. keep the voxels >= tau1 = 0 HU (removes the fat the closing filled between bones);
 6. ours, the soft-tissue guard: of the voxels the closing added, those of muscle or fluid density
@@ -50,11 +55,14 @@ import numpy as np
 from .. import morphology
 from ..errors import InputError
 from ..progress import ProgressCallback, null_progress
-from .blood import BloodPools, find_blood_pools
+from .blood import find_blood_pools
+from .coarse_ct import coarse_ct
+from .urinary import UrinaryParams, UrinaryTract, find_contrast_bladder_tract, find_kidney_tract, find_ureter_tract
 from .spine import intervertebral_discs, spinal_canal
 from .cartilage import costal_cartilage
 from .edge import partial_volume_edge
 from .noise import NoiseParams, noise_sd, noise_speckle, smoothed_if_noisy
+from .pieces import select_pieces
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +101,12 @@ class BoneParams:
     piece_p90_hu: float = 280.0  # measured: bone pieces 295-850 HU (3 mm and 0.8 mm scans), kidneys 225
     piece_above_blood_hu: float = 150.0  # contrast blood ~ level; its leftovers stay below level + 150
     piece_below_skeleton_hu: float = 50.0  # ... or reach the largest component's 90th percentile minus this
+    # ours (issue 21): a piece below that p90 is still bone when it lies where the spine is (the disc
+    # rule's zone) and its dense voxels enclose marrow (tau1 to tau2, along two axes within enclosure_mm)
+    # of at least this share of its own volume: a vertebra that a field of view cut off its ribs on a
+    # contrast scan (inf: off)
+    piece_marrow_share: float = 0.5
+    piece_marrow_min_ml: float = 2.0
     piece_pool_mm: float = 3.0  # a piece with more than piece_pool_fraction of its voxels this close
     piece_pool_fraction: float = 0.3  # to a blood pool is its wall or rim (1.0: test off)
     # ours, step 8: partial-volume edge
@@ -137,13 +151,16 @@ class BoneParams:
     cartilage_max_ml: float = 50.0  # measured pieces 1-26 mL; leaks along bowel walls 48-570 mL
     cartilage_front: float = 0.33  # mean depth front to back at most (measured 0.09-0.24)
     cartilage_lateral_mm: float = 12.0  # mean offset from the midline at least (measured 18-103 mm)
+    # ours (urinary.py, issue 21): kidneys, ureters and a contrast bladder are not bone
+    urinary: UrinaryParams = field(default_factory=UrinaryParams)
 
     @classmethod
     def paper(cls) -> "BoneParams":
         """The paper's labeler exactly (III-C): largest component, closing, tau1, slice holes."""
         return cls(soft_hu=0.0, blood_core_mm=0.0, keep_pieces=False, edge_voxels=0, smooth=False, despeckle=False,
+                   piece_marrow_share=float("inf"),
                    max_hole_mm2=float("inf"), grid_mm=0.0, fill_before_guard=False, canal=False, discs=False,
-                   cartilage=False)
+                   cartilage=False, urinary=UrinaryParams.off())
 
     def __post_init__(self) -> None:
         if not -500.0 <= self.tau1_hu < self.tau2_hu <= 2000.0:
@@ -222,54 +239,11 @@ class BoneReport:
     disc_ml: float = 0.0  # intervertebral discs left out (spine.py)
     cartilage_ml: float = 0.0  # costal cartilage added (cartilage.py)
     speckle_ml: float = 0.0  # noise speckle >= tau2 in homogeneous tissue left out (noise.py)
+    kidney_ml: float = 0.0  # kidneys (parenchyma and collecting system) kept out (urinary.py)
+    ureter_ml: float = 0.0  # dense ureters kept out (urinary.py)
+    bladder_ml: float = 0.0  # contrast urine in the bladder kept out (urinary.py)
     noise_sd_hu: Optional[float] = None
     warnings: list = field(default_factory=list)
-
-
-def _select_pieces(dense: np.ndarray, ct: np.ndarray, voxel_ml: float, params: BoneParams,
-                   pools: BloodPools, spacing: tuple[float, float, float]) -> tuple[np.ndarray, int, int]:
-    """Step 3: ``(skeleton, kept voxels, pieces kept besides the largest)``.
-
-    The paper keeps the largest component. With blood pools, a component lying mostly along a pool
-    (``piece_pool_fraction`` of its voxels within ``piece_pool_mm``) is the pool's calcified wall,
-    its partial-volume rim or streaming contrast, never bone, even when it is the largest."""
-    labels, sizes = morphology.label(dense)
-    if sizes.size <= 1 or sizes.max() == 0:
-        return np.zeros(dense.shape, dtype=bool), 0, 0
-    order = np.argsort(sizes, kind="stable")[::-1]
-    order = order[sizes[order] > 0]
-    near = None
-    if pools.level_hu is not None and params.piece_pool_fraction < 1.0:
-        near = morphology.dilation_on_grid(pools.mask, params.piece_pool_mm, spacing, params.grid_mm)
-    stats = morphology.components.component_statistics(labels, sizes) if (params.keep_pieces or near is not None) else None
-    need = params.piece_p90_hu
-    if pools.level_hu is not None:
-        need = max(need, pools.level_hu + params.piece_above_blood_hu)
-    min_vox = max(params.piece_min_ml / voxel_ml, 1.0)
-    keep = np.zeros(sizes.size, dtype=bool)
-    largest = None
-    for index in order:
-        if largest is not None and (not params.keep_pieces or sizes[index] < min_vox):
-            break
-        box = stats["bounding_boxes"][index] if stats is not None else None
-        mine = labels[box] == index if box is not None else None
-        if near is not None and float(near[box][mine].mean()) > params.piece_pool_fraction:
-            continue  # a blood pool's wall or rim
-        if largest is None:
-            largest = index  # the paper's skeleton: the largest (that is not a pool's wall)
-            keep[index] = True
-            if pools.level_hu is not None and params.keep_pieces and np.isfinite(params.piece_below_skeleton_hu):
-                # a piece need not be brighter than the patient's own skeleton (thick slices, thin or
-                # osteoporotic cortex: bone barely above the contrast level + piece_above_blood_hu)
-                own = float(np.percentile(ct[box][mine], 90)) - params.piece_below_skeleton_hu
-                need = max(params.piece_p90_hu, min(need, own))
-            continue
-        if float(np.percentile(ct[box][mine], 90)) >= need:
-            keep[index] = True
-    if largest is None:
-        return np.zeros(dense.shape, dtype=bool), 0, 0
-    skeleton = morphology.components.lookup(keep, labels)  # keep[labels], sparse
-    return skeleton, int(sizes[keep].sum()), int(keep.sum()) - 1
 
 
 def _drop_bridged_soft_tissue(bone: np.ndarray, skeleton: np.ndarray, ct: np.ndarray,
@@ -291,7 +265,7 @@ def _drop_bridged_soft_tissue(bone: np.ndarray, skeleton: np.ndarray, ct: np.nda
 def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.ndarray,
                inner: Optional[np.ndarray] = None, params: Optional[BoneParams] = None, ignore: Optional[np.ndarray] = None,
                progress: Optional[ProgressCallback] = None, method: str = "auto",
-               noise: Optional[NoiseParams] = None) -> tuple[np.ndarray, BoneReport]:
+               noise: Optional[NoiseParams] = None, lungs: Optional[np.ndarray] = None) -> tuple[np.ndarray, BoneReport]:
     """Bone mask of a CT array ``[k, j, i]`` in HU.
 
     Args:
@@ -306,6 +280,7 @@ def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.nda
         progress: ``(fraction, message)`` callback.
         method: morphology method for the closing (``organseglib.morphology.METHODS``).
         noise: when to smooth before thresholding (``params.smooth``; default ``NoiseParams()``).
+        lungs: the lung label, when the caller has one (a contrast bladder lies well below it).
 
     Returns:
         ``(mask, report)``.
@@ -334,7 +309,18 @@ def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.nda
         report.speckle_ml = round(float(np.count_nonzero(speckle)) * voxel_ml, 1)
         dense &= ~speckle
         del speckle
-    pools = find_blood_pools(ct, allowed, spacing, params)
+    # the CT on ~3 mm blocks, shared by the urinary rules and the blood pools (none: the paper's labeler)
+    coarse = coarse_ct(ct, allowed, spacing, params.coarse_mm) if (params.urinary.any or params.blood_core_mm > 0) \
+        else None
+    urinary = UrinaryTract(np.zeros(ct.shape, dtype=bool))
+    if params.urinary.any:  # kidneys and a contrast bladder before the pools: neither is blood setting its level
+        urinary = find_kidney_tract(ct, dense, body, coarse, params.urinary)
+        find_contrast_bladder_tract(urinary, dense, body, coarse, params.urinary, lungs)
+        if urinary.mask.any():
+            dense &= ~urinary.mask
+            allowed = allowed & ~urinary.mask
+            coarse.allowed &= ~coarse.subsample(urinary.mask)
+    pools = find_blood_pools(ct, allowed, spacing, params, coarse)
     if pools.level_hu is not None:
         report.blood_pool_ml = pools.ml
         report.blood_level_hu = round(pools.level_hu)
@@ -342,9 +328,17 @@ def label_bone(ct: np.ndarray, spacing: tuple[float, float, float], body: np.nda
                  pools.level_hu)
         dense &= ~pools.mask
         allowed = allowed & ~pools.mask
+    if params.urinary.ureters and urinary.kidney_ml > 0:
+        find_ureter_tract(urinary, dense, body, coarse, params.urinary)
+        dense &= ~urinary.mask
+        allowed = allowed & ~urinary.mask
+    report.kidney_ml, report.ureter_ml, report.bladder_ml = urinary.kidney_ml, urinary.ureter_ml, urinary.bladder_ml
+    if urinary.mask.any():
+        log.info("urinary tract kept out of the bone: kidneys %.0f mL, ureters %.1f mL, contrast bladder %.1f mL",
+                 urinary.kidney_ml, urinary.ureter_ml, urinary.bladder_ml)
     total = int(np.count_nonzero(dense))
     progress(0.1, "dense components")
-    skeleton, kept, report.pieces = _select_pieces(dense, ct, voxel_ml, params, pools, spacing)
+    skeleton, kept, report.pieces = select_pieces(dense, ct, voxel_ml, params, pools, spacing, body)
     del dense
     if not kept:
         msg = f"no bone found (no voxel >= {params.tau2_hu:.0f} HU inside the body); the bone label is empty"

@@ -38,7 +38,8 @@ class ScanResult:
         volumes_ml: ``{organ key: mL}`` of the organs found (0.1 mL).
         warnings: one line each (plausibility, the auto-labelers'); empty when all is well.
         report: the command's report (``--report`` JSON) without the output path and the seconds.
-        record: more fields for the command's JSON done record (segment: its ``plausibility``).
+        record: more fields for the command's JSON done record (segment: its ``plausibility`` and the
+            hybrid's ``reassignments``).
     """
 
     labels: Volume
@@ -65,15 +66,18 @@ def segment_scan(ct: Volume, model: Any, config, device: Any, progress: Optional
         config: a ``segment.SegmentConfig``.
         model_note: ``{"model": name, "model_licence": terms}`` for the report (empty: no network).
     """
-    labels, auto_warnings = segment_ct_with_report(ct, model, config, device, progress)
+    moved: list = []  # the hybrid's reassignments (organseglib.evidence_merge)
+    labels, auto_warnings = segment_ct_with_report(ct, model, config, device, progress, reassignments=moved)
+    reassigned = [m.to_json() for m in moved]
     # plausibility owns the empty/missing-organ warnings (never a silent success, issue 11 item 6);
     # the auto-labelers add theirs (a labeler that drops more than it keeps, a leak to the border)
     check = check_plausibility(labels, tuple(config.organs), ct=ct)  # with the CT: the liver's density too
     warnings = list(check.warnings) + list(auto_warnings)
     volumes = label_volumes(labels)
-    report = {"volumes_ml": volumes, **(model_note or {}), **check.to_json(), "ok": not warnings,
-              "warnings": warnings}
-    return ScanResult(labels, volumes, tuple(warnings), report, {"plausibility": check.to_json()})
+    report = {"volumes_ml": volumes, **(model_note or {}), **check.to_json(), "reassignments": reassigned,
+              "ok": not warnings, "warnings": warnings}
+    return ScanResult(labels, volumes, tuple(warnings), report,
+                      {"plausibility": check.to_json(), "reassignments": reassigned})
 
 
 def segment_organs(config) -> list:

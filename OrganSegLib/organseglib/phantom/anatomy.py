@@ -14,20 +14,22 @@ import numpy as np
 
 # Tissue classes (uint8). Order does not matter; paint() decides overrides. The classes from BLOOD_LEFT
 # on are painted only by the patient-like preset (patient_paint.py); there HEART is the myocardium and
-# KIDNEY the renal cortex.
+# KIDNEY the renal cortex. URETER and BLADDER_CONTRAST (the ureters' lumen and the bladder's layer of
+# contrast urine) only in the urographic phases (urinary_tract.py).
 AIR, FAT, MUSCLE, LUNG, LUNG_VESSEL, CORTEX, MARROW, LIVER, KIDNEY, BLADDER, AORTA, HEART, SPLEEN, \
     DISC, TABLE_CORE, TABLE_SHELL, GAS, TRACHEA, \
     BLOOD_LEFT, BLOOD_RIGHT, VENA_CAVA, PORTAL_VEIN, LIVER_PORTAL, LIVER_VEIN, PANCREAS, GALLBLADDER, \
     GI_WALL, GI_FLUID, ORAL_CONTRAST, FECES, KIDNEY_MEDULLA, RENAL_PELVIS, PERICARDIAL_FAT, PSOAS, \
-    BACK_MUSCLE, STOMACH_GAS, SPINAL_CANAL = range(37)
-N_TISSUES = 37
+    BACK_MUSCLE, STOMACH_GAS, SPINAL_CANAL, URETER, BLADDER_CONTRAST = range(39)
+N_TISSUES = 39
 
 # Organ label (CT-ORG values) of each tissue class; 0 = background. Vessels inside the liver are liver
-# (as in CT-ORG's liver masks); cortex, medulla and pelvis are kidney; every other new class (spleen,
-# heart, great vessels, gut, pancreas, gallbladder, muscles) is background: a confounder.
+# (as in CT-ORG's liver masks); cortex, medulla and pelvis are kidney; the bladder's contrast layer is
+# bladder; every other new class (spleen, heart, great vessels, gut, pancreas, gallbladder, muscles,
+# ureters) is background: a confounder.
 TISSUE_TO_LABEL = np.zeros(N_TISSUES, dtype=np.uint8)
 TISSUE_TO_LABEL[[LIVER, LIVER_PORTAL, LIVER_VEIN]] = 1
-TISSUE_TO_LABEL[[BLADDER]] = 2
+TISSUE_TO_LABEL[[BLADDER, BLADDER_CONTRAST]] = 2
 TISSUE_TO_LABEL[[LUNG, LUNG_VESSEL]] = 3
 TISSUE_TO_LABEL[[KIDNEY, KIDNEY_MEDULLA, RENAL_PELVIS]] = 4
 TISSUE_TO_LABEL[[CORTEX, MARROW]] = 5

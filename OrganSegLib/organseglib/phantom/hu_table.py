@@ -97,7 +97,15 @@ HU_TABLE = {
     T.SPINAL_CANAL: (25.0, 25.0, 25.0, 25.0, 25.0),      # published [Text]: CSF and cord
     T.TABLE_CORE: (-550.0, -550.0, -550.0, -550.0, -550.0),  # carbon-fibre table foam core and shell (as the legacy phantom)
     T.TABLE_SHELL: (380.0, 380.0, 380.0, 380.0, 380.0),
+    # the urographic anatomy (painted in the nephrographic and excretory phases only, urinary_tract.py):
+    T.URETER: (8.0, 8.0, 8.0, 8.0, 900.0),               # the ureter's lumen holds what the renal pelvis holds: urine [Text] / excreted contrast 500-1500 HU [Caoili, Silverman]; sampled as the pelvis (DERIVED)
+    T.BLADDER_CONTRAST: (14.0, 14.0, 14.0, 14.0, 700.0),  # contrast urine in the bladder, layered on the dependent side or mixed through it, excretory phase: several hundred to over 1000 HU [Silverman, Caoili]; as bladder urine before excretion
 }
+# Tissues whose HU is not drawn for each patient but follows another's (the same fluid): the ureters
+# carry the renal pelvis's urine or contrast. Tissues listed here or in UNSPREAD draw nothing from the
+# patient's random generator, so adding them left the phantoms of earlier seeds unchanged.
+DERIVED = {T.URETER: T.RENAL_PELVIS}
+UNSPREAD = (T.BLADDER_CONTRAST,)  # the table's value scaled by the patient's dose, no spread of its own
 
 # Between-patient spread (HU, standard deviation) of each tissue's median, around the table: a fixed part
 # (scanner calibration, hydration, fat content) plus 12 % of the enhancement (dose, timing, cardiac output).

@@ -17,8 +17,8 @@ import numpy as np
 from ..errors import InputError
 from . import anatomy as T
 from .anatomy import Anatomy
-from .hu_table import (ARTERIAL_SPLEEN_TEXTURE_SD, DEFAULT_FIXED_SD, ENHANCEMENT_SD_FRACTION, FIXED_SD, HU_TABLE,
-                       PHASES, SAMPLED_PHASES, TEXTURE_SD)
+from .hu_table import (ARTERIAL_SPLEEN_TEXTURE_SD, DEFAULT_FIXED_SD, DERIVED, ENHANCEMENT_SD_FRACTION, FIXED_SD,
+                       HU_TABLE, PHASES, SAMPLED_PHASES, TEXTURE_SD, UNSPREAD)
 
 # Bowel loop contents (codes in PatientAnatomy.loops).
 COLLAPSED, FLUID, GAS_FILLED, CONTRAST_FILLED = range(4)
@@ -119,10 +119,16 @@ class PatientParams:
     hu: tuple                  # median HU of each tissue class (index = class)
     texture_sd: tuple          # within-organ heterogeneity (HU) of each tissue class
     texture_seed: int
+    # excretory phase: the share of the bladder's depth, from its dependent (posterior) wall, that holds
+    # contrast urine (1: mixed through, below 1: a layer under the urine; 0: none)
+    bladder_contrast: float = 0.0
 
     def __post_init__(self):
         if self.phase not in PHASES:
             raise InputError(f"phase must be one of {PHASES}; got {self.phase!r}")
+        if not 0.0 <= self.bladder_contrast <= 1.0:
+            raise InputError(f"bladder_contrast is a fraction of the bladder's depth in [0, 1]; got "
+                             f"{self.bladder_contrast!r}")
         if len(self.hu) != T.N_TISSUES or len(self.texture_sd) != T.N_TISSUES:
             raise InputError(f"hu and texture_sd need one value per tissue class ({T.N_TISSUES}); got "
                              f"{len(self.hu)} and {len(self.texture_sd)}")
@@ -130,14 +136,21 @@ class PatientParams:
     @staticmethod
     def sample(rng: np.random.Generator, phase: Optional[str] = None) -> "PatientParams":
         """Draw a patient; ``phase`` None samples one of ``SAMPLED_PHASES`` (none 35 %, arterial 25 %,
-        portal venous 40 %); the urographic phases (nephrographic, excretory) only when asked for."""
+        portal venous 40 %); the urographic phases (nephrographic, excretory) only when asked for. In the
+        excretory phase the bladder holds contrast urine: mixed through it (40 %) or a dependent layer
+        of 15-60 % of its depth."""
         if phase is None:
             phase = str(rng.choice(SAMPLED_PHASES, p=[0.35, 0.25, 0.40]))
         if phase not in PHASES:
             raise InputError(f"phase must be one of {PHASES} or None; got {phase!r}")
         anat = PatientAnatomy.sample(rng)
-        return PatientParams(anatomy=anat, phase=phase, hu=sample_hu(rng, phase), texture_sd=_texture(phase),
-                             texture_seed=int(rng.integers(2 ** 31)))
+        hu, texture_seed = sample_hu(rng, phase), int(rng.integers(2 ** 31))
+        layer = 0.0
+        if phase == "excretory":  # from its own generator: the scan drawn next is the other phases' scan
+            own = np.random.default_rng([texture_seed, 3])
+            layer = 1.0 if own.uniform() < 0.4 else float(own.uniform(0.15, 0.6))
+        return PatientParams(anatomy=anat, phase=phase, hu=hu, texture_sd=_texture(phase), texture_seed=texture_seed,
+                             bladder_contrast=layer)
 
 
 def sample_hu(rng: np.random.Generator, phase: str) -> tuple:
@@ -151,11 +164,18 @@ def sample_hu(rng: np.random.Generator, phase: str) -> tuple:
     hu = np.zeros(T.N_TISSUES)
     for cls, values in HU_TABLE.items():
         base, enh = values[0], values[k] - values[0]
+        if cls in DERIVED:
+            continue
+        if cls in UNSPREAD:
+            hu[cls] = base + enh * dose
+            continue
         sd = FIXED_SD.get(cls, DEFAULT_FIXED_SD)
         hu[cls] = base + enh * dose + rng.normal(0.0, sd) * (1.0 if sd else 0.0)
     # Shared tissues stay shared: the muscles are one muscle, fat one fat.
     hu[T.PSOAS] = hu[T.BACK_MUSCLE] = hu[T.MUSCLE]
     hu[T.PERICARDIAL_FAT] = hu[T.FAT]
+    for cls, source in DERIVED.items():
+        hu[cls] = hu[source]
     return tuple(float(v) for v in hu)
 
 

@@ -13,6 +13,7 @@ from scipy import ndimage
 from . import anatomy as T
 from .anatomy import _body_profile, _paint_skeleton, diaphragm
 from .patient import COLLAPSED, CONTRAST_FILLED, FLUID, GAS_FILLED, PatientAnatomy
+from .urinary_tract import paint_urinary_tract, psoas_path
 
 _CONTENT = {COLLAPSED: T.GI_WALL, FLUID: T.GI_FLUID, GAS_FILLED: T.GAS, CONTRAST_FILLED: T.ORAL_CONTRAST}
 SOFT = (T.FAT, T.MUSCLE)
@@ -71,8 +72,11 @@ class Canvas:
             self.capsule(points[n], points[n + 1], radii[n], radii[n + 1], cls, over)
 
 
-def paint_patient(p: PatientAnatomy, x: np.ndarray, y: np.ndarray, z: np.ndarray, table: bool = True) -> np.ndarray:
-    """Tissue classes (K, J, I) of the patient ``p`` at the axes x (I,), y (J,), z (K,) in RAS mm."""
+def paint_patient(p: PatientAnatomy, x: np.ndarray, y: np.ndarray, z: np.ndarray, table: bool = True,
+                  urography: bool = False, bladder_contrast: float = 0.0) -> np.ndarray:
+    """Tissue classes (K, J, I) of the patient ``p`` at the axes x (I,), y (J,), z (K,) in RAS mm; with
+    ``urography`` (the nephrographic and excretory phases) also the calyces, the ureters and the
+    bladder's contrast urine (``bladder_contrast``: share of its depth; ``urinary_tract.py``)."""
     a = p.base
     tissue = np.full((z.size, y.size, x.size), T.AIR, dtype=np.uint8)
     cv = Canvas(x, y, z, tissue)
@@ -104,6 +108,8 @@ def paint_patient(p: PatientAnatomy, x: np.ndarray, y: np.ndarray, z: np.ndarray
                  where=lambda X_, Y_, Z_: below(X_, Y_, Z_) & (X_ > -60.0 - 0.4 * (Y_ - 20.0)))
     _paint_psoas(cv, p)
     cv.ellipsoid(a.bladder_c, a.bladder_r, T.BLADDER, over=SOFT)
+    if urography:
+        paint_urinary_tract(cv, p, bladder_contrast)
     _paint_vessels(cv, p)
     if p.gallbladder is not None:
         g = p.gallbladder
@@ -188,12 +194,7 @@ def _paint_kidneys(cv: Canvas, p: PatientAnatomy) -> None:
 
 
 def _paint_psoas(cv: Canvas, p: PatientAnatomy) -> None:
-    a = p.base
-    sy, top, fz = a.spine_y, a.kidney_c[2] + 45.0, a.femur_z
-    for side in (1.0, -1.0):
-        pts = [(side * 22.0, sy + 2.0, top), (side * 30.0, sy + 5.0, top - 60.0), (side * 45.0, sy + 15.0, fz + 90.0),
-               (side * 62.0, sy + 40.0, fz + 40.0), (side * 72.0, sy + 62.0, fz)]
-        rad = [6.0, 0.6 * p.psoas_r, p.psoas_r, 0.85 * p.psoas_r, 0.6 * p.psoas_r]
+    for pts, rad in psoas_path(p).values():
         cv.tube(pts, rad, T.PSOAS, over=(T.FAT,))
 
 

@@ -17,6 +17,7 @@ from . import anatomy as T
 from .anatomy import TISSUE_TO_LABEL
 from .patient import PatientParams
 from .patient_paint import paint_patient
+from .urinary_tract import UROGRAPHIC_PHASES
 from .scanner import ScanParams, correlated_noise, reconstruction_circle, scanner_blur
 
 AIR_HU = -1024.0
@@ -66,8 +67,10 @@ def paint_grid(patient: PatientParams, grid: Volume, table: bool, slab: int = 24
     x, y = m[0, 0] * np.arange(I) + m[0, 3], m[1, 1] * np.arange(J) + m[1, 3]
     z = m[2, 2] * np.arange(K) + m[2, 3]
     tissue = np.empty(grid.shape, dtype=np.uint8)
+    urography = patient.phase in UROGRAPHIC_PHASES
     for k0 in range(0, K, slab):
-        tissue[k0:k0 + slab] = paint_patient(patient.anatomy, x, y, z[k0:k0 + slab], table=table)
+        tissue[k0:k0 + slab] = paint_patient(patient.anatomy, x, y, z[k0:k0 + slab], table=table, urography=urography,
+                                             bladder_contrast=patient.bladder_contrast)
     return tissue
 
 

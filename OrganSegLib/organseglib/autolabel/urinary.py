@@ -1,0 +1,451 @@
+"""Urinary contrast is not bone: kidneys, ureters and a contrast-filled bladder (ours, issue 21).
+
+In the nephrographic phase of a CT urogram the renal parenchyma reads 150-250 HU, and in the
+excretory phase the calyces, renal pelvis, ureters and bladder hold contrast of 500-1500 HU
+(``phantom/hu_table.py``: Yuh, Caoili, Silverman). By HU alone all of that is bone (paper III-C:
+>= 200 HU): a dense piece of it is kept as a bony piece, an enhancing kidney near a rib joins the
+skeleton, and an enhancing kidney taken for a "blood pool" sets the contrast level every bony piece
+must beat. These rules tell each structure from bone by what it is, on blocks of about 3 mm
+(``coarse_ct.py``), and return the voxels the bone labeler leaves out:
+
+* **kidneys** (``kidney_*``, before the blood pools): a thick region of enhancing parenchyma
+  (``kidney_min_hu`` to ``kidney_max_hu`` as lightly smoothed block means, a core left after an erosion
+  by ``kidney_core_mm``) beside the spine in the back part of the body (``kidney_offset_mm``,
+  ``kidney_dorsal``), of a kidney's volume (``kidney_min_ml`` to ``kidney_max_ml``), *without a cortical
+  shell* (at most ``kidney_shell`` of its core enclosed along two axes, within ``kidney_shell_mm``, by
+  blocks ``kidney_shell_hu`` denser than it: marrow is ringed by cortex, a kidney by fat) and *with a
+  renal sinus* (at least ``kidney_sinus`` of its outline, closed in-plane by ``kidney_sinus_mm``, is not
+  parenchyma: the hilum with its fat, urine or excreted contrast; a spleen or a femoral head is
+  solid). Its parenchyma and sinus go, and the dense voxels connected to its interior (calyces and
+  pelvis full of contrast), not a rib that only grazes its outline;
+* **contrast bladder** (``bladder_*``, before the blood pools: contrast urine of 300-600 HU is as thick
+  and homogeneous as a pool): a sac of contrast (blocks of at least ``bladder_min_hu``) on the midline
+  (``bladder_half_width_mm``), behind the abdominal wall and in front of the sacrum
+  (``bladder_min_depth``, ``bladder_max_depth``), *above the pubis* (bone in front of it on the midline,
+  from ``bladder_pubis_mm`` below its bottom) and well below the lungs (``bladder_below_lungs_mm``,
+  when they are labelled; without a lung label: no aerated lung on both sides of it,
+  ``bladder_lungs_beside_ml``, or the heart would pass, the sternum in front of it as a pubis). Either a thick core (``bladder_core_mm``) with no cortical shell, not a tube
+  (height at most ``bladder_max_elongation`` times its width: the aorta is a tube) and walled by soft
+  tissue (at most ``bladder_dense_wall`` of the blocks round it ``bladder_wall_max_hu`` or denser), or a
+  layer of contrast urine under urine (``bladder_urine_hu`` in front of it) whose top is a level
+  (its anterior boundary flat to ``bladder_level_mm``). A midline loop of bowel full of oral contrast
+  in the pelvis passes too: it is not bone either;
+* **ureters** (``ureter_*``, after the blood pools, and only where a kidney was found): dense tubes
+  along the body axis: in each axial slice a small blob (at most ``ureter_max_area_mm2``), the blobs of
+  consecutive slices joined into a chain at least ``ureter_min_length_mm`` long that drifts in-plane by
+  at most ``ureter_max_slope`` mm per mm of height (ribs cross the slices, the ureter runs down them),
+  beside the spine (``ureter_offset_mm``) at the depth of the psoas, in front of the transverse
+  processes (``ureter_depth``).
+
+Measured on the five real scans (none with urinary contrast: nothing taken on the chests, the
+kidneys of ircad1_07 found) and on patient phantoms in all five phases: EXPERIMENTS.md, issue 21.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Optional
+
+import cc3d
+import numpy as np
+import scipy.ndimage as ndi
+
+from .. import morphology
+from ..boxes import mask_bounding_box
+from ..errors import InputError
+from .coarse_ct import CoarseCT
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UrinaryParams:
+    """The urinary-tract rules (module docstring); HU, mm, mL. ``UrinaryParams.off()``: none (the paper)."""
+
+    kidneys: bool = True
+    kidney_min_hu: float = 90.0  # enhancing parenchyma: excretory ~100-150, nephrographic 150-250 [Yuh, Caoili]
+    kidney_max_hu: float = 350.0  # excreted contrast (500-1500 HU) and cortex are denser
+    kidney_core_mm: float = 6.0  # a kidney is 30-50 mm thick
+    kidney_min_ml: float = 20.0  # the parenchyma grown back from its core
+    kidney_max_ml: float = 450.0  # an adult kidney is 120-250 mL; a liver is 1-2 L
+    kidney_offset_mm: tuple = (35.0, 140.0)  # centre beside the spine (vertebral body, aorta, cava: within 30 mm)
+    kidney_dorsal: float = 0.4  # retroperitoneal: in the back part of the body (depth front to back)
+    kidney_shell_hu: float = 150.0  # a block whose maximum is this much denser than the core's median is cortex
+    kidney_shell_mm: float = 60.0  # and encloses what lies between two such blocks this close (a vertebra is 45 mm)
+    kidney_shell: float = 0.1  # at most this share of the core enclosed along two axes (marrow: all of it)
+    kidney_sinus: float = 0.015  # at least this share of the closed outline is the sinus
+    kidney_sinus_mm: float = 12.0  # the in-plane closing that closes the hilum
+    ureters: bool = True
+    ureter_max_area_mm2: float = 120.0  # a lumen up to ~12 mm across in a slice
+    ureter_min_length_mm: float = 25.0
+    ureter_max_slope: float = 0.6  # in-plane drift per mm of height (ribs: about 1 and more)
+    ureter_offset_mm: tuple = (10.0, 110.0)
+    ureter_depth: tuple = (0.3, 0.72)  # in front of the transverse processes (facet columns: ~0.8)
+    contrast_min_hu: float = 250.0  # blocks of excreted contrast (ureter, bladder) read at least this on average
+    bladder: bool = True
+    bladder_min_hu: float = 300.0  # contrast urine, layered or mixed: several hundred HU and more [Silverman]; marrow is less
+    bladder_half_width_mm: float = 50.0
+    bladder_max_depth: float = 0.75
+    bladder_core_mm: float = 4.5
+    bladder_max_elongation: float = 2.0  # a sac's height per width at most (the aorta: 5-10)
+    # "above the pubis": bone in front of the sac on the midline, from this far below its bottom
+    bladder_pubis_mm: float = 50.0
+    bladder_pubis_hu: float = 450.0  # a block's maximum: cortex (oral contrast in bowel: 150-400)
+    bladder_pubis_half_width_mm: float = 30.0
+    bladder_wall_max_hu: float = 200.0  # the sac's wall (bladder wall, fat, urine) is below bone density ...
+    bladder_dense_wall: float = 0.25  # ... but where it rests on the pubis (share of the blocks round it)
+    bladder_urine_hu: tuple = (-10.0, 35.0)  # urine 0-20 HU; muscle (40-60) is not urine
+    bladder_level_mm: float = 3.0
+    bladder_min_ml: float = 2.0
+    bladder_min_depth: float = 0.15  # behind the abdominal wall
+    bladder_below_lungs_mm: float = 100.0  # a pelvic organ: well below the lungs' lowest voxel (when in view)
+    # ... and, without a lung label (`autolabel bone`), no lungs beside it: at least this much aerated
+    # tissue (blocks at most bladder_lung_hu) on each side of the midline within the sac's slices is a
+    # chest (the heart full of contrast blood, with the sternum in front as a pubis); pelvic bowel gas
+    # at the bladder's height is rarely on both sides, and seldom 100 mL on one
+    bladder_lung_hu: float = -500.0
+    bladder_lungs_beside_ml: float = 100.0
+
+    @classmethod
+    def off(cls) -> "UrinaryParams":
+        return cls(kidneys=False, ureters=False, bladder=False)
+
+    @property
+    def any(self) -> bool:
+        return self.kidneys or self.ureters or self.bladder
+
+    def __post_init__(self) -> None:
+        if not (-200.0 <= self.kidney_min_hu < self.kidney_max_hu and self.kidney_core_mm > 0
+                and 0 <= self.kidney_min_ml <= self.kidney_max_ml and 0.0 <= self.kidney_dorsal <= 1.0
+                and 0.0 <= self.kidney_shell <= 1.0 and 0.0 <= self.kidney_sinus < 1.0 and self.kidney_sinus_mm > 0
+                and 0 <= self.kidney_offset_mm[0] < self.kidney_offset_mm[1]):
+            raise InputError("kidney rule: need kidney_min_hu < kidney_max_hu, kidney_core_mm > 0, 0 <= kidney_min_ml "
+                             "<= kidney_max_ml, kidney_dorsal, kidney_shell in [0, 1], kidney_sinus in [0, 1), "
+                             f"kidney_sinus_mm > 0, kidney_offset_mm (low, high); got {self!r}")
+        if not (self.ureter_max_area_mm2 > 0 and self.ureter_min_length_mm > 0 and self.ureter_max_slope > 0
+                and 0 <= self.ureter_offset_mm[0] < self.ureter_offset_mm[1]
+                and 0.0 <= self.ureter_depth[0] < self.ureter_depth[1] <= 1.0):
+            raise InputError(f"ureter rule: need positive area, length and slope, offsets (low, high) and depths "
+                             f"(low, high) in [0, 1]; got {self!r}")
+        if not (self.bladder_half_width_mm > 0 and 0.0 < self.bladder_max_depth <= 1.0 and self.bladder_core_mm > 0
+                and self.bladder_urine_hu[0] < self.bladder_urine_hu[1] < self.bladder_min_hu
+                and self.bladder_level_mm > 0 and self.bladder_min_ml >= 0):
+            raise InputError(f"bladder rule: need bladder_half_width_mm > 0, bladder_max_depth in (0, 1], "
+                             f"bladder_core_mm > 0, urine (low, high) below bladder_min_hu, bladder_level_mm > 0; "
+                             f"got {self!r}")
+
+
+@dataclass
+class UrinaryTract:
+    """``mask``: the voxels to keep out of the bone; volumes (mL) of each structure found; ``found``:
+    one dict per candidate examined (what it was, why it was taken or not)."""
+
+    mask: np.ndarray
+    kidney_ml: float = 0.0
+    ureter_ml: float = 0.0
+    bladder_ml: float = 0.0
+    found: list = field(default_factory=list)
+
+
+def _centre_frame(coarse: CoarseCT, body: np.ndarray, points: np.ndarray) -> tuple[float, float]:
+    """Median depth (0 front .. 1 back) and absolute offset from the midline (mm) of coarse ``points``."""
+    depth, offset = coarse.frame(body)
+    d = depth[points[:, 0], points[:, 1]]
+    o = offset[points[:, 0], points[:, 2]]
+    return float(np.nanmedian(d)) if np.isfinite(d).any() else np.nan, \
+        float(np.nanmedian(np.abs(o))) if np.isfinite(o).any() else np.nan
+
+
+IN_PLANE = ndi.generate_binary_structure(3, 1) * np.array([0, 1, 0], bool)[:, None, None]  # 4-connected, per slice
+
+
+def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
+    return ndi.binary_dilation(mask, iterations=steps) if steps > 0 else mask
+
+
+def _in_plane_closing(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
+    """Per axial slice: closing by a disc of ``radius_mm``, then the holes filled."""
+    ry, rx = (max(1, int(round(radius_mm / float(s)))) for s in spacing[1:])
+    yy, xx = np.mgrid[-ry:ry + 1, -rx:rx + 1]
+    disc = ((yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0)[None]
+    padded = np.pad(mask, ((0, 0), (ry, ry), (rx, rx)))
+    closed = ndi.binary_closing(padded, structure=disc)[:, ry:-ry, rx:-rx]
+    return ndi.binary_fill_holes(closed | mask, structure=np.array([[[0, 0, 0], [0, 1, 0], [0, 0, 0]],
+                                                                   [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
+                                                                   [[0, 0, 0], [0, 1, 0], [0, 0, 0]]], bool)[1:2])
+
+
+def _thick_parts(mask: np.ndarray, radius_mm: float, coarse: CoarseCT, shell_hu: float, span_mm: float):
+    """For each core of ``mask`` (what an erosion by ``radius_mm`` leaves, 26-connected): ``(box, core,
+    region, median, enclosed)``: a box around it, the core and its thick region (the opening: the core
+    grown back by the radius within ``mask``) in that box, the core's median block mean, and the share
+    of the core that blocks ``shell_hu`` denser than that median (block maxima: cortex) enclose along
+    two axes or three within ``span_mm`` (``morphology.enclosed_axes``): marrow inside its cortex."""
+    cs, r = coarse.spacing, radius_mm
+    step = max(cs)
+    cores = morphology.erosion(mask, r, cs)
+    labels, n = cc3d.connected_components(cores, connectivity=26, return_N=True)
+    if n == 0:
+        return
+    stats = cc3d.statistics(labels)
+    grow = [int(np.ceil((r + 2 * step + span_mm) / c)) + 1 for c in cs]
+    for index in range(1, n + 1):
+        box = stats["bounding_boxes"][index]
+        big = tuple(slice(max(0, b.start - g), min(m, b.stop + g)) for b, g, m in zip(box, grow, cores.shape))
+        core = labels[big] == index
+        region = morphology.dilation(core, r, cs) & mask[big]
+        median = float(np.median(coarse.mean[big][core]))
+        cortex = (coarse.max[big] >= median + shell_hu) & ~core
+        enclosed = float(np.mean(morphology.enclosed_axes(cortex, cs, span_mm, where=core)[core] >= 2))
+        yield big, core, region, median, enclosed
+
+
+def find_kidneys(coarse: CoarseCT, body: np.ndarray, params: UrinaryParams, found: list) -> np.ndarray:
+    """Block mask of the kidneys (parenchyma and all it encloses in-plane) on ``coarse``'s grid."""
+    out = np.zeros(coarse.mean.shape, dtype=bool)
+    smooth = coarse.smoothed()
+    parenchyma = (smooth >= params.kidney_min_hu) & (smooth < params.kidney_max_hu) & coarse.allowed
+    lo, hi = params.kidney_offset_mm
+    for big, core, region, median, enclosed in _thick_parts(parenchyma, params.kidney_core_mm, coarse,
+                                                            params.kidney_shell_hu, params.kidney_shell_mm):
+        ml = float(region.sum()) * coarse.voxel_ml
+        if ml < 0.5 * params.kidney_min_ml:
+            continue  # fragments: not worth a line in the report
+        depth, offset = _centre_frame(coarse, body, np.argwhere(core) + [b.start for b in big])
+        hull = _in_plane_closing(region, params.kidney_sinus_mm, coarse.spacing)
+        sinus = float((hull & ~region).sum()) / max(float(hull.sum()), 1.0)
+        item = {"what": "kidney", "ml": round(ml, 1), "median_hu": round(median), "depth": round(depth, 2),
+                "offset_mm": round(offset), "enclosed": round(enclosed, 3), "sinus": round(sinus, 3)}
+        checks = [(params.kidney_min_ml <= ml <= params.kidney_max_ml, "volume"),
+                  (lo <= offset <= hi, "offset from the midline"), (depth >= params.kidney_dorsal, "depth"),
+                  (enclosed <= params.kidney_shell, "cortical shell"), (sinus >= params.kidney_sinus, "no renal sinus")]
+        _judge(item, checks, found)
+        if item["taken"]:
+            out[big] |= _grow(hull, 1) & coarse.allowed[big]
+    return out
+
+
+def _judge(item: dict, checks: list, found: list) -> None:
+    failed = [why for ok, why in checks if not ok]
+    item["taken"] = not failed
+    if failed:
+        item["why_not"] = failed
+    found.append(item)
+
+
+def _kidney_voxels(kidneys: np.ndarray, coarse: CoarseCT, ct: np.ndarray, dense: np.ndarray,
+                   params: UrinaryParams) -> np.ndarray:
+    """Full-resolution kidney voxels: inside the blocks, those below ``kidney_max_hu`` (parenchyma, sinus)
+    and the dense ones connected to dense voxels of the blocks' interior (calyces, pelvis), not a rib
+    that only grazes the kidney's outline."""
+    box = mask_bounding_box(kidneys, [1, 1, 1])
+    out = np.zeros(ct.shape, dtype=bool)
+    if box is None:
+        return out
+    fine_box = tuple(slice(b.start * t, min(n, b.stop * t)) for b, t, n in zip(box, coarse.strides, ct.shape))
+    blocks = coarse.to_fine(kidneys[box], out[fine_box].shape)
+    inner = coarse.to_fine(ndi.binary_erosion(kidneys[box]), out[fine_box].shape)
+    near = coarse.to_fine(_grow(kidneys[box], 2), out[fine_box].shape)  # the pelvis leaves through the hilum
+    sub_ct, sub_dense = ct[fine_box], dense[fine_box] & near
+    soft = blocks & (sub_ct < params.kidney_max_hu)
+    contrast = morphology.reconstruct(sub_dense & inner, sub_dense)
+    out[fine_box] = soft | contrast
+    return out
+
+
+def find_ureters(coarse: CoarseCT, body: np.ndarray, candidates: np.ndarray, params: UrinaryParams,
+                 found: list) -> np.ndarray:
+    """Block mask of ureters among the dense ``candidates`` blocks."""
+    cs = coarse.spacing
+    out = np.zeros(candidates.shape, dtype=bool)
+    in_plane = np.zeros((3, 3, 3), bool)
+    in_plane[1] = True
+    blobs, n = ndi.label(candidates, structure=in_plane)
+    if n == 0:
+        return out
+    area = np.bincount(blobs.ravel(), minlength=n + 1) * cs[1] * cs[2]
+    small = area <= params.ureter_max_area_mm2
+    small[0] = False
+    chains, m = cc3d.connected_components(small[blobs], connectivity=26, return_N=True)
+    if m == 0:
+        return out
+    stats = cc3d.statistics(chains)
+    lo, hi = params.ureter_offset_mm
+    for index in range(1, m + 1):
+        box = stats["bounding_boxes"][index]
+        height = (box[0].stop - box[0].start) * cs[0]
+        if height < params.ureter_min_length_mm:
+            continue
+        across = np.hypot((box[1].stop - box[1].start) * cs[1], (box[2].stop - box[2].start) * cs[2])
+        depth, offset = _centre_frame(coarse, body, np.argwhere(chains[box] == index) + [b.start for b in box])
+        slope = max(across - 12.0, 0.0) / height  # a straight tube's own width does not count
+        item = {"what": "ureter", "length_mm": round(height), "slope": round(slope, 2), "depth": round(depth, 2),
+                "offset_mm": round(offset)}
+        _judge(item, [(slope <= params.ureter_max_slope, "slope"), (lo <= offset <= hi, "offset from the midline"),
+                      (params.ureter_depth[0] <= depth <= params.ureter_depth[1], "depth")], found)
+        if item["taken"]:
+            out[box] |= chains[box] == index
+    return out
+
+
+def find_contrast_bladder(coarse: CoarseCT, body: np.ndarray, candidates: np.ndarray, params: UrinaryParams,
+                          found: list) -> np.ndarray:
+    """Block mask of contrast urine in a midline sac among the dense ``candidates`` blocks: a thick sac
+    of contrast, or a layer under urine."""
+    out = np.zeros(candidates.shape, dtype=bool)
+    contrast = candidates & (coarse.mean >= params.bladder_min_hu)
+
+    frame_depth, frame_offset = coarse.frame(body)
+
+    def place(points) -> tuple[float, float, bool]:
+        depth, offset = _centre_frame(coarse, body, points)
+        return depth, offset, bool(offset <= params.bladder_half_width_mm
+                                   and params.bladder_min_depth <= depth <= params.bladder_max_depth
+                                   and _pubis_below(points, depth) and not _lungs_beside(points))
+
+    def _lungs_beside(points) -> bool:
+        """Aerated tissue of ``bladder_lungs_beside_ml`` or more on both sides of the midline within the
+        sac's slices: lungs, so the sac is the heart (the sternum in front passes for a pubis)."""
+        k0, k1 = int(points[:, 0].min()), int(points[:, 0].max()) + 1
+        inside = ndi.binary_fill_holes(coarse.subsample(body)[k0:k1], structure=IN_PLANE)  # the body has no lungs
+        air = inside & (coarse.mean[k0:k1] <= params.bladder_lung_hu)
+        with np.errstate(invalid="ignore"):
+            sides = [air & (side(frame_offset[k0:k1], 0.0))[:, None, :] for side in (np.less, np.greater)]
+        return min(float(m.sum()) for m in sides) * coarse.voxel_ml >= params.bladder_lungs_beside_ml
+
+    def _pubis_below(points, depth) -> bool:
+        """Bone (a block maximum of ``bladder_pubis_hu``) on the midline, in front of the sac's centre,
+        from ``bladder_pubis_mm`` below its lowest block to a little above it: the pubic symphysis."""
+        cs = coarse.spacing
+        k0 = int(points[:, 0].min())
+        lo, hi = max(0, k0 - int(np.ceil(params.bladder_pubis_mm / cs[0]))), k0 + int(np.ceil(20.0 / cs[0])) + 1
+        bright = coarse.max[lo:hi] >= params.bladder_pubis_hu
+        with np.errstate(invalid="ignore"):
+            mid = np.abs(frame_offset[lo:hi]) <= params.bladder_pubis_half_width_mm  # [k, i]
+            front = frame_depth[lo:hi] <= depth  # [k, j]
+        return bool((bright & mid[:, None, :] & front[:, :, None]).any())
+
+    for big, core, region, median, enclosed in _thick_parts(contrast, params.bladder_core_mm, coarse,
+                                                            params.kidney_shell_hu, params.kidney_shell_mm):
+        ml = float(region.sum()) * coarse.voxel_ml
+        if ml < params.bladder_min_ml:
+            continue
+        depth, offset, inside = place(np.argwhere(core) + [b.start for b in big])
+        zs, ys, xs = (np.flatnonzero(region.any(axis=other)) for other in ((1, 2), (0, 2), (0, 1)))
+        height = (zs[-1] - zs[0] + 1) * coarse.spacing[0]
+        width = max((ys[-1] - ys[0] + 1) * coarse.spacing[1], (xs[-1] - xs[0] + 1) * coarse.spacing[2])
+        rim = _grow(region, 1) & ~region
+        fused = float(np.mean(coarse.mean[big][rim] >= params.bladder_wall_max_hu)) if rim.any() else 0.0
+        item = {"what": "bladder (contrast sac)", "ml": round(ml, 1), "median_hu": round(median),
+                "depth": round(depth, 2), "offset_mm": round(offset), "enclosed": round(enclosed, 3),
+                "height_per_width": round(height / width, 2), "dense_wall": round(fused, 3)}
+        _judge(item, [(inside, "place"), (enclosed <= params.kidney_shell, "cortical shell"),
+                      (height <= params.bladder_max_elongation * width, "a tube (a vessel), not a sac"),
+                      (fused <= params.bladder_dense_wall, "part of something dense (bone)")], found)
+        if item["taken"]:
+            out[big] |= region
+    urine = (coarse.mean >= params.bladder_urine_hu[0]) & (coarse.mean < params.bladder_urine_hu[1]) & coarse.allowed
+    labels, n = cc3d.connected_components(contrast & ~out, connectivity=26, return_N=True)
+    stats = cc3d.statistics(labels) if n else None
+    for index in range(1, n + 1):
+        ml = float(stats["voxel_counts"][index]) * coarse.voxel_ml
+        if ml < params.bladder_min_ml:
+            continue
+        box = stats["bounding_boxes"][index]
+        big = tuple(slice(max(0, b.start - 2), min(m, b.stop + 2)) for b, m in zip(box, contrast.shape))
+        piece = labels[big] == index
+        level = _level(piece, urine[big], coarse.spacing)
+        if level is None:
+            continue  # no urine in front of it: not a layer
+        depth, offset, inside = place(np.argwhere(piece) + [b.start for b in big])
+        item = {"what": "bladder (layer)", "ml": round(ml, 1), "depth": round(depth, 2), "offset_mm": round(offset),
+                "level_mm": round(level, 1)}
+        _judge(item, [(inside, "place"), (level <= params.bladder_level_mm, "no level")], found)
+        if item["taken"]:
+            out[big] |= piece
+    return out
+
+
+def _level(piece: np.ndarray, urine: np.ndarray, cs) -> Optional[float]:
+    """The spread (sd, mm) of the anterior boundary of ``piece`` over the columns (k, i) where urine lies
+    just in front of it (LPS: ``j`` grows to the back); None unless most columns have urine there."""
+    cols = piece.any(axis=1)
+    if cols.sum() < 4:
+        return None
+    front = np.argmax(piece, axis=1)  # first j of the piece in each (k, i) column
+    k, i = np.nonzero(cols)
+    j = front[k, i]
+    ahead = np.zeros(len(k), dtype=bool)
+    for d in (1, 2):
+        jj = j - d
+        ok = jj >= 0
+        ahead[ok] |= urine[k[ok], jj[ok], i[ok]]
+    if ahead.mean() < 0.6:
+        return None
+    return float(np.std(j[ahead]) * cs[1])
+
+
+def find_kidney_tract(ct: np.ndarray, dense: np.ndarray, body: np.ndarray, coarse: CoarseCT,
+                      params: UrinaryParams) -> UrinaryTract:
+    """The kidneys among the CT's voxels (parenchyma, sinus, calyces and pelvis): the bone labeler's
+    first urinary step, before its blood pools (an enhancing kidney is not a pool setting the blood's
+    contrast level). ``dense``: its candidate voxels (>= tau2, allowed); arrays ``[k, j, i]`` in LPS."""
+    tract = UrinaryTract(np.zeros(ct.shape, dtype=bool))
+    if params.kidneys:
+        kidneys = find_kidneys(coarse, body, params, tract.found)
+        if kidneys.any():
+            tract.mask = _kidney_voxels(kidneys, coarse, ct, dense, params)
+            tract.kidney_ml = round(float(tract.mask.sum()) * _voxel_ml(coarse), 1)
+    return tract
+
+
+def _contrast_blocks(tract: UrinaryTract, dense: np.ndarray, coarse: CoarseCT, params: UrinaryParams) -> np.ndarray:
+    """Blocks holding dense voxels whose mean is contrast-dense (a lumen fills the block), not speckle."""
+    rest = morphology.coarse.block_any(dense & ~tract.mask, coarse.strides)[tuple(slice(0, n) for n in coarse.mean.shape)]
+    return rest & (coarse.mean >= params.contrast_min_hu)
+
+
+def _add(tract: UrinaryTract, name: str, blocks: np.ndarray, dense: np.ndarray, coarse: CoarseCT) -> None:
+    if blocks.any():
+        voxels = coarse.to_fine(_grow(blocks, 1), dense.shape) & dense & ~tract.mask
+        setattr(tract, f"{name}_ml", round(float(voxels.sum()) * _voxel_ml(coarse), 1))
+        tract.mask |= voxels
+
+
+def find_contrast_bladder_tract(tract: UrinaryTract, dense: np.ndarray, body: np.ndarray, coarse: CoarseCT,
+                                params: UrinaryParams, lungs: Optional[np.ndarray] = None) -> None:
+    """The contrast bladder among the dense voxels the kidneys left, added to ``tract``; before the blood
+    pools (contrast urine of 300-600 HU is a thick homogeneous core, as a pool, and would set the blood's
+    level). ``lungs``: the lung label, when there is one (a bladder lies well below it); arrays
+    ``[k, j, i]`` in LPS order (``k`` grows upwards)."""
+    if not params.bladder:
+        return
+    limit = _contrast_blocks(tract, dense, coarse, params)
+    if lungs is not None and lungs.any():
+        lowest = int(np.argmax(lungs.any(axis=(1, 2))))
+        top = lowest // coarse.strides[0] - int(np.ceil(params.bladder_below_lungs_mm / coarse.spacing[0]))
+        if top < 0:
+            return
+        limit[top + 1:] = False
+    _add(tract, "bladder", find_contrast_bladder(coarse, body, limit, params, tract.found), dense, coarse)
+
+
+def find_ureter_tract(tract: UrinaryTract, dense: np.ndarray, body: np.ndarray, coarse: CoarseCT,
+                      params: UrinaryParams) -> None:
+    """The ureters among the dense voxels left, added to ``tract``: looked for only when a kidney was
+    found (a ureter leaves a kidney; a chest has none, and its ribs cut by 5 mm slices are chains of
+    small blobs too)."""
+    if params.ureters and tract.kidney_ml > 0:
+        blocks = find_ureters(coarse, body, _contrast_blocks(tract, dense, coarse, params), params, tract.found)
+        _add(tract, "ureter", blocks, dense, coarse)
+    for item in tract.found:
+        log.debug("urinary candidate: %s", item)
+
+
+def _voxel_ml(coarse: CoarseCT) -> float:
+    return float(np.prod([c / t for c, t in zip(coarse.spacing, coarse.strides)])) / 1000.0
+
+
+__all__ = ["UrinaryParams", "UrinaryTract", "find_contrast_bladder", "find_contrast_bladder_tract", "find_kidney_tract",
+           "find_kidneys", "find_ureter_tract", "find_ureters"]
