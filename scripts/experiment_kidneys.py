@@ -7,6 +7,7 @@ the urographic phases, and on patient phantoms in the nephrographic and excretor
     python scripts/experiment_kidneys.py                                # real scans and their variants
     python scripts/experiment_kidneys.py --phantoms 0,1,2 --no-real     # phantoms
     python scripts/experiment_kidneys.py --model demo
+    python scripts/experiment_kidneys.py --model LOO/without-ircad1_07 --cases ircad1_07   # a held-out fold
 
 Variants of a real scan (label-guided intensity changes, the anatomy untouched): ``nephro``, the
 kidney masks' voxels moved so that their median reads 205 HU (a held-out nephrographic abdomen of
@@ -59,16 +60,16 @@ def before_issue_21():
         autolabel_module.AutoLabelParams, merge_module.merge_by_evidence = old_params, old_merge
 
 
-def real_cases():
+def real_cases(wanted=("ircad1_07", "abdomen_totalseg")):
     d = DATA / "ircad1_07"
-    if d.exists():
+    if d.exists() and "ircad1_07" in wanted:
         ct = read_ct(d / "ct.nii.gz")
         ref = np.zeros(ct.shape, np.uint8)
         for organ, value in (("liver", 1), ("leftlung", 3), ("rightlung", 3), ("leftkidney", 4), ("rightkidney", 4),
                              ("bone", 5)):
             ref[read_labels(d / "masks" / f"{organ}.nii.gz", reference=ct).array > 0] = value
         yield "ircad1_07", ct, ref, ("liver", "kidneys", "bone")
-    if (DATA / "ct/abdomen_totalseg.nii.gz").exists():
+    if (DATA / "ct/abdomen_totalseg.nii.gz").exists() and "abdomen_totalseg" in wanted:
         ct = read_ct(DATA / "ct/abdomen_totalseg.nii.gz")
         ref = read_labels(DATA / "ct/abdomen_totalseg_labels.nii.gz", reference=ct).array
         yield "abdomen_totalseg", ct, ref, ("liver", "kidneys", "bone", "bladder")
@@ -117,13 +118,15 @@ def main() -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--variants", default="as is,nephro,excretory")
     ap.add_argument("--no-real", action="store_true")
+    ap.add_argument("--cases", default="ircad1_07,abdomen_totalseg",
+                    help="real scans (a leave-one-out fold model: only the scan it was trained without)")
     ap.add_argument("--phantoms", default="", help="patient phantom seeds (nephrographic and excretory), e.g. 0,1,2")
     args = ap.parse_args()
     from organseglib.model_package import load_model_package, resolve_model
 
     model = load_model_package(resolve_model(args.model), device="cpu")
     if not args.no_real:
-        for name, ct, ref, organs in real_cases():
+        for name, ct, ref, organs in real_cases(tuple(args.cases.split(","))):
             for how in args.variants.split(","):
                 v = variant(ct, ref, how)
                 if v is not None:
