@@ -205,7 +205,8 @@ def run_scans(task, scans: Sequence[Scan], out_dir: Path, extension: str, cohort
             top_up()
             while not computes[index].done():  # keep the others busy while this one finishes
                 wait([f for f in computes.values() if not f.done()], return_when=FIRST_COMPLETED)
-                top_up()
+                if not computes[index].done():  # once it is, the next starts after the caller has it: a
+                    top_up()  # caller that stops after this scan leaves the rest pending, whatever the timing
             result = computes.pop(index).result()
             tracker.emit(f"{scan.name}: {result.status}", finished=index, case=case, case_result=result.to_json())
             yield result
