@@ -149,9 +149,10 @@ def test_segment_config_carries_the_rules():
 
 @pytest.mark.slow
 def test_real_chest_no_liver_on_the_left():
-    """chest_lung1 (real chest CT down to the upper abdomen): the bundled phantom-trained model labels
-    72 mL under the left hemidiaphragm (stomach and spleen) "liver"; the anatomy rules keep only the
-    liver dome on the right. Without them the left-sided "liver" comes back (so the test can fail)."""
+    """chest_lung1 (real chest CT down to the upper abdomen): the bundled phantom-trained model (``demo``;
+    the default real-CT model no longer makes this mistake) labels 72 mL under the left hemidiaphragm
+    (stomach and spleen) "liver"; the anatomy rules keep only the liver dome on the right. Without them
+    the left-sided "liver" comes back (so the test can fail)."""
     from dataclasses import replace
 
     from shared_data import shared_file
@@ -164,7 +165,7 @@ def test_real_chest_no_liver_on_the_left():
     config = SegmentConfig(organs=("liver", "lungs", "bone"))
     sides = {}
     for anatomy in (True, False):
-        labels = segment_ct(ct, config=replace(config, anatomy=anatomy), device="cpu")
+        labels = segment_ct(ct, "demo", config=replace(config, anatomy=anatomy), device="cpu")
         sides[anatomy] = check_plausibility(labels, ("liver",)).organs["liver"].sides
     assert "left" not in sides[True]
     assert "left" in sides[False]
