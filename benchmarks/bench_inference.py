@@ -163,12 +163,15 @@ def ratios(rows: dict, variant: str) -> tuple[str, str]:
     return f"{base['seconds'] / r['seconds']:.2f}×", f"{r['peak_rss_mb'] / base['peak_rss_mb']:.2f}×"
 
 
-def write_report(path: Path, header: str, results: dict, threads: int, device: str, command: str) -> None:
+def write_report(path: Path, header: str, results: dict, threads: int, device: str, command: str,
+                 width: float = 1.0) -> None:
     cuda = device.startswith("cuda")
+    network = ("the paper's full-width 3D GoogLeNet (width 1.0, 16.9 M parameters)" if width == 1.0 else
+               f"the 3D GoogLeNet at width {width:g} (the paper's is 1.0)")
     lines = [f"# One-click segmentation speed and memory (issue 5), {'CUDA, bf16 autocast' if cuda else 'CPU'}", "",
              f"Machine: {header}; {threads} torch thread(s).  ",
              f"Run: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, `{command}`.", "",
-             "Network: the paper's full-width 3D GoogLeNet (width 1.0, 16.9 M parameters) with **random-initialised "
+             f"Network: {network} with **random-initialised "
              "weights** (speed and memory do not depend on the weights), "
              + ("bf16 autocast on the GPU, timed on the second of two runs in the same process" if cuda else
                 "float32 on the CPU, one cold run (no warm-up)")
@@ -258,7 +261,7 @@ def main() -> int:
                       + (f", GPU peak {r['gpu_peak_mb']} MB" if r.get("gpu_peak_mb") else "") + f"; {json.dumps(r)}",
                       flush=True)
     command = "python benchmarks/bench_inference.py " + " ".join(a for a in sys.argv[1:])
-    write_report(out, header, results, args.threads, args.device, command.strip())
+    write_report(out, header, results, args.threads, args.device, command.strip(), args.width)
     print(f"wrote {out}")
     return 0
 
