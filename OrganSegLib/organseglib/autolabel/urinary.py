@@ -24,10 +24,11 @@ must beat. These rules tell each structure from bone by what it is, on blocks of
   (``bladder_min_depth``, ``bladder_max_depth``), *above the pubis* (bone in front of it on the midline,
   from ``bladder_pubis_mm`` below its bottom) and well below the lungs (``bladder_below_lungs_mm``,
   when they are labelled; without a lung label: no aerated lung on both sides of it,
-  ``bladder_lungs_beside_ml``, or the heart would pass, the sternum in front of it as a pubis). Either a thick core (``bladder_core_mm``) with no cortical shell, not a tube
-  (height at most ``bladder_max_elongation`` times its width: the aorta is a tube) and walled by soft
-  tissue (at most ``bladder_dense_wall`` of the blocks round it ``bladder_wall_max_hu`` or denser), or a
-  layer of contrast urine under urine (``bladder_urine_hu`` in front of it) whose top is a level
+  ``bladder_lungs_beside_ml``, or the heart would pass, the sternum in front of it as a pubis).
+  Either a thick core (``bladder_core_mm``) with no cortical shell, not a tube (height at most
+  ``bladder_max_elongation`` times its width: the aorta is a tube) and walled by soft tissue (at most
+  ``bladder_dense_wall`` of the blocks round it ``bladder_wall_max_hu`` or denser), or a layer of
+  contrast urine under urine (``bladder_urine_hu`` in front of it) whose top is a level
   (its anterior boundary flat to ``bladder_level_mm``). A midline loop of bowel full of oral contrast
   in the pelvis passes too: it is not bone either;
 * **ureters** (``ureter_*``, after the blood pools, and only where a kidney was found): dense tubes
