@@ -11,7 +11,12 @@ lower chest. These project rules, applied to the final native labels, keep (26-c
   midline but is joined to the rest, so the whole organ's centroid lies right). A left-sided "liver"
   is the heart, stomach or spleen.
 * **kidneys**: on each side of the midline, the largest component of at least ``min_kidney_ml``
-  (two kidneys, one per side; a horseshoe kidney is one component and is kept).
+  (two kidneys, one per side; a horseshoe kidney is one component and is kept) whose centroid lies at
+  most ``kidney_below_lungs_mm`` below the lowest lung voxel, when lungs are labelled: the kidneys lie
+  at T12–L3, their centres a few cm below the posterior costophrenic recess (T12–L1; 40–85 mm on the
+  real labelled scans), the pelvis 20 cm and more below it. A "kidney" by the rectum is not one
+  (``abdomen_totalseg`` held out: a 10 mL midline piece in the pelvis won over the right kidney's
+  pieces). A pelvic kidney (about 1 in 1,000) needs ``anatomy=False``.
 * **bladder**: the largest component whose centroid lies at least ``bladder_below_lungs_mm`` below
   the lowest lung voxel, when lungs are labelled (the bladder is a pelvic organ: from the posterior
   costophrenic recess, about T12–L1, down to even a distended bladder's centre is well over 10 cm).
@@ -53,13 +58,15 @@ class CleaningRules:
     min_kidney_ml: float = 5.0
     midline_margin_mm: float = 10.0
     bladder_below_lungs_mm: float = 100.0
+    kidney_below_lungs_mm: float = 180.0  # a kidney's centroid at most this far below the lowest lung voxel
     # the liver's density (liver_density.py), with the CT: low regions along the label's surface
     liver_low_hu: float = 30.0  # parenchyma, smoothed over 3 mm, varies by about 10 HU
     liver_low_min_ml: float = 20.0
     liver_low_exposed: float = 0.4  # share of the region's surface on the label's outer surface
 
     def __post_init__(self) -> None:
-        for name in ("min_kidney_ml", "midline_margin_mm", "bladder_below_lungs_mm", "liver_low_hu",
+        for name in ("min_kidney_ml", "midline_margin_mm", "bladder_below_lungs_mm", "kidney_below_lungs_mm",
+                     "liver_low_hu",
                      "liver_low_min_ml", "liver_low_exposed"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0):
@@ -128,7 +135,11 @@ def _keep(key: str, comps: _Components, to_ras, midline: float, lowest_lung_z: O
         big = [c for c, n in ranked if n * voxel_ml >= rules.min_kidney_ml]
         if not rules.anatomy:
             return big[:2]
-        x = to_ras(comps.centroids(big))[:, 0]
+        ras = to_ras(comps.centroids(big)).reshape(-1, 3)
+        if lowest_lung_z is not None:  # not in the pelvis
+            high = ras[:, 2] >= lowest_lung_z - rules.kidney_below_lungs_mm
+            big, ras = [c for c, h in zip(big, high) if h], ras[high]
+        x = ras[:, 0]
         return ([c for c, v in zip(big, x) if v >= midline][:1] + [c for c, v in zip(big, x) if v < midline][:1])
     if not rules.anatomy or key == "lungs":
         return [c for c, _ in ranked[:EXPECTED_COMPONENTS[key]]]

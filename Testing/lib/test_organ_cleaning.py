@@ -94,6 +94,18 @@ def test_two_kidneys_on_one_side_keep_only_the_larger():
     assert (clean_organs(v, ("kidneys",), CleaningRules(anatomy=False)) == 4).sum() == 448 + 392
 
 
+def test_a_kidney_in_the_pelvis_is_not_kept_when_the_lungs_say_where_the_abdomen_is():
+    """A larger right "kidney" by the rectum, 240 mm below the lowest lung voxel (the kidneys' centroids:
+    104 mm), loses to the right kidney; without a lung label the largest right piece is kept."""
+    v = _abdomen()
+    _box(v.array, 4, (5, 15), (5, 14), (55, 63))     # 10·9·8 = 720 voxels, right of the midline, in the pelvis
+    out = clean_organs(v, ("kidneys",))
+    assert (out == 4).sum() == 448 + 392 and out[10, 8, 58] == 0
+    v.array[v.array == 3] = 0
+    out = clean_organs(v, ("kidneys",))
+    assert (out == 4).sum() == 720 + 392 and out[44, 8, 64] == 0
+
+
 def test_min_kidney_volume():
     v = _abdomen()
     # 392 voxels = 25.1 mL: a 26 mL minimum drops the left kidney
@@ -136,7 +148,7 @@ def test_bone_and_unrequested_organs_untouched():
 
 
 @pytest.mark.parametrize("field,value", [("min_kidney_ml", -1), ("midline_margin_mm", float("nan")),
-                                         ("bladder_below_lungs_mm", "x")])
+                                         ("bladder_below_lungs_mm", "x"), ("kidney_below_lungs_mm", -1.0)])
 def test_bad_rules_are_refused(field, value):
     with pytest.raises(InputError, match=field):
         CleaningRules(**{field: value})
