@@ -31,15 +31,12 @@ import scipy.ndimage as ndi
 from organseglib.autolabel import AutoLabelParams
 from organseglib.autolabel.urinary import UrinaryParams
 from organseglib.io import read_ct, read_labels
+from organseglib.metrics import dice
 from organseglib.segment import SegmentConfig, segment_ct_with_report
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 ORGANS = {"liver": 1, "bladder": 2, "lungs": 3, "kidneys": 4, "bone": 5}
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * float((a & b).sum()) / max(float(a.sum() + b.sum()), 1.0)
 
 
 @contextlib.contextmanager

@@ -21,15 +21,12 @@ import numpy as np
 
 from organseglib.autolabel import AutoLabelParams, autolabel_with_report
 from organseglib.autolabel.urinary import UrinaryParams
+from organseglib.metrics import dice
 from organseglib.phantom import anatomy as T
 from organseglib.phantom import make_phantom
 
 BONE = 5
 URINARY = (T.KIDNEY, T.KIDNEY_MEDULLA, T.RENAL_PELVIS, T.URETER, T.BLADDER, T.BLADDER_CONTRAST)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * float((a & b).sum()) / max(float(a.sum() + b.sum()), 1.0)
 
 
 def seeds(text: str) -> list:

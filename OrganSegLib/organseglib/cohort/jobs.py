@@ -40,6 +40,7 @@ class ScanResult:
         report: the command's report (``--report`` JSON) without the output path and the seconds.
         record: more fields for the command's JSON done record (segment: its ``plausibility`` and the
             hybrid's ``reassignments``).
+        reassignments: the hybrid's reassignments (``evidence_merge.Reassignment``; segment only).
     """
 
     labels: Volume
@@ -47,6 +48,7 @@ class ScanResult:
     warnings: tuple = ()
     report: dict = field(default_factory=dict)
     record: dict = field(default_factory=dict)
+    reassignments: tuple = ()
 
 
 def label_volumes(labels: Volume) -> dict:
@@ -77,7 +79,7 @@ def segment_scan(ct: Volume, model: Any, config, device: Any, progress: Optional
     report = {"volumes_ml": volumes, **(model_note or {}), **check.to_json(), "reassignments": reassigned,
               "ok": not warnings, "warnings": warnings}
     return ScanResult(labels, volumes, tuple(warnings), report,
-                      {"plausibility": check.to_json(), "reassignments": reassigned})
+                      {"plausibility": check.to_json(), "reassignments": reassigned}, tuple(moved))
 
 
 def segment_organs(config) -> list:

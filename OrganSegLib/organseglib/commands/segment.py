@@ -112,8 +112,8 @@ def run(args: argparse.Namespace) -> int:
               + (", ".join(f"{k} {v:g}" for k, v in volumes.items()) or "no organ found"))
         if model_note.get("model_licence"):  # the weights' terms travel with every result they make
             print(f"model {model_note['model']}: {model_note['model_licence']}")
-        for m in result.record.get("reassignments", []):
-            print(f"hybrid: {m['ml']:g} mL {m['from']} -> {m['to']} ({m['why']})")
+        for moved in result.reassignments:
+            print(f"hybrid: {moved}")  # Reassignment.__str__: "ML mL FROM -> TO (WHY)"
     return print_warnings("segment", warnings)
 
 
