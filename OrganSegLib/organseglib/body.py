@@ -1,7 +1,8 @@
 """The patient's body without the exam table, on a coarse grid (cheap and robust).
 
-Computed once per run and shared: segmentation crops the network's input to it
-(``organseglib.network_space``) and the auto-labelers use it (``organseglib.autolabel``). Both labelers need to know what is inside the patient: the lung labeler to drop air outside the
+Computed once per run and shared by the auto-labelers (``organseglib.autolabel``); segmentation
+crops the network's input to the same mask found on the network's grid
+(``organseglib.network_space.find_body_on_network_grid``). Both labelers need to know what is inside the patient: the lung labeler to drop air outside the
 body (paper III-B removes air connected to the edges of each axial slice), the bone labeler to keep
 the exam table's dense shell out of the skeleton. Real tables touch the patient through a mattress
 and enclose foam or air, so "air connected to the slice edge" is not enough on its own:

@@ -14,10 +14,9 @@ Entering (``enter_network_space``), in this order:
    for networks trained here): exact axis permutations and flips (``organseglib.orientation``), so a
    RAS-ordered NIfTI and an LPS-ordered DICOM series of one patient give the network one array;
 3. **crop** to the body's bounding box plus a margin (optional; the table and the air around the
-   patient go). ``body`` is either a mask on the CT's grid (e.g. ``organseglib.body.body_masks(...).body``
-   when the caller computed it anyway, as the hybrid segmentation does for the auto-labelers) or a
-   function finding it on the network grid (``find_body_on_network_grid``: cheap at 3 mm, for runs
-   that need no native body mask).
+   patient go). ``body`` is either a mask on the CT's grid (e.g. ``organseglib.body.body_masks(...).body``)
+   or a function finding it on the network grid (``find_body_on_network_grid``: cheap at 3 mm; what
+   ``organseg segment`` uses with and without the auto-labelers, so both paths tile alike).
 
 The returned ``NetworkSpace`` records the three steps and brings labels back out
 (``labels_to_native``: uncrop with background, undo the reorientation, nearest neighbour onto the

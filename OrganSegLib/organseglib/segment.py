@@ -66,7 +66,8 @@ class SegmentConfig:
         overlap: tile overlap fraction (paper V-A: "partially-overlapping"; 25 % is this project's default).
         weighting: ``"uniform"`` (plain average, the paper) or ``"gaussian"`` tile weights.
         slabs: stitch z-slab by z-slab (bounded memory, identical result) instead of all at once.
-        crop_to_body: tile only the body's bounding box (paper 003 crops to the body contour).
+        crop_to_body: tile only the body's bounding box (paper 003 crops to the body contour), found on the
+            network grid: the same crop, so the same tiles, with and without the auto-labelers.
         body_margin_mm: margin around the body box, mm.
         bf16: bf16 autocast on CUDA (ignored on CPU).
         tile_batch: tiles per forward call of the network (same result as one at a time, to float
@@ -235,12 +236,12 @@ def segment_ct_with_report(ct: Volume, model: ModelSpec = None, config: Optional
     # network: the CT is reoriented once, exactly, and the labels put back once at the end.
     work, back = reorient(ct, DEFAULT_AXIS_CODE)
     body = None
-    if config.autolabel_organs:  # the labelers need the native body mask; the crop reuses it
+    if config.autolabel_organs:  # the labelers need the native body mask
         progress(0.0, "body mask")
         body = body_masks(np.asarray(work.array, dtype=np.float32), work.array_spacing)  # once per run
-    crop = None
-    if config.network_organs and config.crop_to_body:  # network only: found on the 3 mm grid, cheaper
-        crop = work.with_array(body.body) if body is not None else find_body_on_network_grid
+    # The network's crop is found on its own grid in both paths, so that the hybrid's network sees exactly
+    # what --network-only sees (one tiling: a kidney the network finds alone it finds in the hybrid too)
+    crop = find_body_on_network_grid if config.network_organs and config.crop_to_body else None
     out = np.zeros(work.shape, dtype=np.uint8)
     warnings: list[str] = []
     evidence = None

@@ -264,20 +264,32 @@ def test_a_nan_voxel_is_reported_as_bad_input_not_as_corrupt_weights(chest):
 @pytest.mark.slow
 @pytest.mark.parametrize("stored", ["LPS", "RAS"])
 def test_a_hybrid_run_computes_the_body_mask_once_and_reorients_the_ct_once(chest, stored, monkeypatch):
-    """The body mask serves the auto-labelers and the network's crop; the CT is put into the working
-    axis order once (the auto-labelers receive it already in that order: no second copy)."""
+    """The native body mask is computed once and serves every auto-labeler (the network's crop is found
+    on its coarse grid, as without the auto-labelers); the CT is put into the working axis order once
+    (the auto-labelers receive it already in that order: no second copy)."""
     import organseglib.body as body_mod
+    import organseglib.network_space as network_space_mod
     import organseglib.orientation as orientation_mod
     from organseglib.body import body_masks
+    from organseglib.network_space import find_body_on_network_grid
     from organseglib.orientation import reorient
 
     ct, _ = reorient(chest.ct, stored)
     expected = segment_ct(ct, fake(RULES, spacing_mm=6.0), device="cpu").array
     calls = {"body": 0, "copies": 0}
 
+    on_network_grid = []
+
     def counting_body(*args, **kwargs):
-        calls["body"] += 1
+        calls["body"] += not on_network_grid  # the native mask, not the crop's coarse one
         return body_masks(*args, **kwargs)
+
+    def crop_finder(volume):
+        on_network_grid.append(True)
+        try:
+            return find_body_on_network_grid(volume)
+        finally:
+            on_network_grid.pop()
 
     def counting_reorient(volume, code="LPS"):
         out = reorient(volume, code)
@@ -287,6 +299,7 @@ def test_a_hybrid_run_computes_the_body_mask_once_and_reorients_the_ct_once(ches
         return out
 
     monkeypatch.setattr(body_mod, "body_masks", counting_body)
+    monkeypatch.setattr(network_space_mod, "find_body_on_network_grid", crop_finder)
     monkeypatch.setattr(orientation_mod, "reorient", counting_reorient)
     out = segment_ct(ct, fake(RULES, spacing_mm=6.0), device="cpu").array
     assert calls["body"] == 1
@@ -296,6 +309,31 @@ def test_a_hybrid_run_computes_the_body_mask_once_and_reorients_the_ct_once(ches
     lps, _ = reorient(ct, "LPS")
     masks = body_masks(np.asarray(lps.array, np.float32), lps.array_spacing)
     np.testing.assert_array_equal(autolabel(lps, body=masks).array, autolabel(lps).array)
+
+
+@pytest.mark.slow
+def test_the_network_sees_the_same_input_with_and_without_the_auto_labelers(chest, monkeypatch):
+    """One crop for both paths (issue 21): the hybrid's network input is --network-only's, voxel for
+    voxel, so a kidney the network finds alone it finds in the hybrid (the merge decides the rest).
+    Before, the hybrid cropped to the native body mask and tiled a different box."""
+    import organseglib.segment as segment_mod
+
+    seen = []
+    real = segment_mod.network_labels
+
+    def recording(image, *args, **kwargs):
+        seen.append(np.array(image, copy=True))
+        return real(image, *args, **kwargs)
+
+    monkeypatch.setattr(segment_mod, "network_labels", recording)
+    # a table under the patient: the native body mask and the coarse one must still agree on the box
+    ct = chest.ct.array.copy()
+    ct[:, -4:, :] = 300.0
+    ct = chest.ct.with_array(ct)
+    segment_ct(ct, fake(RULES, spacing_mm=6.0), device="cpu")
+    segment_ct(ct, fake(RULES, spacing_mm=6.0), SegmentConfig(autolabel_organs=()), device="cpu")
+    assert len(seen) == 2 and seen[0].shape == seen[1].shape
+    np.testing.assert_array_equal(seen[0], seen[1])
 
 
 def test_the_auto_labelers_warnings_come_back_with_the_labels(chest, caplog):
