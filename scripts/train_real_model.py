@@ -146,12 +146,21 @@ def train_recipe(out: Path, data: Path, set_folder: Path, preset: str = "cpu", i
                                     f"(scripts/train_real_model.py --preset {preset}, {result.state.iteration} "
                                     f"iterations of {tuple(cfg.crop_shape)} crops, width {cfg.width}, "
                                     f"{'label-guided intensity augmentation, ' if phase_augment else ''}"
-                                    f"{device.type}; this session {(time.time() - t0) / 60:.0f} min wall)."),
+                                    f"{device.type}; {_time_spent(result.state)})."),
                        intended_use="research only; not validated for clinical use" + (f"; {licence}" if licence else ""),
                        data_sources=[DATA_SOURCES[n] for n in names if n in DATA_SOURCES],
                        weights_licence=licence)
     logging.info("model written to %s (%.1f min)", out, (time.time() - t0) / 60)
     return out
+
+
+def _time_spent(state) -> str:
+    """The card's account of the training time: the trainer's wall clock summed over resumes."""
+    seconds, since = state.extra.get("train_seconds"), state.extra.get("train_seconds_from_iteration", 0)
+    if seconds is None:
+        return "training time not recorded"
+    span = "" if not since else f" of iterations {since + 1}-{state.iteration} (the first {since} not timed)"
+    return f"{seconds / 60:.0f} min wall clock{span}, summed over resumes"
 
 
 def _keep_checkpoints(work: Path, every: int):

@@ -163,6 +163,28 @@ def test_resume_refuses_a_checkpoint_trained_on_other_data_or_from_another_model
     assert again.state.iteration == 2
 
 
+def test_the_training_time_is_summed_over_resumes_and_reaches_the_card(tmp_path, cases6, monkeypatch):
+    """The card's training time counts every run of a resumed training, each once (issue 22: the card
+    said "this session N min", the last session's share): a clock that ticks 10 s per reading."""
+    import itertools
+
+    import organseglib.training.trainer as trainer_mod
+    from organseglib.training.export import card_fields
+
+    ticks = itertools.count(0.0, 10.0)
+    monkeypatch.setattr(trainer_mod, "_clock", lambda: next(ticks))
+    cfg = TrainConfig(iterations=4, augment="never", validate_every=10, checkpoint_every=2, **TINY)
+    first = train(cfg, cases6[:1], [], tmp_path / "w", resume=False, stop_after=2)
+    assert first.state.extra == {"train_seconds_from_iteration": 0, "train_seconds": 10.0}
+    second = train(cfg, cases6[:1], [], tmp_path / "w")
+    assert second.state.iteration == 4
+    assert second.state.extra == {"train_seconds_from_iteration": 0, "train_seconds": 20.0}
+    provenance = card_fields(second, "phantoms", 6.0, 1, 0)["provenance"]
+    assert provenance["train_minutes"] == round(20.0 / 60, 1) and provenance["train_minutes_from_iteration"] == 0
+    _, meta = ck.read_checkpoint(tmp_path / "w" / "checkpoint.safetensors")
+    assert meta["state"]["extra"]["train_seconds"] == 20.0
+
+
 def _train_cmd(out: Path, iterations: int) -> list[str]:
     return [sys.executable, "-m", "organseglib", "train", "--data", "phantoms:2", "--spacing", "6",
             "--crop", "16", "32", "32", "--width", "0.0625", "--batch-size", "2", "--lr", "0.003",

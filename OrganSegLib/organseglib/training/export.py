@@ -58,9 +58,18 @@ def card_fields(result, data_description: str, spacing_mm: float, n_train: int, 
             "phase_augment": cfg.phase_augment.to_card() if getattr(cfg, "phase_augment", None) else None,
             "fine_tuned_from": getattr(init_card, "name", None) if init_card is not None else None,
             "final_validation": history["val"][-1] if history.get("val") else None,
+            # wall clock of the iterations since train_seconds_from_iteration (0 unless the run began
+            # before the trainer counted), summed over resumes; the machine's load is not recorded
+            "train_minutes": _train_minutes(result.state),
+            "train_minutes_from_iteration": result.state.extra.get("train_seconds_from_iteration"),
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         },
     }
+
+
+def _train_minutes(state) -> Optional[float]:
+    seconds = state.extra.get("train_seconds")
+    return None if seconds is None else round(float(seconds) / 60.0, 1)
 
 
 def save_trained_model(folder: str | os.PathLike, result, data_description: str, spacing_mm: float,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from time import monotonic as _clock  # a module name, so tests can drive it
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -248,6 +249,10 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
     curve = None
     phases = {"image_of": PhaseAugment(config.phase_augment).image_of} if config.phase_augment else {}
     stopped = False
+    # the wall time spent training, summed over resumes (the model card reports it): counted at each
+    # checkpoint, so the iterations an interruption loses are not counted twice
+    state.extra.setdefault("train_seconds_from_iteration", state.iteration)
+    clock = _clock()
     while state.iteration < last:
         if not state.augmenting and fixed_start is not None and state.iteration >= fixed_start:
             state.augmenting, state.augment_start = True, state.iteration
@@ -290,6 +295,9 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
         if state.iteration % config.checkpoint_every == 0 or done:
             sync_buffers(net, info)
             states = all_gather_objects(rng.bit_generator.state, info)
+            now = _clock()
+            state.extra["train_seconds"] = round(float(state.extra.get("train_seconds", 0.0)) + now - clock, 1)
+            clock = now
             if info.is_main:
                 state.rng_states = states
                 save_checkpoint(ckpt, model, optimizer, state, {**asdict(config), "data_fingerprint": fingerprint})
