@@ -28,8 +28,10 @@ must beat. These rules tell each structure from bone by what it is, on blocks of
   Either a thick core (``bladder_core_mm``) with no cortical shell, not a tube (height at most
   ``bladder_max_elongation`` times its width: the aorta is a tube) and walled by soft tissue (at most
   ``bladder_dense_wall`` of the blocks round it ``bladder_wall_max_hu`` or denser), or a layer of
-  contrast urine under urine (``bladder_urine_hu`` in front of it) whose top is a level
-  (its anterior boundary flat to ``bladder_level_mm``). A midline loop of bowel full of oral contrast
+  contrast urine under urine (``bladder_urine_hu`` one or two blocks in front of it) whose top is a level
+  (its anterior boundary flat to ``bladder_level_mm``), in the front of the pelvis
+  (``bladder_layer_max_depth``); a layer joined to the ureters that enter the bladder is judged on its
+  columns under urine at their median level. A midline loop of bowel full of oral contrast
   in the pelvis passes too: it is not bone either;
 * **ureters** (``ureter_*``, after the blood pools, and only where a kidney was found): dense tubes
   along the body axis: in each axial slice a small blob (at most ``ureter_max_area_mm2``), the blobs of
@@ -98,6 +100,10 @@ class UrinaryParams:
     bladder_dense_wall: float = 0.25  # ... but where it rests on the pubis (share of the blocks round it)
     bladder_urine_hu: tuple = (-10.0, 35.0)  # urine 0-20 HU; muscle (40-60) is not urine
     bladder_level_mm: float = 3.0
+    # a layer lies on the bladder's dependent (back) wall, in front of the rectum, sacrum and spine: on
+    # the excretory phantoms the layers sit at depths 0.33-0.37 and the vertebral endplates that pass the
+    # level test at 0.64-0.75
+    bladder_layer_max_depth: float = 0.55
     bladder_min_ml: float = 2.0
     bladder_min_depth: float = 0.15  # behind the abdominal wall
     bladder_below_lungs_mm: float = 100.0  # a pelvic organ: well below the lungs' lowest voxel (when in view)
@@ -131,10 +137,11 @@ class UrinaryParams:
                              f"(low, high) in [0, 1]; got {self!r}")
         if not (self.bladder_half_width_mm > 0 and 0.0 < self.bladder_max_depth <= 1.0 and self.bladder_core_mm > 0
                 and self.bladder_urine_hu[0] < self.bladder_urine_hu[1] < self.bladder_min_hu
-                and self.bladder_level_mm > 0 and self.bladder_min_ml >= 0):
+                and self.bladder_level_mm > 0 and self.bladder_min_ml >= 0
+                and self.bladder_min_depth < self.bladder_layer_max_depth <= self.bladder_max_depth):
             raise InputError(f"bladder rule: need bladder_half_width_mm > 0, bladder_max_depth in (0, 1], "
-                             f"bladder_core_mm > 0, urine (low, high) below bladder_min_hu, bladder_level_mm > 0; "
-                             f"got {self!r}")
+                             f"bladder_core_mm > 0, urine (low, high) below bladder_min_hu, bladder_level_mm > 0, "
+                             f"bladder_min_depth < bladder_layer_max_depth <= bladder_max_depth; got {self!r}")
 
 
 @dataclass
@@ -214,13 +221,16 @@ def find_kidneys(coarse: CoarseCT, body: np.ndarray, params: UrinaryParams, foun
         if ml < 0.5 * params.kidney_min_ml:
             continue  # fragments: not worth a line in the report
         depth, offset = _centre_frame(coarse, body, np.argwhere(core) + [b.start for b in big])
-        hull = _in_plane_closing(region, params.kidney_sinus_mm, coarse.spacing)
-        sinus = float((hull & ~region).sum()) / max(float(hull.sum()), 1.0)
         item = {"what": "kidney", "ml": round(ml, 1), "median_hu": round(median), "depth": round(depth, 2),
-                "offset_mm": round(offset), "enclosed": round(enclosed, 3), "sinus": round(sinus, 3)}
+                "offset_mm": round(offset), "enclosed": round(enclosed, 3)}
         checks = [(params.kidney_min_ml <= ml <= params.kidney_max_ml, "volume"),
                   (lo <= offset <= hi, "offset from the midline"), (depth >= params.kidney_dorsal, "depth"),
-                  (enclosed <= params.kidney_shell, "cortical shell"), (sinus >= params.kidney_sinus, "no renal sinus")]
+                  (enclosed <= params.kidney_shell, "cortical shell")]
+        if all(ok for ok, _ in checks):  # the sinus (an in-plane closing, the costly part) only where it decides
+            hull = _in_plane_closing(region, params.kidney_sinus_mm, coarse.spacing)
+            sinus = float((hull & ~region).sum()) / max(float(hull.sum()), 1.0)
+            item["sinus"] = round(sinus, 3)
+            checks.append((sinus >= params.kidney_sinus, "no renal sinus"))
         _judge(item, checks, found)
         if item["taken"]:
             out[big] |= _grow(hull, 1) & coarse.allowed[big]
@@ -356,24 +366,35 @@ def find_contrast_bladder(coarse: CoarseCT, body: np.ndarray, candidates: np.nda
         box = stats["bounding_boxes"][index]
         big = tuple(slice(max(0, b.start - 2), min(m, b.stop + 2)) for b, m in zip(box, contrast.shape))
         piece = labels[big] == index
+        under = _under_urine(piece, urine[big])
+        if not under.any():
+            continue  # no urine in front of it: not a layer
+        if under.sum() < 0.6 * piece.any(axis=1).sum():
+            # joined to something with no urine in front of it (the ureters entering the bladder): the
+            # candidate layer is the columns under urine whose front lies at their median level
+            front = np.argmax(piece, axis=1)
+            level_j = np.median(front[under])
+            piece &= (under & (np.abs(front - level_j) * coarse.spacing[1] <= params.bladder_level_mm))[:, None, :]
+            ml = float(piece.sum()) * coarse.voxel_ml
+            if ml < params.bladder_min_ml:
+                continue
         level = _level(piece, urine[big], coarse.spacing)
         if level is None:
             continue  # no urine in front of it: not a layer
         depth, offset, inside = place(np.argwhere(piece) + [b.start for b in big])
         item = {"what": "bladder (layer)", "ml": round(ml, 1), "depth": round(depth, 2), "offset_mm": round(offset),
                 "level_mm": round(level, 1)}
-        _judge(item, [(inside, "place"), (level <= params.bladder_level_mm, "no level")], found)
+        _judge(item, [(inside, "place"), (level <= params.bladder_level_mm, "no level"),
+                      (depth <= params.bladder_layer_max_depth, "behind the bladder (rectum, sacrum, spine)")], found)
         if item["taken"]:
             out[big] |= piece
     return out
 
 
-def _level(piece: np.ndarray, urine: np.ndarray, cs) -> Optional[float]:
-    """The spread (sd, mm) of the anterior boundary of ``piece`` over the columns (k, i) where urine lies
-    just in front of it (LPS: ``j`` grows to the back); None unless most columns have urine there."""
+def _under_urine(piece: np.ndarray, urine: np.ndarray) -> np.ndarray:
+    """The columns ``[k, i]`` of ``piece`` with urine one or two blocks in front of its anterior boundary
+    (LPS: ``j`` grows to the back; the block next to contrast may read partial volume)."""
     cols = piece.any(axis=1)
-    if cols.sum() < 4:
-        return None
     front = np.argmax(piece, axis=1)  # first j of the piece in each (k, i) column
     k, i = np.nonzero(cols)
     j = front[k, i]
@@ -382,9 +403,22 @@ def _level(piece: np.ndarray, urine: np.ndarray, cs) -> Optional[float]:
         jj = j - d
         ok = jj >= 0
         ahead[ok] |= urine[k[ok], jj[ok], i[ok]]
-    if ahead.mean() < 0.6:
+    out = np.zeros(cols.shape, dtype=bool)
+    out[k[ahead], i[ahead]] = True
+    return out
+
+
+def _level(piece: np.ndarray, urine: np.ndarray, cs) -> Optional[float]:
+    """The spread (sd, mm) of the anterior boundary of ``piece`` over the columns (k, i) where urine lies
+    just in front of it; None unless most columns have urine there."""
+    cols = piece.any(axis=1)
+    if cols.sum() < 4:
         return None
-    return float(np.std(j[ahead]) * cs[1])
+    under = _under_urine(piece, urine)
+    if under.sum() < 0.6 * cols.sum():
+        return None
+    front = np.argmax(piece, axis=1)
+    return float(np.std(front[under]) * cs[1])
 
 
 def find_kidney_tract(ct: np.ndarray, dense: np.ndarray, body: np.ndarray, coarse: CoarseCT,
