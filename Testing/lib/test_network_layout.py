@@ -59,6 +59,29 @@ def test_channels_last_training_step_equals_the_plain_step():
         assert torch.allclose(g0[k], g1[k], rtol=1e-3, atol=1e-5), (k, float((g0[k] - g1[k]).abs().max()))
 
 
+@pytest.mark.parametrize("width, batch", [(0.0625, 1), (0.125, 1), (0.125, 2)])
+def test_channels_last_is_kept_through_every_inception_module(width, batch):
+    """Every module's output stays in channels_last_3d. With one tile per forward pass (inference on the
+    CPU) a branch came back in the standard layout and the concatenation followed it: every later layer
+    ran in the slow layout, and the network stage of `segment` gained nothing from channels_last (batches
+    of two or more, as in training, kept it). Training mode too."""
+    from organseglib.network import Inception3d
+
+    cl = torch.channels_last_3d
+    for training in (False, True):
+        net = _net(width).train(training).to(memory_format=cl)
+        seen = []
+        hooks = [m.register_forward_hook(lambda mod, inp, out: seen.append(out.is_contiguous(memory_format=cl)))
+                 for m in net.modules() if isinstance(m, Inception3d)]
+        x = torch.rand(batch, 1, 32, 32, 32, generator=torch.Generator().manual_seed(1)).contiguous(memory_format=cl)
+        with torch.set_grad_enabled(training):
+            out = net(x)
+        for h in hooks:
+            h.remove()
+        assert len(seen) == 8 and all(seen), seen
+        assert out.shape == (batch, 6, 32, 32, 32)
+
+
 def test_memory_format_is_channels_last_on_the_cpu_only():
     assert memory_format_for("cpu") == torch.channels_last_3d
     assert memory_format_for(torch.device("cuda")) == torch.contiguous_format
