@@ -26,6 +26,7 @@ import scipy.ndimage as ndi
 
 from organseglib.autolabel import AutoLabelParams, autolabel_with_report
 from organseglib.io import read_ct, read_labels
+from organseglib.metrics import dice
 from organseglib.volume import Volume
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,10 +34,6 @@ DATA = REPO.parent / "shared" / "data"
 LUNGS, BONE = 3, 5
 FAR_MM = 10.0
 LUNG_DENSITY_HU = -500.0  # lung parenchyma is -950..-600 HU; fat -120..-60
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * float((a & b).sum()) / max(float(a.sum() + b.sum()), 1.0)
 
 
 def ml(mask: np.ndarray, ct: Volume) -> float:

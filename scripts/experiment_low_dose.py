@@ -25,6 +25,7 @@ import scipy.ndimage as ndi
 
 from organseglib.autolabel import autolabel_with_report
 from organseglib.io import read_ct
+from organseglib.metrics import dice
 from organseglib.phantom.low_dose import LowDoseNoise, add_low_dose_noise
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,10 +34,6 @@ FILES = {"chest_lung1": "ct/chest_lung1.nrrd", "chest_lung2": "ct/chest_lung2.nr
          "chest_cropped_totalseg": "ct/chest_cropped_totalseg.nii.gz", "abdomen_totalseg": "ct/abdomen_totalseg.nii.gz"}
 LUNGS = 3
 DENSE_HU = -300.0  # the lung labeler's leak threshold (LungParams.leak_hu)
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2.0 * float((a & b).sum()) / max(float(a.sum() + b.sum()), 1.0)
 
 
 def smoothing_size(spacing) -> list[int]:
