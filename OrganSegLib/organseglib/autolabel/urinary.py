@@ -30,8 +30,9 @@ must beat. These rules tell each structure from bone by what it is, on blocks of
   ``bladder_dense_wall`` of the blocks round it ``bladder_wall_max_hu`` or denser), or a layer of
   contrast urine under urine (``bladder_urine_hu`` one or two blocks in front of it) whose top is a level
   (its anterior boundary flat to ``bladder_level_mm``), in the front of the pelvis
-  (``bladder_layer_max_depth``); a layer joined to the ureters that enter the bladder is judged on its
-  columns under urine at their median level. A midline loop of bowel full of oral contrast
+  (``bladder_layer_max_depth``), no taller than ``bladder_max_elongation`` times its width (a sheet,
+  not a vessel); where a kidney was found, a layer joined to the ureters that enter the bladder is
+  judged on its columns under urine at their median level. A midline loop of bowel full of oral contrast
   in the pelvis passes too: it is not bone either;
 * **ureters** (``ureter_*``, after the blood pools, and only where a kidney was found): dense tubes
   along the body axis: in each axial slice a small blob (at most ``ureter_max_area_mm2``), the blobs of
@@ -357,6 +358,7 @@ def find_contrast_bladder(coarse: CoarseCT, body: np.ndarray, candidates: np.nda
         if item["taken"]:
             out[big] |= region
     urine = (coarse.mean >= params.bladder_urine_hu[0]) & (coarse.mean < params.bladder_urine_hu[1]) & coarse.allowed
+    excreting = any(f["what"] == "kidney" and f["taken"] for f in found)
     labels, n = cc3d.connected_components(contrast & ~out, connectivity=26, return_N=True)
     stats = cc3d.statistics(labels) if n else None
     for index in range(1, n + 1):
@@ -371,7 +373,11 @@ def find_contrast_bladder(coarse: CoarseCT, body: np.ndarray, candidates: np.nda
             continue  # no urine in front of it: not a layer
         if under.sum() < 0.6 * piece.any(axis=1).sum():
             # joined to something with no urine in front of it (the ureters entering the bladder): the
-            # candidate layer is the columns under urine whose front lies at their median level
+            # candidate layer is the columns under urine whose front lies at their median level. Only
+            # where a kidney was found (ureters full of contrast leave a kidney, as in find_ureters): in
+            # a chest such columns cut through the great vessels
+            if not excreting:
+                continue
             front = np.argmax(piece, axis=1)
             level_j = np.median(front[under])
             piece &= (under & (np.abs(front - level_j) * coarse.spacing[1] <= params.bladder_level_mm))[:, None, :]
@@ -384,8 +390,15 @@ def find_contrast_bladder(coarse: CoarseCT, body: np.ndarray, candidates: np.nda
         depth, offset, inside = place(np.argwhere(piece) + [b.start for b in big])
         item = {"what": "bladder (layer)", "ml": round(ml, 1), "depth": round(depth, 2), "offset_mm": round(offset),
                 "level_mm": round(level, 1)}
+        # a level is a horizontal sheet, wider than it is tall: a vessel running down the body (the aorta
+        # full of contrast) has an anterior wall at one depth in every slice too
+        ks, is_ = np.nonzero(piece.any(axis=1))
+        height = (ks.max() - ks.min() + 1) * coarse.spacing[0]
+        width = (is_.max() - is_.min() + 1) * coarse.spacing[2]
+        item["height_per_width"] = round(height / width, 2)
         _judge(item, [(inside, "place"), (level <= params.bladder_level_mm, "no level"),
-                      (depth <= params.bladder_layer_max_depth, "behind the bladder (rectum, sacrum, spine)")], found)
+                      (depth <= params.bladder_layer_max_depth, "behind the bladder (rectum, sacrum, spine)"),
+                      (height <= params.bladder_max_elongation * width, "a tube (a vessel), not a level")], found)
         if item["taken"]:
             out[big] |= piece
     return out
