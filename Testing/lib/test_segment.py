@@ -326,7 +326,7 @@ def test_the_network_sees_the_same_input_with_and_without_the_auto_labelers(ches
         return real(image, *args, **kwargs)
 
     monkeypatch.setattr(segment_mod, "network_labels", recording)
-    # a table under the patient: the native body mask and the coarse one must still agree on the box
+    # a table-like band under the patient, where a native and a coarse body mask draw the box differently
     ct = chest.ct.array.copy()
     ct[:, -4:, :] = 300.0
     ct = chest.ct.with_array(ct)
