@@ -66,8 +66,7 @@ class CleaningRules:
 
     def __post_init__(self) -> None:
         for name in ("min_kidney_ml", "midline_margin_mm", "bladder_below_lungs_mm", "kidney_below_lungs_mm",
-                     "liver_low_hu",
-                     "liver_low_min_ml", "liver_low_exposed"):
+                     "liver_low_hu", "liver_low_min_ml", "liver_low_exposed"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0):
                 raise InputError(f"CleaningRules.{name} must be a number ≥ 0; got {value!r}")

@@ -344,9 +344,8 @@ def find_contrast_bladder(coarse: CoarseCT, body: np.ndarray, candidates: np.nda
         if ml < params.bladder_min_ml:
             continue
         depth, offset, inside = place(np.argwhere(core) + [b.start for b in big])
-        zs, ys, xs = (np.flatnonzero(region.any(axis=other)) for other in ((1, 2), (0, 2), (0, 1)))
-        height = (zs[-1] - zs[0] + 1) * coarse.spacing[0]
-        width = max((ys[-1] - ys[0] + 1) * coarse.spacing[1], (xs[-1] - xs[0] + 1) * coarse.spacing[2])
+        height, across, side = _extents_mm(region, coarse.spacing)
+        width = max(across, side)
         rim = _grow(region, 1) & ~region
         fused = float(np.mean(coarse.mean[big][rim] >= params.bladder_wall_max_hu)) if rim.any() else 0.0
         item = {"what": "bladder (contrast sac)", "ml": round(ml, 1), "median_hu": round(median),
@@ -384,7 +383,8 @@ def find_contrast_bladder(coarse: CoarseCT, body: np.ndarray, candidates: np.nda
             ml = float(piece.sum()) * coarse.voxel_ml
             if ml < params.bladder_min_ml:
                 continue
-        level = _level(piece, urine[big], coarse.spacing)
+            under &= piece.any(axis=1)  # the columns kept (whole columns: their fronts are unchanged)
+        level = _level(piece, under, coarse.spacing)
         if level is None:
             continue  # no urine in front of it: not a layer
         depth, offset, inside = place(np.argwhere(piece) + [b.start for b in big])
@@ -392,9 +392,7 @@ def find_contrast_bladder(coarse: CoarseCT, body: np.ndarray, candidates: np.nda
                 "level_mm": round(level, 1)}
         # a level is a horizontal sheet, wider than it is tall: a vessel running down the body (the aorta
         # full of contrast) has an anterior wall at one depth in every slice too
-        ks, is_ = np.nonzero(piece.any(axis=1))
-        height = (ks.max() - ks.min() + 1) * coarse.spacing[0]
-        width = (is_.max() - is_.min() + 1) * coarse.spacing[2]
+        height, _, width = _extents_mm(piece, coarse.spacing)
         item["height_per_width"] = round(height / width, 2)
         _judge(item, [(inside, "place"), (level <= params.bladder_level_mm, "no level"),
                       (depth <= params.bladder_layer_max_depth, "behind the bladder (rectum, sacrum, spine)"),
@@ -421,13 +419,18 @@ def _under_urine(piece: np.ndarray, urine: np.ndarray) -> np.ndarray:
     return out
 
 
-def _level(piece: np.ndarray, urine: np.ndarray, cs) -> Optional[float]:
-    """The spread (sd, mm) of the anterior boundary of ``piece`` over the columns (k, i) where urine lies
-    just in front of it; None unless most columns have urine there."""
+def _extents_mm(mask: np.ndarray, spacing) -> tuple[float, float, float]:
+    """The extent of ``mask`` along each axis (k, j, i), mm."""
+    spans = (np.flatnonzero(mask.any(axis=other)) for other in ((1, 2), (0, 2), (0, 1)))
+    return tuple(float(n[-1] - n[0] + 1) * float(s) for n, s in zip(spans, spacing))
+
+
+def _level(piece: np.ndarray, under: np.ndarray, cs) -> Optional[float]:
+    """The spread (sd, mm) of the anterior boundary of ``piece`` over ``under``, its columns (k, i) with
+    urine just in front (``_under_urine``); None unless most columns have urine there."""
     cols = piece.any(axis=1)
     if cols.sum() < 4:
         return None
-    under = _under_urine(piece, urine)
     if under.sum() < 0.6 * cols.sum():
         return None
     front = np.argmax(piece, axis=1)
