@@ -22,7 +22,8 @@ exactly; every deviation below is a named parameter):
    (ribs as dense as the spine, on a scan whose bone is barely denser than the blood). Ribs,
    clavicles, scapulae, humeri and a sternum that the field of view cuts off the spine are such pieces;
    so is a fainter piece where the spine is whose cortex encloses marrow (``piece_marrow_*``: a
-   vertebra a field of view cuts off its ribs; ``pieces.py``);
+   vertebra a field of view cuts off its ribs, where a face of the view it touches counts as cortex;
+   ``pieces.py``);
 4. closing by a 25 mm-diameter ball, to fill the gaps in the cortex (exact, ``organseglib.morphology``);
 5. keep the voxels >= tau1 = 0 HU (removes the fat the closing filled between bones);
 6. ours, the soft-tissue guard: of the voxels the closing added, those of muscle or fluid density

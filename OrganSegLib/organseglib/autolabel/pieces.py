@@ -74,7 +74,7 @@ def select_pieces(dense: np.ndarray, ct: np.ndarray, voxel_ml: float, params,
             keep[index] = True
         elif params.piece_marrow_share <= 1.0 and sizes[index] * voxel_ml >= params.piece_marrow_min_ml \
                 and body is not None and _in_spine_zone(mine, box, frame()):
-            share = enclosed_marrow(mine, ct[box], spacing, params)
+            share = enclosed_marrow(mine, ct[box], spacing, params, _faces_on_the_border(box, dense.shape))
             log.debug("piece of %.1f mL below %.0f HU: enclosed marrow %.2f of its volume", sizes[index] * voxel_ml,
                       need, share)
             if share >= params.piece_marrow_share:
@@ -98,13 +98,31 @@ def _in_spine_zone(piece: np.ndarray, box: tuple, frame: tuple) -> bool:
     return bool(np.nanmedian(np.abs(o)) <= params.disc_half_width_mm and np.nanmedian(d) >= params.disc_dorsal)
 
 
-def enclosed_marrow(piece: np.ndarray, ct: np.ndarray, spacing, params) -> float:
+def _faces_on_the_border(box: tuple, shape: tuple) -> tuple:
+    """For each axis, whether the box reaches the volume's first and last slice: ``((lo, hi), ...)``."""
+    return tuple((b.start == 0, b.stop == n) for b, n in zip(box, shape))
+
+
+def enclosed_marrow(piece: np.ndarray, ct: np.ndarray, spacing, params, border=None) -> float:
     """Volume of marrow-density voxels (``tau1_hu`` to ``tau2_hu``) that the dense ``piece`` encloses
-    along two axes or three within ``enclosure_mm``, as a share of the piece's volume (on its box)."""
+    along two axes or three within ``enclosure_mm``, as a share of the piece's volume (on its box).
+
+    ``border``: for each axis, whether the box's first and last slice are the volume's (``((lo, hi),
+    ...)``); a face of the field of view counts as cortex there, as the canal rule counts the first and
+    last slice (``spine.py``): what lies beyond it is unknown, and a vertebra the border cuts open keeps
+    the marrow between its cortex and the cut (issue 21: ``chest_cropped_totalseg`` cut at row 100 kept
+    78 % of its vertebral bone, the lowest vertebra, cut by two faces, none)."""
     marrow = ~piece & (ct >= params.tau1_hu) & (ct < params.tau2_hu)
     if not marrow.any():
         return 0.0
-    enclosed = morphology.enclosed_axes(piece, spacing, params.enclosure_mm, where=marrow) >= 2
+    pad = tuple((int(lo), int(hi)) for lo, hi in border) if border is not None else ((0, 0),) * 3
+    if any(any(p) for p in pad):
+        closed = np.pad(piece, pad, constant_values=True)
+        inner = tuple(slice(lo, closed.shape[a] - hi) for a, (lo, hi) in enumerate(pad))
+        enclosed = (morphology.enclosed_axes(closed, spacing, params.enclosure_mm,
+                                             where=np.pad(marrow, pad)) >= 2)[inner]
+    else:
+        enclosed = morphology.enclosed_axes(piece, spacing, params.enclosure_mm, where=marrow) >= 2
     return float(np.count_nonzero(enclosed)) / max(float(np.count_nonzero(piece)), 1.0)
 
 
