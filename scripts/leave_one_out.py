@@ -27,7 +27,8 @@ Comparisons (issue 22), each scoring the fold models already in OUT (``--score-o
 
 * ``--model-suffix -3000``: score ``OUT/without-CASE-3000`` instead (a shorter budget of the same run,
   exported with ``scripts/export_checkpoint.py``);
-* ``--flip``: test-time mirroring left-right (``SegmentConfig.flip_axes``);
+* ``--flip``: test-time mirroring left-right (``SegmentConfig.flip_axes``; the liver from the plain pass,
+  ``flip_one_sided``); ``--flip-all``: every organ averaged, the liver too;
 * ``--network-only``: every organ from the network (the hybrid is the default);
 * ``--phase-copy none``: score a copy of each held-out scan whose annotated liver, kidneys, bladder and
   kept spleen/vessels are put at that phase's HU through its own masks
@@ -87,7 +88,8 @@ def main(argv=None) -> int:
     ap.add_argument("--score-only", action="store_true",
                     help="score the fold models already in OUT (trained by this script or train_real_model.py)")
     ap.add_argument("--model-suffix", default="", help="score OUT/without-CASE<SUFFIX> (e.g. -3000)")
-    ap.add_argument("--flip", action="store_true", help="test-time mirroring left-right")
+    ap.add_argument("--flip", action="store_true", help="test-time mirroring left-right (the liver: plain pass)")
+    ap.add_argument("--flip-all", action="store_true", help="test-time mirroring left-right, every organ averaged")
     ap.add_argument("--network-only", action="store_true", help="every organ from the network")
     ap.add_argument("--phase-copy", default=None, help="score a copy of each held-out scan in this contrast phase")
     ap.add_argument("--tag", default="", help="name of this scoring's outputs")
@@ -96,9 +98,11 @@ def main(argv=None) -> int:
     from organseglib.atomic import write_text_atomic
     from organseglib.scorecard import (format_scorecard, from_model, list_set, score_set, scorecard_to_csv,
                                        scorecard_to_json)
-    from organseglib.segment import SegmentConfig
+    from organseglib.segment import MIRROR_AXES, SegmentConfig
 
-    config = SegmentConfig(flip_axes=(2,) if args.flip else (), **({"autolabel_organs": ()} if args.network_only else {}))
+    config = SegmentConfig(flip_axes=MIRROR_AXES if args.flip or args.flip_all else (),
+                           flip_one_sided=() if args.flip_all else ("liver",),
+                           **({"autolabel_organs": ()} if args.network_only else {}))
     tag = f"-{args.tag}" if args.tag else ""
 
     args.out.mkdir(parents=True, exist_ok=True)

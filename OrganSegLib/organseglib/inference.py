@@ -224,11 +224,15 @@ class TorchPredictor:
     axes of the network grid (each subset of them, so 2**len(flip_axes) passes), the predictions mirrored
     back and averaged (nnU-Net's "mirroring"). Off by default: the bundled models were trained without
     mirrored crops (``cudaaugment``'s ``reflect_prob`` is 0: a left-right flip puts the liver on the left),
-    and issue 22's leave-one-out decides whether it helps (EXPERIMENTS.md).
+    and issue 22's leave-one-out decides whether it helps (EXPERIMENTS.md). ``plain_channels``: the
+    channels whose probability is the plain pass's alone, not the average: organs that lie on one side
+    of the body (the liver), which the network, having never seen a mirrored patient, does not find
+    mirrored; the others (kidneys, lungs, bladder, bone, background) share the rest, averaged over every
+    pass (``_average``).
     """
 
     def __init__(self, model, window_hu: Sequence[float], device="cpu", bf16: bool = True,
-                 flip_axes: Sequence[int] = ()) -> None:
+                 flip_axes: Sequence[int] = (), plain_channels: Sequence[int] = ()) -> None:
         import torch
 
         self.device = torch.device(device) if not isinstance(device, torch.device) else device
@@ -239,6 +243,9 @@ class TorchPredictor:
         self.flip_axes = tuple(sorted({int(a) for a in flip_axes}))
         if any(a not in (0, 1, 2) for a in self.flip_axes):
             raise InputError(f"flip_axes must be axes of the tile (0, 1, 2); got {tuple(flip_axes)!r}")
+        self.plain_channels = sorted({int(c) for c in plain_channels})
+        if any(c < 0 for c in self.plain_channels):
+            raise InputError(f"plain_channels must be channel indices >= 0; got {tuple(plain_channels)!r}")
 
     def _prepare(self, device):
         from .network_layout import inference_network
@@ -261,7 +268,7 @@ class TorchPredictor:
         fmt = memory_format_for(self.device)
         flips = self._flips()
         with torch.inference_mode():
-            probs = None
+            passes = []
             for flip in flips:
                 dims = [2 + a for a in flip]
                 xf = to_memory_format(torch.flip(x, dims) if dims else x, fmt)
@@ -271,11 +278,28 @@ class TorchPredictor:
                 else:
                     logits = self.model(xf)
                 p = torch.softmax(logits.float(), dim=1)
-                p = torch.flip(p, dims) if dims else p
-                probs = p if probs is None else probs + p
-            if len(flips) > 1:
-                probs /= len(flips)
+                passes.append(torch.flip(p, dims) if dims else p)
+            probs = passes[0] if len(passes) == 1 else self._average(passes)
         return probs.contiguous().cpu().numpy()
+
+    def _average(self, passes: list):
+        """The mean of the passes (the plain one first); with ``plain_channels``, each mirrored pass first
+        takes those channels from the plain pass and shares what is left among its other channels in its
+        own proportions (it cannot speak for an organ it would find on the wrong side), so those channels
+        come out as the plain pass's and every voxel's probabilities still sum to 1."""
+        plain = passes[0]
+        if self.plain_channels:
+            one = self.plain_channels
+            others = [c for c in range(plain.shape[1]) if c not in set(one)]
+            left = 1.0 - plain[:, one].sum(dim=1, keepdim=True)
+            for p in passes[1:]:
+                rest = p[:, others].sum(dim=1, keepdim=True).clamp_min(1e-12)
+                p[:, others] *= left / rest
+                p[:, one] = plain[:, one]
+        total = passes[0].clone()
+        for p in passes[1:]:
+            total += p
+        return total / len(passes)
 
     def predict_batch(self, tiles: np.ndarray) -> np.ndarray:
         """Probabilities ``[N, C, K, J, I]`` of tiles ``[N, K, J, I]`` (HU) in one forward pass."""

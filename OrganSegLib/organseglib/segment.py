@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 ALL_ORGANS = tuple(o.key for o in organ_table())
 # Paper VI-C / Table III: morphology beat the network on lungs (97.8 vs 91.8 Dice) and bone (93.2 vs 79.3).
 AUTOLABEL_DEFAULT = ("lungs", "bone")
+MIRROR_AXES = (2,)  # test-time mirroring left-right: axis i of the network grid (the cards' LPS order)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,10 @@ class SegmentConfig:
             tile a little larger than the card's to cover a scan in one pass; None: the card's.
         flip_axes: test-time mirroring on these axes of the network grid (``inference.TorchPredictor``;
             in the cards' LPS order 2 is left-right), each pass averaged; () (default): none.
+        flip_one_sided: organs that lie on one side of the body: with ``flip_axes``, their probability is
+            the plain pass's alone (a mirrored patient has them on the wrong side, and the network, never
+            trained on one, does not find them there: averaged, the liver's probability halves;
+            EXPERIMENTS.md, issue 22); the other organs and the background take the average.
 
     Raises:
         InputError: unknown organs, an auto-labeler organ it cannot label, bad numbers.
@@ -97,6 +102,7 @@ class SegmentConfig:
     tile_shape: Optional[tuple] = None
     tile_batch: Optional[int] = None
     flip_axes: tuple = ()
+    flip_one_sided: tuple = ("liver",)
 
     def __post_init__(self) -> None:
         from .autolabel import supported_organ_keys
@@ -121,6 +127,8 @@ class SegmentConfig:
         if any(a not in (0, 1, 2) for a in self.flip_axes):
             raise InputError(f"flip_axes must be axes of the network grid (0, 1, 2); got {self.flip_axes!r}")
         object.__setattr__(self, "flip_axes", tuple(sorted({int(a) for a in self.flip_axes})))
+        object.__setattr__(self, "flip_one_sided", tuple(o.key for o in parse_organ_list(self.flip_one_sided))
+                           if self.flip_one_sided else ())
         if self.tile_batch is not None and (int(self.tile_batch) != self.tile_batch or self.tile_batch < 1):
             raise InputError(f"tile_batch must be an integer ≥ 1 (tiles per forward call); got {self.tile_batch!r}")
 
@@ -175,7 +183,9 @@ def network_labels(image: np.ndarray, model, card, config: SegmentConfig, device
     if missing:
         raise InputError(f"model {card.name!r} has no output for label values {missing} (its classes: {values}); "
                          "take those organs from the auto-labelers or drop them from --organs")
-    predictor = TorchPredictor(model, card.window_hu, device, bf16=config.bf16, flip_axes=config.flip_axes)
+    one_sided = {organ_by_key(k).value for k in config.flip_one_sided}
+    predictor = TorchPredictor(model, card.window_hu, device, bf16=config.bf16, flip_axes=config.flip_axes,
+                               plain_channels=[c for c, v in enumerate(values) if v in one_sided])
     lut = np.array([v if v in wanted else 0 for v in values], dtype=np.uint8)
     tile, classes, batch = config.tile_shape or card.tile_shape, int(card.num_classes), _tile_batch(config, device)
     if probabilities:

@@ -120,6 +120,29 @@ def test_flip_average_is_the_mean_of_the_mirrored_predictions():
         TorchPredictor(net, (-1000, 1000), "cpu", flip_axes=(3,))
 
 
+def test_one_sided_channels_come_from_the_plain_pass_and_the_rest_share_what_is_left():
+    """plain_channels=[1] (the liver): channel 1 is the plain pass's; in the mirrored pass the other
+    channels are rescaled to share 1 - plain liver in their own proportions, then averaged with the
+    plain pass (hand-computed with the plain network); every voxel still sums to 1."""
+    net = _net()
+    rng = np.random.default_rng(2)
+    tiles = rng.normal(0.0, 300.0, (1, 16, 24, 32)).astype(np.float32)
+    plain = _plain_probabilities(net, tiles, (-1000, 1000)).astype(np.float64)
+    mirrored = _plain_probabilities(net, tiles[..., ::-1].copy(), (-1000, 1000))[..., ::-1].astype(np.float64)
+    others = [c for c in range(plain.shape[1]) if c != 1]
+    share = (1.0 - plain[:, 1:2]) / mirrored[:, others].sum(axis=1, keepdims=True)
+    expected = plain.copy()
+    expected[:, others] = (plain[:, others] + mirrored[:, others] * share) / 2
+    got = TorchPredictor(net, (-1000, 1000), "cpu", flip_axes=(2,), plain_channels=[1]).predict_batch(tiles)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got[:, 1], plain[:, 1], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+    everything = TorchPredictor(net, (-1000, 1000), "cpu", flip_axes=(2,)).predict_batch(tiles)
+    assert not np.allclose(got[:, 1], everything[:, 1], atol=1e-4)  # the plain mean would differ
+    with pytest.raises(Exception, match="plain_channels"):
+        TorchPredictor(net, (-1000, 1000), "cpu", flip_axes=(2,), plain_channels=[-1])
+
+
 @pytest.mark.slow
 def test_bundled_model_labels_unchanged_on_a_phantom():
     """The shipped network on a phantom: every voxel whose top two probabilities differ by more than

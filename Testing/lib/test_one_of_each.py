@@ -101,6 +101,8 @@ def test_segment_cli_defaults_are_segment_config_defaults():
     from organseglib.segment import SegmentConfig
 
     assert segment_config(_parse("segment", "ct.nii.gz", "-o", "out.nii.gz")) == SegmentConfig()
+    mirrored = segment_config(_parse("segment", "ct.nii.gz", "-o", "out.nii.gz", "--mirror"))
+    assert mirrored == SegmentConfig(flip_axes=(2,)) and mirrored.flip_one_sided == ("liver",)
 
 
 def test_train_cli_defaults_are_train_config_defaults():
