@@ -68,7 +68,7 @@ def register(sub) -> None:
     p.add_argument("--mirror", action="store_true",
                    help="test-time mirroring left-right: each tile is also predicted mirrored and the two "
                         "averaged, the liver (one-sided) from the plain pass; twice the network's time. Held "
-                        "out on two real scans: kidneys +0.01 to +0.08 Dice, a little bladder, liver unchanged "
+                        "out on two real scans: kidneys -0.02 to +0.08 Dice, a little bladder, liver unchanged "
                         "(EXPERIMENTS.md, issue 22)")
     p.add_argument("--report", default=None,
                    help="also write volumes and the plausibility check (organseglib.plausibility) as JSON here")
