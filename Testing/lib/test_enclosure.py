@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from organseglib.errors import InputError
-from organseglib.morphology import enclosed_axes
+from organseglib.morphology import enclosed_axes, enclosure_bits
 
 
 def walk_reference(mask, spacing, max_span_mm, where=None):
@@ -63,6 +63,28 @@ def test_where_limits_the_answer_and_an_empty_where_gives_zeros():
     where[1, 2, 3] = True
     got = enclosed_axes(mask, (1, 1, 1), 5.0, where)
     assert got[1, 2, 3] == 3 and got.sum() == 3
+
+
+@settings(max_examples=30, deadline=None)
+@given(shape=st.tuples(*[st.integers(1, 6)] * 3), faces=st.tuples(*[st.tuples(st.booleans(), st.booleans())] * 3),
+       density=st.floats(0.0, 0.5), seed=st.integers(0, 999))
+def test_closed_faces_count_as_mask_beyond_the_array(shape, faces, density, seed):
+    """closed_faces: as if the array went on by one voxel of ``mask`` past each named face (the ray walk on
+    the array padded by hand, cropped back)."""
+    rng = np.random.default_rng(seed)
+    mask = rng.random(shape) < density
+    where = rng.random(shape) < 0.6
+    pad = [(int(lo), int(hi)) for lo, hi in faces]
+    inner = tuple(slice(lo, lo + n) for (lo, _), n in zip(pad, shape))
+    walked = walk_reference(np.pad(mask, pad, constant_values=True), (1.0, 1.0, 1.0), 3.0, np.pad(where, pad))[inner]
+    np.testing.assert_array_equal(enclosed_axes(mask, (1.0, 1.0, 1.0), 3.0, where, closed_faces=faces), walked)
+    bits = enclosure_bits(mask, (1.0, 1.0, 1.0), 3.0, where, closed_faces=faces)
+    np.testing.assert_array_equal([(b & 1) + (b >> 1 & 1) + (b >> 2 & 1) for b in bits.ravel()], walked.ravel())
+
+
+def test_closed_faces_need_a_pair_for_each_axis():
+    with pytest.raises(InputError, match="closed_faces"):
+        enclosed_axes(np.zeros((3, 3, 3), bool), (1, 1, 1), 2.0, closed_faces=((True, False),))
 
 
 @pytest.mark.parametrize("args", [(np.zeros((3, 3), bool), (1, 1), 2.0), (np.zeros((3, 3, 3), bool), (1, 1, 1), -1.0),

@@ -115,14 +115,7 @@ def enclosed_marrow(piece: np.ndarray, ct: np.ndarray, spacing, params, border=N
     marrow = ~piece & (ct >= params.tau1_hu) & (ct < params.tau2_hu)
     if not marrow.any():
         return 0.0
-    pad = tuple((int(lo), int(hi)) for lo, hi in border) if border is not None else ((0, 0),) * 3
-    if any(any(p) for p in pad):
-        closed = np.pad(piece, pad, constant_values=True)
-        inner = tuple(slice(lo, closed.shape[a] - hi) for a, (lo, hi) in enumerate(pad))
-        enclosed = (morphology.enclosed_axes(closed, spacing, params.enclosure_mm,
-                                             where=np.pad(marrow, pad)) >= 2)[inner]
-    else:
-        enclosed = morphology.enclosed_axes(piece, spacing, params.enclosure_mm, where=marrow) >= 2
+    enclosed = morphology.enclosed_axes(piece, spacing, params.enclosure_mm, where=marrow, closed_faces=border) >= 2
     return float(np.count_nonzero(enclosed)) / max(float(np.count_nonzero(piece)), 1.0)
 
 

@@ -124,9 +124,8 @@ def spinal_canal(bone: np.ndarray, skeleton: np.ndarray, ct: np.ndarray, spacing
     # along the body axis the volume's first and last slices count as bone: what lies beyond the field
     # of view is unknown, and a vertebra cut by it keeps its marrow (the canal, open over the whole
     # scan, is still open unless the scan is shorter than enclosure_mm)
-    pad = ((1, 1), (0, 0), (0, 0))
-    closed = morphology.enclosure_bits(np.pad(skeleton[box], pad, constant_values=True), spacing,
-                                       params.enclosure_mm, np.pad(fluid, pad), axes=(0,))[1:-1] > 0
+    closed = morphology.enclosure_bits(skeleton[box], spacing, params.enclosure_mm, fluid, axes=(0,),
+                                       closed_faces=((True, True), (False, False), (False, False))) > 0
     canal = fluid & ~closed
     steps = int(round(params.canal_rim_mm / min(float(spacing[1]), float(spacing[2]))))
     if steps > 0 and canal.any():

@@ -62,8 +62,19 @@ def _enclosed_along(mask: np.ndarray, coords: tuple[np.ndarray, ...], axis: int,
     return found
 
 
+def _with_closed_faces(mask: np.ndarray, where: np.ndarray, closed_faces) -> tuple:
+    """``(mask, where, inner)``: both padded by one voxel on each face named in ``closed_faces``
+    (``((before, after), ...)`` per axis; ``mask`` True there, ``where`` False), and the slices of the
+    padded arrays that are the original ones."""
+    if len(closed_faces) != 3 or any(len(pair) != 2 for pair in closed_faces):
+        raise InputError(f"closed_faces needs a (before, after) pair for each of the 3 axes; got {closed_faces!r}")
+    pad = tuple((int(bool(lo)), int(bool(hi))) for lo, hi in closed_faces)
+    inner = tuple(slice(lo, lo + n) for (lo, _), n in zip(pad, mask.shape))
+    return np.pad(mask, pad, constant_values=True), np.pad(where, pad), inner
+
+
 def enclosed_axes(mask: np.ndarray, spacing: Sequence[float], max_span_mm: float,
-                  where: Optional[np.ndarray] = None) -> np.ndarray:
+                  where: Optional[np.ndarray] = None, closed_faces=None) -> np.ndarray:
     """Number of axes (0-3) along which ``mask`` encloses each voxel within ``max_span_mm``.
 
     Args:
@@ -73,6 +84,9 @@ def enclosed_axes(mask: np.ndarray, spacing: Sequence[float], max_span_mm: float
             two sides of a voxel (a voxel of ``mask`` encloses itself: span 0).
         where: optional boolean array; only these voxels are answered (the others get 0). Pass it
             on large volumes: the cost grows with the number of voxels answered and of ``mask``.
+        closed_faces: optional ``((before, after), ...)`` per axis: the faces of the array that count
+            as ``mask`` (a field of view's border: what lies beyond it is unknown, and a bone it cuts
+            open still encloses its marrow).
 
     Returns:
         uint8 array of ``mask``'s shape.
@@ -82,6 +96,10 @@ def enclosed_axes(mask: np.ndarray, spacing: Sequence[float], max_span_mm: float
         raise InputError(f"enclosed_axes needs a 3D mask and three spacings; got {mask.shape} and {spacing!r}")
     if not max_span_mm >= 0:
         raise InputError(f"max_span_mm must be >= 0; got {max_span_mm!r}")
+    if closed_faces is not None:
+        where = np.ones(mask.shape, dtype=bool) if where is None else np.asarray(where, dtype=bool)
+        padded, asked_padded, inner = _with_closed_faces(mask, where, closed_faces)
+        return enclosed_axes(padded, spacing, max_span_mm, asked_padded)[inner]
     count = np.zeros(mask.shape, dtype=np.uint8)
     # voxels as flat indices of the whole array (cheaper than 3D coordinates of a box, and no copy of
     # it); mask voxels farther than the span from every voxel asked about cannot change an answer
@@ -99,18 +117,22 @@ def enclosed_axes(mask: np.ndarray, spacing: Sequence[float], max_span_mm: float
 
 
 def enclosure_bits(mask: np.ndarray, spacing: Sequence[float], max_span_mm: float,
-                   where: np.ndarray, axes: Sequence[int] = (0, 1, 2)) -> np.ndarray:
+                   where: np.ndarray, axes: Sequence[int] = (0, 1, 2), closed_faces=None) -> np.ndarray:
     """Like ``enclosed_axes``, but says along *which* axes: bit ``a`` (value ``1 << a``) is set where
     ``mask`` encloses the voxel along array axis ``a`` within ``max_span_mm``; only the voxels of
-    ``where`` are answered (the others get 0), and only the ``axes`` asked for are tested. The bone
-    labeler tells the spinal canal (enclosed in the axial plane, open along the body axis) from the
-    marrow of a vertebral body (closed by its endplates along the body axis too) by it."""
+    ``where`` are answered (the others get 0), and only the ``axes`` asked for are tested
+    (``closed_faces``: as ``enclosed_axes``'s). The bone labeler tells the spinal canal (enclosed in
+    the axial plane, open along the body axis) from the marrow of a vertebral body (closed by its
+    endplates along the body axis too) by it."""
     mask = np.asarray(mask, dtype=bool)
     if mask.ndim != 3 or len(spacing) != 3 or np.shape(where) != mask.shape:
         raise InputError(f"enclosure_bits needs a 3D mask, three spacings and a where mask of the same shape; got "
                          f"{mask.shape}, {spacing!r} and {np.shape(where)}")
     if not max_span_mm >= 0 or not set(axes) <= {0, 1, 2}:
         raise InputError(f"max_span_mm must be >= 0 and axes among 0, 1, 2; got {max_span_mm!r}, {axes!r}")
+    if closed_faces is not None:
+        padded, asked_padded, inner = _with_closed_faces(mask, np.asarray(where, dtype=bool), closed_faces)
+        return enclosure_bits(padded, spacing, max_span_mm, asked_padded, axes)[inner]
     bits = np.zeros(mask.shape, dtype=np.uint8)
     margin = [int(np.ceil(max_span_mm / float(s))) if a in axes else 0 for a, s in enumerate(spacing)]
     box = mask_bounding_box(where, margin=margin)
