@@ -386,7 +386,7 @@ def find_contrast_bladder(coarse: CoarseCT, body: np.ndarray, candidates: np.nda
             under &= piece.any(axis=1)  # the columns kept (whole columns: their fronts are unchanged)
         level = _level(piece, under, coarse.spacing)
         if level is None:
-            continue  # no urine in front of it: not a layer
+            continue  # too small to read a level from
         depth, offset, inside = place(np.argwhere(piece) + [b.start for b in big])
         item = {"what": "bladder (layer)", "ml": round(ml, 1), "depth": round(depth, 2), "offset_mm": round(offset),
                 "level_mm": round(level, 1)}
@@ -427,11 +427,9 @@ def _extents_mm(mask: np.ndarray, spacing) -> tuple[float, float, float]:
 
 def _level(piece: np.ndarray, under: np.ndarray, cs) -> Optional[float]:
     """The spread (sd, mm) of the anterior boundary of ``piece`` over ``under``, its columns (k, i) with
-    urine just in front (``_under_urine``); None unless most columns have urine there."""
-    cols = piece.any(axis=1)
-    if cols.sum() < 4:
-        return None
-    if under.sum() < 0.6 * cols.sum():
+    urine just in front (``_under_urine``; the caller has checked that they are most of its columns);
+    None for a piece of fewer than 4 columns."""
+    if np.count_nonzero(piece.any(axis=1)) < 4:
         return None
     front = np.argmax(piece, axis=1)
     return float(np.std(front[under]) * cs[1])
