@@ -94,7 +94,7 @@ def real_training_cases(set_folder: Path, ids: dict, exclude=(), cache=None):
 def train_recipe(out: Path, data: Path, set_folder: Path, preset: str = "cpu", iterations=None,
                  exclude=(), work=None, real_weight: int = 3, init=None, seed: int = 0,
                  n_phantoms: int = 12, threads=None, width=None, crop=None, phase_augment: bool = True,
-                 keep_every: int = 0) -> Path:
+                 keep_every: int = 0, mirror: float = 0.0) -> Path:
     """Train (or resume) and write the model package ``out``; returns its path."""
     from organseglib.model_package import bundled_models_folder
     from organseglib.training.dataset import phantom_cases
@@ -128,7 +128,7 @@ def train_recipe(out: Path, data: Path, set_folder: Path, preset: str = "cpu", i
                       width=float(width) if scratch else init_card.width,
                       window_hu=tuple(init_card.window_hu) if init_card else (-1000.0, 1000.0),
                       augment=f"at:{p['augment_at']}", validate_every=10 ** 9, checkpoint_every=50, seed=seed,
-                      phase_augment=PhaseAugmentConfig() if phase_augment else None)
+                      phase_augment=PhaseAugmentConfig() if phase_augment else None, mirror=float(mirror))
     from organseglib.training.distributed import DistInfo
 
     info = DistInfo(device=device) if device.type == "cuda" else DistInfo()
@@ -146,6 +146,7 @@ def train_recipe(out: Path, data: Path, set_folder: Path, preset: str = "cpu", i
                                     f"(scripts/train_real_model.py --preset {preset}, {result.state.iteration} "
                                     f"iterations of {tuple(cfg.crop_shape)} crops, width {cfg.width}, "
                                     f"{'label-guided intensity augmentation, ' if phase_augment else ''}"
+                                    f"{f'left-right mirroring p={cfg.mirror:g} (liver unannotated when mirrored), ' if cfg.mirror else ''}"
                                     f"{device.type}; {_time_spent(result.state)})."),
                        intended_use="research only; not validated for clinical use" + (f"; {licence}" if licence else ""),
                        data_sources=[DATA_SOURCES[n] for n in names if n in DATA_SOURCES],
@@ -197,6 +198,9 @@ def main(argv=None) -> int:
     ap.add_argument("--crop", type=int, nargs=3, default=None, metavar=("K", "J", "I"),
                     help="training crop (default: the preset's)")
     ap.add_argument("--no-phase-augment", action="store_true", help="without label-guided intensity augmentation")
+    ap.add_argument("--mirror", type=float, default=0.0, metavar="P",
+                    help="probability that an augmented crop is mirrored left-right, the liver unannotated in it "
+                         "(default 0: never)")
     ap.add_argument("--keep-every", type=int, default=0,
                     help="keep a copy of the checkpoint every N iterations (multiple of 50)")
     ap.add_argument("--threads", type=int, default=None,
@@ -206,7 +210,7 @@ def main(argv=None) -> int:
     exclude = tuple(e for e in args.exclude.split(",") if e)
     train_recipe(args.out, args.data, args.set_folder, args.preset, args.iterations, exclude, args.work,
                  args.real_weight, args.init, threads=args.threads, width=args.width, crop=args.crop,
-                 phase_augment=not args.no_phase_augment, keep_every=args.keep_every)
+                 phase_augment=not args.no_phase_augment, keep_every=args.keep_every, mirror=args.mirror)
     return 0
 
 

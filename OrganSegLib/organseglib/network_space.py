@@ -51,6 +51,8 @@ if TYPE_CHECKING:  # resample (scipy) is imported when a CT enters: reading a mo
 
 NETWORK_SPACING_MM = 3.0  # paper, section V-A: every CT is resampled to 3 mm isotropic voxels
 NETWORK_ORIENTATION = DEFAULT_AXIS_CODE  # axis order of the arrays the networks trained here see
+# The left-right axis of the network arrays (K, J, I): array axis 2 - n holds code letter n.
+LEFT_RIGHT_AXIS = 2 - next(n for n, letter in enumerate(NETWORK_ORIENTATION) if letter in "LR")
 BODY_MARGIN_MM = 6.0  # margin kept around the body's bounding box (project's choice: two 3 mm voxels)
 
 BodyFinder = Callable[[Volume], np.ndarray]  # CT on the (uncropped) network grid -> body mask there

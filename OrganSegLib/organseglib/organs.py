@@ -18,6 +18,10 @@ import numpy as np
 from .errors import InputError, LabelValueError
 
 BACKGROUND = 0
+# Organs that lie on one side of the body: a left-right mirror puts them where no patient has them
+# (test-time mirroring keeps their probability from the plain pass; a mirrored training crop leaves
+# them unannotated).
+ONE_SIDED_ORGANS = ("liver",)
 
 
 @dataclass(frozen=True)

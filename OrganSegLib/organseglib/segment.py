@@ -35,8 +35,8 @@ import numpy as np
 
 from .ct_checks import nonfinite_problem
 from .errors import InputError, NotCTError
-from .network_space import BODY_MARGIN_MM
-from .organs import organ_by_key, organ_table, parse_organ_list
+from .network_space import BODY_MARGIN_MM, LEFT_RIGHT_AXIS
+from .organs import ONE_SIDED_ORGANS, organ_by_key, organ_table, parse_organ_list
 from .progress import ProgressCallback, null_progress, scaled
 from .volume import Volume
 
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 ALL_ORGANS = tuple(o.key for o in organ_table())
 # Paper VI-C / Table III: morphology beat the network on lungs (97.8 vs 91.8 Dice) and bone (93.2 vs 79.3).
 AUTOLABEL_DEFAULT = ("lungs", "bone")
-MIRROR_AXES = (2,)  # test-time mirroring left-right: axis i of the network grid (the cards' LPS order)
+MIRROR_AXES = (LEFT_RIGHT_AXIS,)  # test-time mirroring left-right
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ class SegmentConfig:
     tile_shape: Optional[tuple] = None
     tile_batch: Optional[int] = None
     flip_axes: tuple = ()
-    flip_one_sided: tuple = ("liver",)
+    flip_one_sided: tuple = ONE_SIDED_ORGANS
 
     def __post_init__(self) -> None:
         from .autolabel import supported_organ_keys

@@ -272,6 +272,21 @@ def test_train_command_writes_a_package_and_fine_tunes_with_a_tenth_of_the_rate(
     assert load_model_package(tuned)[1].provenance["fine_tuned_from"] == "base"
 
 
+def test_train_command_mirrors_crops_when_asked_and_the_card_says_so(tmp_path):
+    from organseglib import cli
+    from organseglib.model_package import load_model_package
+
+    plain, mirrored = tmp_path / "plain", tmp_path / "mirrored"
+    assert cli.main(_cli_args(plain)) == 0
+    assert cli.main(_cli_args(mirrored, "--mirror", "0.5")) == 0
+    assert load_model_package(plain)[1].provenance["mirror_left_right"] is None
+    assert load_model_package(mirrored)[1].provenance["mirror_left_right"] == {
+        "probability": 0.5, "unannotated_when_mirrored": ["liver"]}
+    _, meta = ck.read_checkpoint(tmp_path / "mirrored.training" / "checkpoint.safetensors")
+    assert meta["config"]["mirror"] == 0.5
+    assert cli.main(_cli_args(tmp_path / "bad", "--mirror", "2")) == 2
+
+
 DEMO = Path(__file__).resolve().parents[2] / "Resources" / "Models" / "demo"
 
 

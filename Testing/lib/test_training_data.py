@@ -168,3 +168,55 @@ def test_training_cases_enter_through_the_networks_door(tiny_abdomen, monkeypatc
     p = make_phantom(seed=0, region="abdomen", size="small", spacing=(6.0,) * 3)
     np.testing.assert_array_equal(case.image, p.ct.array.astype(np.float32))  # phantoms are LPS-ordered
     np.testing.assert_array_equal(case.labels, p.labels.array)
+
+
+def _lateral_case(annotated=None):
+    """A 12×16×20 case: liver (1) on the patient's right (low i in LPS), one kidney (4) on the left."""
+    labels = np.zeros((12, 16, 20), np.uint8)
+    labels[3:9, 4:12, 1:7] = 1
+    labels[4:8, 6:10, 13:17] = 4
+    image = np.where(labels == 1, 60.0, np.where(labels == 4, 30.0, -100.0)).astype(np.float32)
+    return ds.TrainingCase("lateral", image, labels, 3.0, annotated)
+
+
+@pytest.mark.parametrize("annotated", [None, ("liver", "kidneys")])
+def test_a_mirrored_crop_leaves_the_liver_unannotated_and_moves_the_kidney(annotated):
+    """Training-time mirroring (``mirror``): the crop and its labels flip left-right together; the
+    liver, one-sided, becomes background with its class unannotated (the loss's marginal takes it),
+    the paired kidney stays annotated on the other side; without mirroring nothing of this happens."""
+    from cudaaugment.config import AugmentConfig
+
+    from organseglib.losses import segmentation_loss
+    from organseglib.network_space import LEFT_RIGHT_AXIS
+
+    case = _lateral_case(annotated)
+    still = AugmentConfig(rotation_deg=(0.0, 0.0), scale=(1.0, 1.0), shear=(0.0, 0.0), generic=(0.0, 0.0),
+                          noise_sigma=(0.0, 0.0), occlusion_max_vox=0.0,
+                          window_low=None, window_high=None, image_fill=-1000.0)
+    dev = torch.device("cpu")
+    plain = AugmentedBatches(config=still)(
+        [case], 2, case.labels.shape, np.random.default_rng(0), dev)
+    mirrored = AugmentedBatches(config=still, mirror=1.0)(
+        [case], 2, case.labels.shape, np.random.default_rng(0), dev)
+    (x0, y0), (x1, y1) = plain, mirrored
+    assert LEFT_RIGHT_AXIS == 2
+    np.testing.assert_array_equal(y0.numpy(), np.broadcast_to(case.labels, y0.shape))
+    assert plain.annotated is None or bool(plain.annotated[:, 1].all())
+    torch.testing.assert_close(x1, torch.flip(x0, dims=(4,)))
+    expected = np.flip(case.labels, axis=2).copy()
+    expected[expected == 1] = 0
+    np.testing.assert_array_equal(y1.numpy(), np.broadcast_to(expected, y1.shape))
+    assert mirrored.annotated is not None
+    assert not bool(mirrored.annotated[:, 1].any()) and bool(mirrored.annotated[:, 4].all())
+    # the loss accepts the batch (a labelled class it is told is unannotated would raise)
+    logits = torch.zeros(2, 6, *case.labels.shape)
+    assert torch.isfinite(segmentation_loss("iou", logits, y1, mirrored.annotated))
+
+
+def test_mirror_must_be_a_probability():
+    from organseglib.training.trainer import TrainConfig
+
+    with pytest.raises(InputError, match="mirror"):
+        AugmentedBatches(mirror=1.5)
+    with pytest.raises(InputError, match="mirror"):
+        TrainConfig(mirror=-0.1, crop_shape=(16, 16, 16))

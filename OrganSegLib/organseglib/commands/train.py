@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 # dataclass's value (filled in only when help is printed: the trainer module imports torch).
 CONFIG_FIELDS = {"loss": "loss", "iterations": "iterations", "batch_size": "batch_size", "crop": "crop_shape",
                  "lr": "learning_rate", "width": "width", "augment": "augment",
-                 "validate_every": "validate_every", "checkpoint_every": "checkpoint_every", "seed": "seed"}
+                 "validate_every": "validate_every", "checkpoint_every": "checkpoint_every", "seed": "seed",
+                 "mirror": "mirror"}
 
 
 def config_defaults() -> dict:
@@ -75,6 +76,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="no label-guided intensity augmentation (by default each annotated liver, kidney, bladder "
                         "and kept spleen/vessel mask is also shown at other contrast phases' HU; "
                         "organseglib.training.phase_augment)")
+    p.add_argument("--mirror", type=float, metavar="P",
+                   help="probability that an augmented crop is mirrored left-right; the liver, one-sided, counts as "
+                        "not annotated in a mirrored crop (default %(default)s: never)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="cases held out for validation")
     p.add_argument("--validate-every", type=int, help="iterations between validations (default %(default)s)")
     p.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (default %(default)s)")

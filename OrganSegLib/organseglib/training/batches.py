@@ -19,8 +19,14 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from ..errors import InputError
 from ..network import DEFAULT_WINDOW_HU, window_hu
+from ..network_space import LEFT_RIGHT_AXIS
+from ..organs import ONE_SIDED_ORGANS, organ_by_key
 from .dataset import AIR_HU, TrainingCase, random_crop
+
+NUM_CLASSES = 6  # background and the five organs (organs.organ_table)
+
 
 class Batch(tuple):
     """``(x, y)`` that also carries ``annotated``: bool ``(N, C)``, the classes each crop's case
@@ -29,19 +35,27 @@ class Batch(tuple):
     annotated: Optional[torch.Tensor] = None
 
     @classmethod
-    def of(cls, x: torch.Tensor, y: torch.Tensor, cases: Sequence[TrainingCase]) -> "Batch":
+    def of(cls, x: torch.Tensor, y: torch.Tensor, cases: Sequence[TrainingCase],
+           unknown: Optional[Sequence[Sequence[int]]] = None) -> "Batch":
+        """``unknown[n]``: label values crop ``n`` does not annotate although its case does (its
+        voxels of them become background, the loss's marginal takes them; None: none)."""
         batch = cls((x, y))
         batch.annotated = annotated_mask(cases, device=y.device)
+        if unknown is not None and any(len(u) for u in unknown):
+            if batch.annotated is None:
+                batch.annotated = torch.ones(len(cases), NUM_CLASSES, dtype=torch.bool, device=y.device)
+            for n, values in enumerate(unknown):
+                for value in values:
+                    y[n][y[n] == value] = 0
+                    batch.annotated[n, value] = False
         return batch
 
 
-def annotated_mask(cases: Sequence[TrainingCase], num_classes: int = 6,
+def annotated_mask(cases: Sequence[TrainingCase], num_classes: int = NUM_CLASSES,
                    device: Optional[torch.device] = None) -> Optional[torch.Tensor]:
     """Bool ``(N, C)`` of the classes each case annotates (background always), None when all do."""
     if all(getattr(c, "annotated", None) is None for c in cases):
         return None
-    from ..organs import organ_by_key
-
     out = torch.ones(len(cases), num_classes, dtype=torch.bool)
     for n, case in enumerate(cases):
         if case.annotated is not None:
@@ -85,15 +99,33 @@ def training_augment_config():
 
 @dataclass
 class AugmentedBatches:
-    """A batch sampler that augments with ``cudaaugment`` (config: a ``cudaaugment.AugmentConfig``)."""
+    """A batch sampler that augments with ``cudaaugment`` (config: a ``cudaaugment.AugmentConfig``).
+
+    ``mirror``: the probability that a crop is mirrored left-right (it sets the config's
+    ``reflect_prob`` on ``LEFT_RIGHT_AXIS``). A crop mirrored left-right, by this or by the config,
+    leaves ``one_sided`` organs unannotated: a mirrored liver lies where no patient's does, so the
+    loss neither teaches a liver on the left nor calls it background there (its marginal, partial
+    labels), while the paired and midline organs are learnt from both sides.
+    """
 
     config: object = None
     backend: str = "torch"
     window: tuple = DEFAULT_WINDOW_HU  # the model's intensity window (TrainConfig.window_hu)
+    mirror: float = 0.0
+    one_sided: tuple = ONE_SIDED_ORGANS
 
     def __post_init__(self) -> None:
         if self.config is None:
             self.config = training_augment_config()
+        if not 0.0 <= float(self.mirror) <= 1.0:
+            raise InputError(f"mirror must be a probability in [0, 1]; got {self.mirror!r}")
+        if self.mirror:
+            from dataclasses import replace
+
+            probs = list(self.config.reflect_prob)
+            probs[LEFT_RIGHT_AXIS] = float(self.mirror)
+            self.config = replace(self.config, reflect_prob=tuple(probs))
+        self._one_sided_values = tuple(organ_by_key(k).value for k in self.one_sided)
 
     def __call__(self, cases: Sequence[TrainingCase], batch_size: int, crop_shape: Sequence[int],
                  rng: np.random.Generator, device: torch.device,
@@ -110,13 +142,15 @@ class AugmentedBatches:
         x = torch.as_tensor(x).to(device=device, dtype=torch.float32)
         if getattr(self.config, "window_low", None) is None:  # no random window: use the fixed one
             x = window_hu(x, self.window)
-        y = torch.as_tensor(y).to(device=device, dtype=torch.int64)
-        return Batch.of(x[:, None].contiguous(), y.contiguous(), chosen)
+        y = torch.as_tensor(y).to(device=device, dtype=torch.int64).contiguous()
+        unknown = [self._one_sided_values if p.reflect[LEFT_RIGHT_AXIS] else () for p in params]
+        return Batch.of(x[:, None].contiguous(), y, chosen, unknown)
 
 
 def make_augmenter(kind: str = "cudaaugment", config: Optional[object] = None,
-                   window: Sequence[float] = DEFAULT_WINDOW_HU) -> Optional[BatchSampler]:
-    """``"cudaaugment"`` (default) or ``"none"``; ``window``: the model's intensity window in HU."""
+                   window: Sequence[float] = DEFAULT_WINDOW_HU, mirror: float = 0.0) -> Optional[BatchSampler]:
+    """``"cudaaugment"`` (default) or ``"none"``; ``window``: the model's intensity window in HU;
+    ``mirror``: probability of a left-right mirror per crop (``AugmentedBatches``)."""
     if kind == "none":
         return None
-    return AugmentedBatches(config=config, window=tuple(float(w) for w in window))
+    return AugmentedBatches(config=config, window=tuple(float(w) for w in window), mirror=float(mirror))

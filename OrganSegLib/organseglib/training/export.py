@@ -56,6 +56,7 @@ def card_fields(result, data_description: str, spacing_mm: float, n_train: int, 
             "learning_rate": cfg.effective_lr, "augment": cfg.augment,
             "augmentation_started_at": result.state.augment_start, "seed": cfg.seed,
             "phase_augment": cfg.phase_augment.to_card() if getattr(cfg, "phase_augment", None) else None,
+            "mirror_left_right": _mirror_card(cfg),
             "fine_tuned_from": getattr(init_card, "name", None) if init_card is not None else None,
             "final_validation": history["val"][-1] if history.get("val") else None,
             # wall clock of the iterations since train_seconds_from_iteration (0 unless the run began
@@ -84,3 +85,13 @@ def save_trained_model(folder: str | os.PathLike, result, data_description: str,
     card = ModelCard(**{k: v for k, v in fields.items() if k in known})
     save_model_package(folder, result.model.eval(), card, overwrite=overwrite)
     return Path(folder)
+
+
+def _mirror_card(cfg) -> Optional[dict]:
+    """The card's account of training-time mirroring (``TrainConfig.mirror``), None when off."""
+    probability = float(getattr(cfg, "mirror", 0.0))
+    if not probability:
+        return None
+    from ..organs import ONE_SIDED_ORGANS
+
+    return {"probability": probability, "unannotated_when_mirrored": list(ONE_SIDED_ORGANS)}

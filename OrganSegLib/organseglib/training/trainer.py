@@ -42,7 +42,7 @@ CHECKPOINT_NAME = "checkpoint.safetensors"
 CURVE_NAME = "learning_curve.png"
 # Settings that must match for a checkpoint to be resumed (others, e.g. iterations, may change).
 _RESUME_KEYS = ("loss", "batch_size", "crop_shape", "learning_rate", "seed", "width", "augment",
-                "num_classes", "window_hu", "finetune", "phase_augment")
+                "num_classes", "window_hu", "finetune", "phase_augment", "mirror")
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,9 @@ class TrainConfig:
         phase_augment: label-guided intensity augmentation (``phase_augment``: each annotated
             phase-dependent structure redrawn at another contrast phase's HU, texture kept), from the
             first iteration in both stages (it changes what the data show, not the geometry); None: off.
+        mirror: probability that an augmented crop is mirrored left-right, the one-sided organs
+            (``organs.ONE_SIDED_ORGANS``: the liver) left unannotated in it (``batches.AugmentedBatches``);
+            0 (default): never. Used by the default augmenter only.
     """
 
     loss: str = "iou"
@@ -88,6 +91,7 @@ class TrainConfig:
     window_hu: tuple = DEFAULT_WINDOW_HU
     amp: bool = True
     phase_augment: Optional[PhaseAugmentConfig] = field(default_factory=PhaseAugmentConfig)
+    mirror: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "crop_shape", tuple(int(c) for c in self.crop_shape))
@@ -101,6 +105,8 @@ class TrainConfig:
         check_crop(self.crop_shape)  # the rules of the command's options (training_limits)
         check_learning_rate(self.learning_rate)
         check_seed(self.seed)
+        if not 0.0 <= float(self.mirror) <= 1.0:
+            raise InputError(f"mirror must be a probability in [0, 1]; got {self.mirror!r}")
         self.augment_start_iteration()  # validates `augment`
 
     def augment_start_iteration(self) -> Optional[int]:
@@ -241,7 +247,7 @@ def train(config: TrainConfig, train_cases: Sequence[TrainingCase], val_cases: S
         log.info("resuming from %s at iteration %d", ckpt, state.iteration)
     fixed_start = config.augment_start_iteration()
     if augmenter is None and config.augment != "never":
-        augmenter = make_augmenter("cudaaugment", window=config.window_hu)
+        augmenter = make_augmenter("cudaaugment", window=config.window_hu, mirror=config.mirror)
     net = wrap_model(model, info)
     net.train()
     per_rank = config.batch_size // info.world_size
