@@ -59,6 +59,8 @@ from .. import morphology
 from ..boxes import mask_bounding_box
 from ..errors import InputError
 from .coarse_ct import CoarseCT
+from .urinary_bladder import find_contrast_bladder
+from .urinary_shapes import centre_frame, grow, in_plane_closing, judge, thick_parts
 
 log = logging.getLogger(__name__)
 
@@ -157,93 +159,32 @@ class UrinaryTract:
     found: list = field(default_factory=list)
 
 
-def _centre_frame(coarse: CoarseCT, body: np.ndarray, points: np.ndarray) -> tuple[float, float]:
-    """Median depth (0 front .. 1 back) and absolute offset from the midline (mm) of coarse ``points``."""
-    depth, offset = coarse.frame(body)
-    d = depth[points[:, 0], points[:, 1]]
-    o = offset[points[:, 0], points[:, 2]]
-    return float(np.nanmedian(d)) if np.isfinite(d).any() else np.nan, \
-        float(np.nanmedian(np.abs(o))) if np.isfinite(o).any() else np.nan
-
-
-IN_PLANE = ndi.generate_binary_structure(3, 1) * np.array([0, 1, 0], bool)[:, None, None]  # 4-connected, per slice
-
-
-def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
-    return ndi.binary_dilation(mask, iterations=steps) if steps > 0 else mask
-
-
-def _in_plane_closing(mask: np.ndarray, radius_mm: float, spacing) -> np.ndarray:
-    """Per axial slice: closing by a disc of ``radius_mm``, then the holes filled."""
-    ry, rx = (max(1, int(round(radius_mm / float(s)))) for s in spacing[1:])
-    yy, xx = np.mgrid[-ry:ry + 1, -rx:rx + 1]
-    disc = ((yy / ry) ** 2 + (xx / rx) ** 2 <= 1.0)[None]
-    padded = np.pad(mask, ((0, 0), (ry, ry), (rx, rx)))
-    closed = ndi.binary_closing(padded, structure=disc)[:, ry:-ry, rx:-rx]
-    return ndi.binary_fill_holes(closed | mask, structure=np.array([[[0, 0, 0], [0, 1, 0], [0, 0, 0]],
-                                                                   [[0, 1, 0], [1, 1, 1], [0, 1, 0]],
-                                                                   [[0, 0, 0], [0, 1, 0], [0, 0, 0]]], bool)[1:2])
-
-
-def _thick_parts(mask: np.ndarray, radius_mm: float, coarse: CoarseCT, shell_hu: float, span_mm: float):
-    """For each core of ``mask`` (what an erosion by ``radius_mm`` leaves, 26-connected): ``(box, core,
-    region, median, enclosed)``: a box around it, the core and its thick region (the opening: the core
-    grown back by the radius within ``mask``) in that box, the core's median block mean, and the share
-    of the core that blocks ``shell_hu`` denser than that median (block maxima: cortex) enclose along
-    two axes or three within ``span_mm`` (``morphology.enclosed_axes``): marrow inside its cortex."""
-    cs, r = coarse.spacing, radius_mm
-    step = max(cs)
-    cores = morphology.erosion(mask, r, cs)
-    labels, n = cc3d.connected_components(cores, connectivity=26, return_N=True)
-    if n == 0:
-        return
-    stats = cc3d.statistics(labels)
-    grow = [int(np.ceil((r + 2 * step + span_mm) / c)) + 1 for c in cs]
-    for index in range(1, n + 1):
-        box = stats["bounding_boxes"][index]
-        big = tuple(slice(max(0, b.start - g), min(m, b.stop + g)) for b, g, m in zip(box, grow, cores.shape))
-        core = labels[big] == index
-        region = morphology.dilation(core, r, cs) & mask[big]
-        median = float(np.median(coarse.mean[big][core]))
-        cortex = (coarse.max[big] >= median + shell_hu) & ~core
-        enclosed = float(np.mean(morphology.enclosed_axes(cortex, cs, span_mm, where=core)[core] >= 2))
-        yield big, core, region, median, enclosed
-
-
 def find_kidneys(coarse: CoarseCT, body: np.ndarray, params: UrinaryParams, found: list) -> np.ndarray:
     """Block mask of the kidneys (parenchyma and all it encloses in-plane) on ``coarse``'s grid."""
     out = np.zeros(coarse.mean.shape, dtype=bool)
     smooth = coarse.smoothed()
     parenchyma = (smooth >= params.kidney_min_hu) & (smooth < params.kidney_max_hu) & coarse.allowed
     lo, hi = params.kidney_offset_mm
-    for big, core, region, median, enclosed in _thick_parts(parenchyma, params.kidney_core_mm, coarse,
+    for big, core, region, median, enclosed in thick_parts(parenchyma, params.kidney_core_mm, coarse,
                                                             params.kidney_shell_hu, params.kidney_shell_mm):
         ml = float(region.sum()) * coarse.voxel_ml
         if ml < 0.5 * params.kidney_min_ml:
             continue  # fragments: not worth a line in the report
-        depth, offset = _centre_frame(coarse, body, np.argwhere(core) + [b.start for b in big])
+        depth, offset = centre_frame(coarse, body, np.argwhere(core) + [b.start for b in big])
         item = {"what": "kidney", "ml": round(ml, 1), "median_hu": round(median), "depth": round(depth, 2),
                 "offset_mm": round(offset), "enclosed": round(enclosed, 3)}
         checks = [(params.kidney_min_ml <= ml <= params.kidney_max_ml, "volume"),
                   (lo <= offset <= hi, "offset from the midline"), (depth >= params.kidney_dorsal, "depth"),
                   (enclosed <= params.kidney_shell, "cortical shell")]
         if all(ok for ok, _ in checks):  # the sinus (an in-plane closing, the costly part) only where it decides
-            hull = _in_plane_closing(region, params.kidney_sinus_mm, coarse.spacing)
+            hull = in_plane_closing(region, params.kidney_sinus_mm, coarse.spacing)
             sinus = float((hull & ~region).sum()) / max(float(hull.sum()), 1.0)
             item["sinus"] = round(sinus, 3)
             checks.append((sinus >= params.kidney_sinus, "no renal sinus"))
-        _judge(item, checks, found)
+        judge(item, checks, found)
         if item["taken"]:
-            out[big] |= _grow(hull, 1) & coarse.allowed[big]
+            out[big] |= grow(hull, 1) & coarse.allowed[big]
     return out
-
-
-def _judge(item: dict, checks: list, found: list) -> None:
-    failed = [why for ok, why in checks if not ok]
-    item["taken"] = not failed
-    if failed:
-        item["why_not"] = failed
-    found.append(item)
 
 
 def _kidney_voxels(kidneys: np.ndarray, coarse: CoarseCT, ct: np.ndarray, dense: np.ndarray,
@@ -258,7 +199,7 @@ def _kidney_voxels(kidneys: np.ndarray, coarse: CoarseCT, ct: np.ndarray, dense:
     fine_box = tuple(slice(b.start * t, min(n, b.stop * t)) for b, t, n in zip(box, coarse.strides, ct.shape))
     blocks = coarse.to_fine(kidneys[box], out[fine_box].shape)
     inner = coarse.to_fine(ndi.binary_erosion(kidneys[box]), out[fine_box].shape)
-    near = coarse.to_fine(_grow(kidneys[box], 2), out[fine_box].shape)  # the pelvis leaves through the hilum
+    near = coarse.to_fine(grow(kidneys[box], 2), out[fine_box].shape)  # the pelvis leaves through the hilum
     sub_ct, sub_dense = ct[fine_box], dense[fine_box] & near
     soft = blocks & (sub_ct < params.kidney_max_hu)
     contrast = morphology.reconstruct(sub_dense & inner, sub_dense)
@@ -290,149 +231,15 @@ def find_ureters(coarse: CoarseCT, body: np.ndarray, candidates: np.ndarray, par
         if height < params.ureter_min_length_mm:
             continue
         across = np.hypot((box[1].stop - box[1].start) * cs[1], (box[2].stop - box[2].start) * cs[2])
-        depth, offset = _centre_frame(coarse, body, np.argwhere(chains[box] == index) + [b.start for b in box])
+        depth, offset = centre_frame(coarse, body, np.argwhere(chains[box] == index) + [b.start for b in box])
         slope = max(across - 12.0, 0.0) / height  # a straight tube's own width does not count
         item = {"what": "ureter", "length_mm": round(height), "slope": round(slope, 2), "depth": round(depth, 2),
                 "offset_mm": round(offset)}
-        _judge(item, [(slope <= params.ureter_max_slope, "slope"), (lo <= offset <= hi, "offset from the midline"),
+        judge(item, [(slope <= params.ureter_max_slope, "slope"), (lo <= offset <= hi, "offset from the midline"),
                       (params.ureter_depth[0] <= depth <= params.ureter_depth[1], "depth")], found)
         if item["taken"]:
             out[box] |= chains[box] == index
     return out
-
-
-def find_contrast_bladder(coarse: CoarseCT, body: np.ndarray, candidates: np.ndarray, params: UrinaryParams,
-                          found: list) -> np.ndarray:
-    """Block mask of contrast urine in a midline sac among the dense ``candidates`` blocks: a thick sac
-    of contrast, or a layer under urine."""
-    out = np.zeros(candidates.shape, dtype=bool)
-    contrast = candidates & (coarse.mean >= params.bladder_min_hu)
-
-    frame_depth, frame_offset = coarse.frame(body)
-
-    def place(points) -> tuple[float, float, bool]:
-        depth, offset = _centre_frame(coarse, body, points)
-        return depth, offset, bool(offset <= params.bladder_half_width_mm
-                                   and params.bladder_min_depth <= depth <= params.bladder_max_depth
-                                   and _pubis_below(points, depth) and not _lungs_beside(points))
-
-    def _lungs_beside(points) -> bool:
-        """Aerated tissue of ``bladder_lungs_beside_ml`` or more on both sides of the midline within the
-        sac's slices: lungs, so the sac is the heart (the sternum in front passes for a pubis)."""
-        k0, k1 = int(points[:, 0].min()), int(points[:, 0].max()) + 1
-        inside = ndi.binary_fill_holes(coarse.subsample(body)[k0:k1], structure=IN_PLANE)  # the body has no lungs
-        air = inside & (coarse.mean[k0:k1] <= params.bladder_lung_hu)
-        with np.errstate(invalid="ignore"):
-            sides = [air & (side(frame_offset[k0:k1], 0.0))[:, None, :] for side in (np.less, np.greater)]
-        return min(float(m.sum()) for m in sides) * coarse.voxel_ml >= params.bladder_lungs_beside_ml
-
-    def _pubis_below(points, depth) -> bool:
-        """Bone (a block maximum of ``bladder_pubis_hu``) on the midline, in front of the sac's centre,
-        from ``bladder_pubis_mm`` below its lowest block to a little above it: the pubic symphysis."""
-        cs = coarse.spacing
-        k0 = int(points[:, 0].min())
-        lo, hi = max(0, k0 - int(np.ceil(params.bladder_pubis_mm / cs[0]))), k0 + int(np.ceil(20.0 / cs[0])) + 1
-        bright = coarse.max[lo:hi] >= params.bladder_pubis_hu
-        with np.errstate(invalid="ignore"):
-            mid = np.abs(frame_offset[lo:hi]) <= params.bladder_pubis_half_width_mm  # [k, i]
-            front = frame_depth[lo:hi] <= depth  # [k, j]
-        return bool((bright & mid[:, None, :] & front[:, :, None]).any())
-
-    for big, core, region, median, enclosed in _thick_parts(contrast, params.bladder_core_mm, coarse,
-                                                            params.kidney_shell_hu, params.kidney_shell_mm):
-        ml = float(region.sum()) * coarse.voxel_ml
-        if ml < params.bladder_min_ml:
-            continue
-        depth, offset, inside = place(np.argwhere(core) + [b.start for b in big])
-        height, across, side = _extents_mm(region, coarse.spacing)
-        width = max(across, side)
-        rim = _grow(region, 1) & ~region
-        fused = float(np.mean(coarse.mean[big][rim] >= params.bladder_wall_max_hu)) if rim.any() else 0.0
-        item = {"what": "bladder (contrast sac)", "ml": round(ml, 1), "median_hu": round(median),
-                "depth": round(depth, 2), "offset_mm": round(offset), "enclosed": round(enclosed, 3),
-                "height_per_width": round(height / width, 2), "dense_wall": round(fused, 3)}
-        _judge(item, [(inside, "place"), (enclosed <= params.kidney_shell, "cortical shell"),
-                      (height <= params.bladder_max_elongation * width, "a tube (a vessel), not a sac"),
-                      (fused <= params.bladder_dense_wall, "part of something dense (bone)")], found)
-        if item["taken"]:
-            out[big] |= region
-    urine = (coarse.mean >= params.bladder_urine_hu[0]) & (coarse.mean < params.bladder_urine_hu[1]) & coarse.allowed
-    excreting = any(f["what"] == "kidney" and f["taken"] for f in found)
-    labels, n = cc3d.connected_components(contrast & ~out, connectivity=26, return_N=True)
-    stats = cc3d.statistics(labels) if n else None
-    for index in range(1, n + 1):
-        ml = float(stats["voxel_counts"][index]) * coarse.voxel_ml
-        if ml < params.bladder_min_ml:
-            continue
-        box = stats["bounding_boxes"][index]
-        big = tuple(slice(max(0, b.start - 2), min(m, b.stop + 2)) for b, m in zip(box, contrast.shape))
-        piece = labels[big] == index
-        under = _under_urine(piece, urine[big])
-        if not under.any():
-            continue  # no urine in front of it: not a layer
-        if under.sum() < 0.6 * piece.any(axis=1).sum():
-            # joined to something with no urine in front of it (the ureters entering the bladder): the
-            # candidate layer is the columns under urine whose front lies at their median level. Only
-            # where a kidney was found (ureters full of contrast leave a kidney, as in find_ureters): in
-            # a chest such columns cut through the great vessels
-            if not excreting:
-                continue
-            front = np.argmax(piece, axis=1)
-            level_j = np.median(front[under])
-            piece &= (under & (np.abs(front - level_j) * coarse.spacing[1] <= params.bladder_level_mm))[:, None, :]
-            ml = float(piece.sum()) * coarse.voxel_ml
-            if ml < params.bladder_min_ml:
-                continue
-            under &= piece.any(axis=1)  # the columns kept (whole columns: their fronts are unchanged)
-        level = _level(piece, under, coarse.spacing)
-        if level is None:
-            continue  # too small to read a level from
-        depth, offset, inside = place(np.argwhere(piece) + [b.start for b in big])
-        item = {"what": "bladder (layer)", "ml": round(ml, 1), "depth": round(depth, 2), "offset_mm": round(offset),
-                "level_mm": round(level, 1)}
-        # a level is a horizontal sheet, wider than it is tall: a vessel running down the body (the aorta
-        # full of contrast) has an anterior wall at one depth in every slice too
-        height, _, width = _extents_mm(piece, coarse.spacing)
-        item["height_per_width"] = round(height / width, 2)
-        _judge(item, [(inside, "place"), (level <= params.bladder_level_mm, "no level"),
-                      (depth <= params.bladder_layer_max_depth, "behind the bladder (rectum, sacrum, spine)"),
-                      (height <= params.bladder_max_elongation * width, "a tube (a vessel), not a level")], found)
-        if item["taken"]:
-            out[big] |= piece
-    return out
-
-
-def _under_urine(piece: np.ndarray, urine: np.ndarray) -> np.ndarray:
-    """The columns ``[k, i]`` of ``piece`` with urine one or two blocks in front of its anterior boundary
-    (LPS: ``j`` grows to the back; the block next to contrast may read partial volume)."""
-    cols = piece.any(axis=1)
-    front = np.argmax(piece, axis=1)  # first j of the piece in each (k, i) column
-    k, i = np.nonzero(cols)
-    j = front[k, i]
-    ahead = np.zeros(len(k), dtype=bool)
-    for d in (1, 2):
-        jj = j - d
-        ok = jj >= 0
-        ahead[ok] |= urine[k[ok], jj[ok], i[ok]]
-    out = np.zeros(cols.shape, dtype=bool)
-    out[k[ahead], i[ahead]] = True
-    return out
-
-
-def _extents_mm(mask: np.ndarray, spacing) -> tuple[float, float, float]:
-    """The extent of ``mask`` along each axis (k, j, i), mm."""
-    spans = (np.flatnonzero(mask.any(axis=other)) for other in ((1, 2), (0, 2), (0, 1)))
-    return tuple(float(n[-1] - n[0] + 1) * float(s) for n, s in zip(spans, spacing))
-
-
-def _level(piece: np.ndarray, under: np.ndarray, cs) -> Optional[float]:
-    """The spread (sd, mm) of the anterior boundary of ``piece`` over ``under``, its columns (k, i) with
-    urine just in front (``_under_urine``; the caller has checked that they are most of its columns);
-    None for a piece of fewer than 4 columns."""
-    if np.count_nonzero(piece.any(axis=1)) < 4:
-        return None
-    front = np.argmax(piece, axis=1)
-    return float(np.std(front[under]) * cs[1])
 
 
 def find_kidney_tract(ct: np.ndarray, dense: np.ndarray, body: np.ndarray, coarse: CoarseCT,
@@ -457,7 +264,7 @@ def _contrast_blocks(tract: UrinaryTract, dense: np.ndarray, coarse: CoarseCT, p
 
 def _add(tract: UrinaryTract, name: str, blocks: np.ndarray, dense: np.ndarray, coarse: CoarseCT) -> None:
     if blocks.any():
-        voxels = coarse.to_fine(_grow(blocks, 1), dense.shape) & dense & ~tract.mask
+        voxels = coarse.to_fine(grow(blocks, 1), dense.shape) & dense & ~tract.mask
         setattr(tract, f"{name}_ml", round(float(voxels.sum()) * _voxel_ml(coarse), 1))
         tract.mask |= voxels
 
