@@ -20,7 +20,9 @@ needs more iterations than a 2 h budget gives). Label-guided intensity augmentat
 (``organseglib.training.phase_augment``: each annotated liver, kidney, bladder, and ircad1_07's spleen
 and vessels, shown at other contrast phases' HU) runs from the first iteration (``--no-phase-augment``
 turns it off). ``--width`` other than the init model's trains a new network of that width from scratch
-(phantoms are in the data, so it learns them in the same budget); ``--crop`` changes the crop.
+(phantoms are in the data, so it learns them in the same budget); ``--crop`` changes the crop;
+``--mirror P`` mirrors an augmented crop left-right with probability P, the liver unannotated in it
+(``TrainConfig.mirror``; off by default: it lost on both held-out scans, EXPERIMENTS.md, issue 22).
 
 Budgets (``--preset``):
 
