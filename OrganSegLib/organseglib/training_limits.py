@@ -47,6 +47,17 @@ def check_seed(value) -> int:
     return int(value)
 
 
+def check_mirror(value) -> float:
+    """A left-right mirror probability per training crop (``--mirror``)."""
+    try:
+        probability = float(value)
+    except (TypeError, ValueError):
+        probability = float("nan")
+    if not 0.0 <= probability <= 1.0:
+        raise InputError(f"mirror (--mirror) must be a probability in [0, 1]; got {value!r}")
+    return probability
+
+
 def check_threads(value) -> Optional[int]:
     if value is not None and (not _whole(value) or value < 1):
         raise InputError(f"--threads must be a whole number ≥ 1 (CPU threads for PyTorch; leave it out for all "
@@ -93,5 +104,5 @@ def check_train_numbers(learning_rate=None, seed=None, threads=None, spacing_mm=
         check_crop(crop, spacing_mm)
 
 
-__all__ = ["MAX_LEARNING_RATE", "check_crop", "check_learning_rate", "check_seed", "check_spacing",
+__all__ = ["MAX_LEARNING_RATE", "check_crop", "check_learning_rate", "check_mirror", "check_seed", "check_spacing",
            "check_threads", "check_train_numbers"]

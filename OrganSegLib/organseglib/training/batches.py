@@ -19,10 +19,10 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..errors import InputError
 from ..network import DEFAULT_WINDOW_HU, window_hu
 from ..network_space import LEFT_RIGHT_AXIS
 from ..organs import ONE_SIDED_ORGANS, organ_by_key
+from ..training_limits import check_mirror
 from .dataset import AIR_HU, TrainingCase, random_crop
 
 NUM_CLASSES = 6  # background and the five organs (organs.organ_table)
@@ -117,9 +117,7 @@ class AugmentedBatches:
     def __post_init__(self) -> None:
         if self.config is None:
             self.config = training_augment_config()
-        if not 0.0 <= float(self.mirror) <= 1.0:
-            raise InputError(f"mirror must be a probability in [0, 1]; got {self.mirror!r}")
-        if self.mirror:
+        if check_mirror(self.mirror):
             from dataclasses import replace
 
             probs = list(self.config.reflect_prob)

@@ -27,7 +27,7 @@ from ..losses import LOSSES, segmentation_loss
 from ..network import DEFAULT_WINDOW_HU, PAPER_TILE_SHAPE, build_network
 from ..network_layout import memory_format_for, to_memory_format
 from ..progress import report
-from ..training_limits import check_crop, check_learning_rate, check_seed
+from ..training_limits import check_crop, check_learning_rate, check_mirror, check_seed
 from .batches import BatchSampler, make_augmenter, plain_batch
 from .checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from .curves import plot_learning_curve, window_means
@@ -105,8 +105,7 @@ class TrainConfig:
         check_crop(self.crop_shape)  # the rules of the command's options (training_limits)
         check_learning_rate(self.learning_rate)
         check_seed(self.seed)
-        if not 0.0 <= float(self.mirror) <= 1.0:
-            raise InputError(f"mirror must be a probability in [0, 1]; got {self.mirror!r}")
+        check_mirror(self.mirror)
         self.augment_start_iteration()  # validates `augment`
 
     def augment_start_iteration(self) -> Optional[int]:
