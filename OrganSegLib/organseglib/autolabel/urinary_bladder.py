@@ -4,17 +4,15 @@ in ``urinary``'s docstring (``bladder_*`` of ``UrinaryParams``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import cc3d
 import numpy as np
 import scipy.ndimage as ndi
 
 from .coarse_ct import CoarseCT
+from .urinary_params import UrinaryParams
 from .urinary_shapes import IN_PLANE, centre_frame, grow, judge, thick_parts
-
-if TYPE_CHECKING:
-    from .urinary import UrinaryParams
 
 
 def find_contrast_bladder(coarse: CoarseCT, body: np.ndarray, candidates: np.ndarray, params: UrinaryParams,
