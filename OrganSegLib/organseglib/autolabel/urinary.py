@@ -41,8 +41,10 @@ must beat. These rules tell each structure from bone by what it is, on blocks of
   beside the spine (``ureter_offset_mm``) at the depth of the psoas, in front of the transverse
   processes (``ureter_depth``).
 
-Measured on the five real scans (none with urinary contrast: nothing taken on the chests, the
-kidneys of ircad1_07 found) and on patient phantoms in all five phases: EXPERIMENTS.md, issue 21.
+The kidney and ureter rules live here, the bladder rule in ``urinary_bladder``, their parameters in
+``urinary_params`` and the shape tests they share in ``urinary_shapes``. Measured on the five real
+scans (none with urinary contrast: nothing taken on the chests, the kidneys of ircad1_07 found) and on
+patient phantoms in all five phases: EXPERIMENTS.md, issue 21.
 """
 
 from __future__ import annotations
