@@ -103,7 +103,7 @@ class AugmentedBatches:
 
     ``mirror``: the probability that a crop is mirrored left-right (it sets the config's
     ``reflect_prob`` on ``LEFT_RIGHT_AXIS``). A crop mirrored left-right, by this or by the config,
-    leaves ``one_sided`` organs unannotated: a mirrored liver lies where no patient's does, so the
+    leaves the one-sided organs (``organs.ONE_SIDED_ORGANS``, which the model card names) unannotated: a mirrored liver lies where no patient's does, so the
     loss neither teaches a liver on the left nor calls it background there (its marginal, partial
     labels), while the paired and midline organs are learnt from both sides.
     """
@@ -112,7 +112,6 @@ class AugmentedBatches:
     backend: str = "torch"
     window: tuple = DEFAULT_WINDOW_HU  # the model's intensity window (TrainConfig.window_hu)
     mirror: float = 0.0
-    one_sided: tuple = ONE_SIDED_ORGANS
 
     def __post_init__(self) -> None:
         if self.config is None:
@@ -123,7 +122,7 @@ class AugmentedBatches:
             probs = list(self.config.reflect_prob)
             probs[LEFT_RIGHT_AXIS] = float(self.mirror)
             self.config = replace(self.config, reflect_prob=tuple(probs))
-        self._one_sided_values = tuple(organ_by_key(k).value for k in self.one_sided)
+        self._one_sided_values = tuple(organ_by_key(k).value for k in ONE_SIDED_ORGANS)
 
     def __call__(self, cases: Sequence[TrainingCase], batch_size: int, crop_shape: Sequence[int],
                  rng: np.random.Generator, device: torch.device,
